@@ -1,0 +1,41 @@
+"""protolearn: scikit-learn-compatible prototype methods for tabular and embedding data.
+
+Subpackages are imported lazily, so ``import protolearn`` is fast and never imports torch:
+
+- :mod:`protolearn.classification` -- nearest-prototype, Gaussian-prototype (NOTA),
+  RBF / CBC and GLVQ classifiers
+- :mod:`protolearn.transductive` -- transductive few-shot classification and clustering
+- :mod:`protolearn.ood` -- out-of-distribution (novelty) detectors
+- :mod:`protolearn.deep` -- trainable heads on frozen embeddings (torch / skorch)
+- :mod:`protolearn.embed` -- raw text / images -> frozen foundation-model embeddings
+- :mod:`protolearn.datasets`, :mod:`protolearn.metrics`, :mod:`protolearn.model_selection`
+"""
+
+import importlib
+
+__version__ = "0.1.0.dev0"
+
+_SUBMODULES = {
+    "classification",
+    "transductive",
+    "ood",
+    "deep",
+    "embed",
+    "datasets",
+    "metrics",
+    "model_selection",
+    "utils",
+    "base",
+}
+
+__all__ = sorted(_SUBMODULES) + ["__version__"]
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

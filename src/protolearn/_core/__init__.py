@@ -1,0 +1,43 @@
+"""Pure functions shared by every estimator: each piece of math lives here once.
+
+Every function accepts numpy arrays or torch tensors and returns the same kind, on the same
+device, in the input's floating dtype (float32 stays float32).
+"""
+
+from ._distances import (
+    cosine_distances,
+    iter_distance_chunks,
+    l2_normalize,
+    mahalanobis_distances,
+    nearest,
+    pairwise_distances,
+    squared_euclidean_distances,
+)
+from ._gaussian import (
+    ledoit_wolf_shrinkage,
+    pooled_covariance,
+    precision_cholesky,
+    shrink_covariance,
+)
+from ._prototypes import class_means, class_prototypes, kmeans
+from ._robustness import linear_form, nearest_prototype_index, nearest_prototype_radius
+
+__all__ = [
+    "class_means",
+    "class_prototypes",
+    "cosine_distances",
+    "iter_distance_chunks",
+    "kmeans",
+    "l2_normalize",
+    "ledoit_wolf_shrinkage",
+    "linear_form",
+    "mahalanobis_distances",
+    "nearest",
+    "nearest_prototype_index",
+    "nearest_prototype_radius",
+    "pairwise_distances",
+    "pooled_covariance",
+    "precision_cholesky",
+    "shrink_covariance",
+    "squared_euclidean_distances",
+]

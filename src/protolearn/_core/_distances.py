@@ -1,0 +1,243 @@
+"""Pairwise distances between samples and prototypes, chunked for bounded memory.
+
+All functions take ``X`` of shape (n, d) and prototypes ``Y`` of shape (m, d), numpy or
+torch (same kind for both), and return an (n, m) array of the same kind, dtype and device.
+Temporary memory is bounded by scikit-learn's ``working_memory`` setting (MiB) unless a
+`working_memory` argument is given.
+"""
+
+import numpy as np
+
+from ..utils import _array_api as xp
+from ..utils._sklearn_compat import get_chunk_n_rows
+
+METRICS = ("sqeuclidean", "euclidean", "cosine", "mahalanobis")
+
+
+def _row_norms_sq(X):
+    return (X * X).sum(1)
+
+
+def squared_euclidean_distances(X, Y, *, Y_norm_squared=None):
+    """Squared euclidean distances ``||x - y||^2`` (one chunk, no chunking).
+
+    Uses the expansion ``|x|^2 - 2 x.y + |y|^2`` (one matrix product) and clips the small
+    negative values it can produce to zero.
+    """
+    if Y_norm_squared is None:
+        Y_norm_squared = _row_norms_sq(Y)
+    D = X @ Y.T
+    D *= -2
+    D += _row_norms_sq(X)[:, None]
+    D += Y_norm_squared[None, :]
+    return xp.clip_min(D, 0)
+
+
+def l2_normalize(X):
+    """Rows divided by their L2 norm; all-zero rows stay zero."""
+    norms = xp.sqrt(_row_norms_sq(X))
+    norms[norms == 0] = 1
+    return X / norms[:, None]
+
+
+def cosine_distances(X, Y, *, Y_normalized=False):
+    """Cosine distances ``1 - cos(x, y)`` (one chunk, no chunking)."""
+    if not Y_normalized:
+        Y = l2_normalize(Y)
+    D = l2_normalize(X) @ Y.T
+    D *= -1
+    D += 1
+    return xp.clip_min(D, 0)
+
+
+COVARIANCE_TYPES = ("tied", "full", "diag", "spherical")
+
+
+def _check_precision_cholesky(L, Y, covariance_type):
+    m, d = Y.shape
+    shape = tuple(L.shape)
+    expected = {
+        "tied": "(d, r)",
+        "full": f"(m, d, d)={(m, d, d)}",
+        "diag": f"(m, d)={(m, d)}",
+        "spherical": f"(m,)={(m,)}",
+    }
+    if covariance_type not in expected:
+        raise ValueError(
+            f"covariance_type must be one of {COVARIANCE_TYPES}; got {covariance_type!r}."
+        )
+    ok = {
+        "tied": len(shape) == 2 and shape[0] == d,
+        "full": shape == (m, d, d),
+        "diag": shape == (m, d),
+        "spherical": shape == (m,),
+    }[covariance_type]
+    if not ok:
+        raise ValueError(
+            f"precision_cholesky for covariance_type={covariance_type!r} must have shape "
+            f"{expected[covariance_type]} for prototypes of shape (m, d)={(m, d)}; got "
+            f"{shape}."
+        )
+
+
+def mahalanobis_distances(X, Y, precision_cholesky, covariance_type="tied"):
+    """Squared Mahalanobis distances ``(x - y)^T P (x - y)`` (one chunk, no chunking).
+
+    `precision_cholesky` is a factor ``L`` of the precision ``P = L L^T`` (as in
+    scikit-learn's ``GaussianMixture.precisions_cholesky_``), so no matrix is ever
+    inverted here.  `covariance_type` says its form: "tied" (d, r), shared by all
+    prototypes (r < d gives a low-rank metric such as GMLVQ's ``Omega.T``); "full"
+    (m, d, d), one factor per prototype; "diag" (m, d), square roots of diagonal
+    precisions; "spherical" (m,), square roots of scalar precisions.
+    """
+    _check_precision_cholesky(precision_cholesky, Y, covariance_type)
+    L = precision_cholesky
+    if covariance_type == "tied":
+        return squared_euclidean_distances(X @ L, Y @ L)
+    if covariance_type == "spherical":
+        D = squared_euclidean_distances(X, Y)
+        D *= (L * L)[None, :]
+        return D
+    if covariance_type == "diag":
+        P = L * L  # (m, d) precisions
+        D = (X * X) @ P.T
+        D -= 2 * (X @ (Y * P).T)
+        D += ((Y * Y) * P).sum(1)[None, :]
+        return xp.clip_min(D, 0)
+    D = xp.empty((X.shape[0], Y.shape[0]), like=X)
+    for k in range(Y.shape[0]):
+        Z = X @ L[k] - Y[k] @ L[k]
+        D[:, k] = (Z * Z).sum(1)
+    return D
+
+
+def _chunk_size(n_rows, n_cols, itemsize, working_memory):
+    # A chunk holds a few (rows x cols) temporaries: budget 4 of them per row.
+    return get_chunk_n_rows(
+        row_bytes=4 * max(n_cols, 1) * itemsize,
+        max_n_rows=max(n_rows, 1),
+        working_memory=working_memory,
+    )
+
+
+def _one_chunk(Xc, Y, metric, precision_cholesky, Y_aux, covariance_type):
+    if metric in ("sqeuclidean", "euclidean"):
+        D = squared_euclidean_distances(Xc, Y, Y_norm_squared=Y_aux)
+        return xp.sqrt(D) if metric == "euclidean" else D
+    if metric == "cosine":
+        return cosine_distances(Xc, Y_aux, Y_normalized=True)
+    return mahalanobis_distances(Xc, Y, precision_cholesky, covariance_type)
+
+
+def _prepare(X, Y, metric, precision_cholesky):
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}; got {metric!r}.")
+    if X.shape[1] != Y.shape[1]:
+        raise ValueError(
+            f"X has {X.shape[1]} features but the prototypes have {Y.shape[1]}."
+        )
+    Y = xp.asarray_like(Y, X)
+    if metric == "mahalanobis":
+        if precision_cholesky is None:
+            raise ValueError("metric='mahalanobis' needs precision_cholesky.")
+        precision_cholesky = xp.asarray_like(precision_cholesky, X)
+    Y_aux = None
+    if metric in ("sqeuclidean", "euclidean"):
+        Y_aux = _row_norms_sq(Y)
+    elif metric == "cosine":
+        Y_aux = l2_normalize(Y)
+    return Y, precision_cholesky, Y_aux
+
+
+def iter_distance_chunks(
+    X,
+    Y,
+    metric="sqeuclidean",
+    *,
+    precision_cholesky=None,
+    covariance_type="tied",
+    working_memory=None,
+):
+    """Yield ``(row_slice, D_chunk)`` over row chunks of ``X``.
+
+    Use this to reduce distances (argmin, top-k) over a large ``X`` without ever holding
+    the full (n, m) matrix.  ``metric`` is one of "sqeuclidean", "euclidean", "cosine",
+    "mahalanobis" (squared; needs `precision_cholesky` of the given
+    `covariance_type`, see :func:`mahalanobis_distances`).
+    """
+    Y, precision_cholesky, Y_aux = _prepare(X, Y, metric, precision_cholesky)
+    n = X.shape[0]
+    itemsize = X.element_size() if xp.is_torch(X) else X.dtype.itemsize
+    step = _chunk_size(n, max(Y.shape[0], X.shape[1]), itemsize, working_memory)
+    for start in range(0, n, step):
+        sl = slice(start, min(start + step, n))
+        yield (
+            sl,
+            _one_chunk(X[sl], Y, metric, precision_cholesky, Y_aux, covariance_type),
+        )
+
+
+def pairwise_distances(
+    X,
+    Y,
+    metric="sqeuclidean",
+    *,
+    precision_cholesky=None,
+    covariance_type="tied",
+    working_memory=None,
+):
+    """Distances between rows of ``X`` (n, d) and prototypes ``Y`` (m, d), shape (n, m).
+
+    Computed chunk by chunk (see :func:`iter_distance_chunks`), in ``X``'s dtype, as the
+    same array kind (numpy or torch, same device) as ``X``.
+    """
+    out = None
+    for sl, D in iter_distance_chunks(
+        X,
+        Y,
+        metric,
+        precision_cholesky=precision_cholesky,
+        covariance_type=covariance_type,
+        working_memory=working_memory,
+    ):
+        if out is None:
+            out = xp.empty((X.shape[0], D.shape[1]), like=D)
+        out[sl] = D
+    if out is None:  # no rows
+        out = xp.empty((0, Y.shape[0]), like=X)
+    return out
+
+
+def nearest(X, Y, metric="sqeuclidean", **kwargs):
+    """Index of and distance to the nearest prototype for each row, chunked."""
+    idx, dist = [], []
+    for _, D in iter_distance_chunks(X, Y, metric, **kwargs):
+        i = xp.argmin(D, axis=1)
+        idx.append(i)
+        dist.append(xp.amin(D, axis=1))
+    if not idx:
+        return np.empty(0, dtype=np.intp), np.empty(0, dtype=X.dtype)
+    return xp.concat(idx), xp.concat(dist)
+
+
+def min_per_group(D, groups, n_groups):
+    """Column-wise minimum of ``D`` (n, m) within each group of columns, shape (n, G).
+
+    ``groups`` (m,) gives each column's group index in ``0..n_groups-1``; columns must be
+    sorted by group (prototypes stored grouped by class).
+    """
+    groups = np.asarray(xp.to_numpy(groups))
+    counts = np.bincount(groups, minlength=n_groups)
+    if np.any(np.diff(groups) < 0):
+        raise ValueError("columns must be sorted by group.")
+    if np.all(counts == 1):
+        return D
+    if np.all(counts == counts[0]):
+        return xp.amin(D.reshape(D.shape[0], n_groups, int(counts[0])), axis=2)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    if not xp.is_torch(D):
+        return np.minimum.reduceat(D, starts, axis=1)
+    out = xp.empty((D.shape[0], n_groups), like=D)
+    for g, (s, c) in enumerate(zip(starts, counts)):
+        out[:, g] = D[:, s : s + c].amin(dim=1)
+    return out

@@ -1,0 +1,153 @@
+"""Prototype estimation: class means and (spherical) k-means prototypes per class.
+
+numpy or torch in, same kind out.  k-means++ seeding uses scikit-learn's tested
+:func:`sklearn.cluster.kmeans_plusplus` (on a CPU copy of the data, which is cheap at
+per-class sizes); the Lloyd iterations run on the input's array kind and device.
+"""
+
+import numpy as np
+from sklearn.cluster import kmeans_plusplus
+from sklearn.utils import check_random_state
+
+from ..utils import _array_api as xp
+from ._distances import l2_normalize, nearest
+
+
+def class_means(X, y, n_classes):
+    """Mean of the rows of ``X`` for each class index ``0..n_classes-1`` in ``y``.
+
+    Computed as ``X[y == c].mean(0)`` for each class, the same arithmetic as
+    :class:`sklearn.neighbors.NearestCentroid`, so the results agree bit for bit.
+    """
+    y = xp.as_index_like(y, X)
+    out = xp.empty((n_classes, X.shape[1]), like=X)
+    for c in range(n_classes):
+        members = X[y == c]
+        if members.shape[0] == 0:
+            raise ValueError(f"class index {c} has no samples.")
+        out[c] = members.mean(0)
+    return out
+
+
+def kmeans(
+    X,
+    n_clusters,
+    *,
+    metric="euclidean",
+    max_iter=100,
+    tol=1e-4,
+    random_state=None,
+    init=None,
+):
+    """Lloyd's k-means (``metric="euclidean"``) or spherical k-means (``"cosine"``).
+
+    Spherical k-means works on L2-normalised rows, assigns by cosine similarity and
+    re-normalises the centres after each mean update.  Seeding is k-means++ unless
+    `init` (an (n_clusters, d) array) is given.  Empty clusters are re-seeded with the
+    point farthest from its centre, as scikit-learn does.
+
+    Returns
+    -------
+    centers : (n_clusters, d) array, labels : (n,) int array, inertia : float,
+    n_iter : int
+    """
+    if metric not in ("euclidean", "cosine"):
+        raise ValueError(f"metric must be 'euclidean' or 'cosine'; got {metric!r}.")
+    n = X.shape[0]
+    if n < n_clusters:
+        raise ValueError(f"n_samples={n} should be >= n_clusters={n_clusters}.")
+    Xw = l2_normalize(X) if metric == "cosine" else X
+    dist_metric = "sqeuclidean" if metric == "euclidean" else "cosine"
+    if init is None:
+        rng = check_random_state(random_state)
+        Xn = xp.to_numpy(Xw)
+        centers, _ = kmeans_plusplus(Xn, n_clusters, random_state=rng)
+        centers = xp.asarray_like(centers, X)
+    else:
+        centers = xp.asarray_like(init, X)
+        if metric == "cosine":
+            centers = l2_normalize(centers)
+    # scikit-learn's convention: tol is relative to the mean per-feature variance.
+    Xn_var = xp.to_numpy(Xw).astype(np.float64).var(axis=0).mean()
+    abs_tol = tol * Xn_var
+    labels = None
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):  # noqa: B007
+        labels, dmin = nearest(Xw, centers, dist_metric)
+        new = _update_centers(Xw, labels, n_clusters, dmin, centers)
+        if metric == "cosine":
+            new = l2_normalize(new)
+        shift = float(((new - centers) ** 2).sum())
+        centers = new
+        if shift <= abs_tol:
+            break
+    labels, dmin = nearest(Xw, centers, dist_metric)
+    inertia = float(dmin.sum())
+    return centers, labels, inertia, n_iter
+
+
+def _update_centers(X, labels, n_clusters, dmin, old_centers):
+    labels_np = xp.to_numpy(labels)
+    counts = np.bincount(labels_np, minlength=n_clusters)
+    centers = xp.empty(tuple(old_centers.shape), like=X)
+    empty = np.flatnonzero(counts == 0)
+    if empty.size:
+        # Re-seed empty clusters with the points farthest from their centres.
+        far = np.argsort(-xp.to_numpy(dmin), kind="stable")[: empty.size]
+    for k in range(n_clusters):
+        if counts[k]:
+            centers[k] = X[xp.as_index_like(np.flatnonzero(labels_np == k), X)].mean(0)
+    for k, i in zip(empty, far if empty.size else []):
+        centers[int(k)] = X[int(i)]
+    return centers
+
+
+def class_prototypes(
+    X,
+    y,
+    n_classes,
+    n_prototypes,
+    *,
+    metric="euclidean",
+    random_state=None,
+    max_iter=100,
+):
+    """Prototypes for each class: its mean (one per class) or k-means centres.
+
+    Parameters
+    ----------
+    X : (n, d) array
+    y : (n,) int array of class indices ``0..n_classes-1``
+    n_prototypes : sequence of int, one entry per class
+    metric : "euclidean" or "mahalanobis" (plain k-means / means) or "cosine"
+        (spherical: normalised means and spherical k-means).
+
+    Returns
+    -------
+    prototypes : (sum(n_prototypes), d) array, prototype_labels : (P,) int ndarray,
+    n_iter : int, the most k-means iterations any class took (1 for plain means)
+    """
+    rng = check_random_state(random_state)
+    y_np = xp.to_numpy(y)
+    counts = np.bincount(y_np, minlength=n_classes)
+    km_metric = "cosine" if metric == "cosine" else "euclidean"
+    blocks, labels, n_iter = [], [], 1
+    for c in range(n_classes):
+        k = int(n_prototypes[c])
+        if counts[c] < k:
+            raise ValueError(
+                f"class index {c} has {counts[c]} samples, fewer than the "
+                f"{k} prototypes requested for it."
+            )
+        Xc = X[xp.as_index_like(np.flatnonzero(y_np == c), X)]
+        if k == 1:
+            center = Xc.mean(0)[None, :]
+            blocks.append(l2_normalize(center) if metric == "cosine" else center)
+        else:
+            centers, _, _, it = kmeans(
+                Xc, k, metric=km_metric, random_state=rng, max_iter=max_iter
+            )
+            n_iter = max(n_iter, it)
+            blocks.append(centers)
+        labels.append(np.full(k, c, dtype=np.intp))
+    return xp.concat(blocks), np.concatenate(labels), n_iter

@@ -1,0 +1,210 @@
+"""Shared estimator skeletons.
+
+`BasePrototypeClassifier` turns per-class scores (``_class_scores``, higher = more
+likely) into ``decision_function`` / ``predict`` / ``predict_proba`` with the scikit-learn
+conventions; `NearestPrototypeMixin` adds what every nearest-prototype rule has:
+distances to labelled prototypes, certified radii and explanations.
+"""
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import Bunch
+from sklearn.utils.validation import check_is_fitted
+
+from ._core import _distances, _robustness
+from .utils import _array_api as xp
+from .utils._validation import labels_out, validate_predict_data
+
+
+class BasePrototypeClassifier(ClassifierMixin, BaseEstimator):
+    """Classifier whose per-class scores come from the hook ``_class_scores(X)``.
+
+    Subclasses implement ``_class_scores`` (an (n, n_classes) array, numpy or torch like
+    ``X``, higher = more likely) and may override ``_proba_from_scores``.
+    """
+
+    def _class_scores(self, X):  # pragma: no cover - abstract hook
+        raise NotImplementedError
+
+    def _proba_from_scores(self, scores):
+        return xp.softmax(scores, axis=1)
+
+    def _validated_scores(self, X):
+        check_is_fitted(self)
+        X = validate_predict_data(self, X)
+        return X, self._class_scores(X)
+
+    def decision_function(self, X):
+        """Per-class scores (higher = more likely).
+
+        Returns
+        -------
+        scores : ndarray (or tensor) of shape (n_samples, n_classes), or (n_samples,)
+            for two classes (score of ``classes_[1]`` minus that of ``classes_[0]``).
+        """
+        _, scores = self._validated_scores(X)
+        if scores.shape[1] == 2:
+            return scores[:, 1] - scores[:, 0]
+        return scores
+
+    def predict(self, X):
+        """Class labels, ``classes_[argmax(decision_function(X))]``."""
+        X, scores = self._validated_scores(X)
+        return labels_out(self.classes_, xp.argmax(scores, axis=1), like=X)
+
+    def predict_proba(self, X):
+        """Class probabilities, shape (n_samples, n_classes), columns in ``classes_``."""
+        _, scores = self._validated_scores(X)
+        return self._proba_from_scores(scores)
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`."""
+        _, scores = self._validated_scores(X)
+        P = self._proba_from_scores(scores)
+        return P.log() if xp.is_torch(P) else np.log(P)
+
+
+class NearestPrototypeMixin:
+    """Distances to labelled prototypes, class scores, certified radii, explanations.
+
+    Expects fitted ``prototypes_`` (P, d), ``prototype_labels_`` (P,) in the user's label
+    space, ``classes_``, and a ``_distance_spec()`` returning ``(metric, precision_cholesky)``
+    for :mod:`protolearn._core._distances`.  Prototypes must be stored grouped by class.
+    """
+
+    def _distance_spec(self):
+        return "sqeuclidean", None
+
+    def _transform_for_distance(self, X):
+        """Hook: map inputs into the space the prototypes live in (identity here)."""
+        return X
+
+    def _prototype_class_index(self):
+        return np.searchsorted(self.classes_, self.prototype_labels_)
+
+    def _prototype_distances(self, X):
+        metric, prec = self._distance_spec()
+        return _distances.pairwise_distances(
+            self._transform_for_distance(X),
+            self.prototypes_,
+            metric,
+            precision_cholesky=prec,
+        )
+
+    def predict(self, X):
+        """Class of the nearest prototype.
+
+        Computed chunk by chunk as the argmax of the linear prototype scores
+        ``A x - c`` (see :mod:`protolearn._core._robustness`): one matrix product per
+        chunk, the same comparison the certified radius is computed from.
+        """
+        check_is_fitted(self)
+        X = validate_predict_data(self, X)
+        metric, prec = self._distance_spec()
+        winner = _robustness.nearest_prototype_index(
+            self._transform_for_distance(X),
+            self.prototypes_,
+            metric,
+            precision_cholesky=prec,
+        )
+        proto_cls = self._prototype_class_index()
+        return labels_out(self.classes_, proto_cls[xp.to_numpy(winner)], like=X)
+
+    def _class_scores(self, X):
+        D = self._prototype_distances(X)
+        return -_distances.min_per_group(
+            D, self._prototype_class_index(), len(self.classes_)
+        )
+
+    def certified_radius(self, X):
+        """Certified L2 robustness radius of each prediction, in the input space.
+
+        No perturbation ``delta`` with ``||delta||_2`` below the returned radius changes
+        the predicted class.  The radius is the distance from ``x`` to the nearest
+        decision hyperplane between its winning prototype(s) and a prototype of another
+        class (Saralajew et al., 2019): exact with one prototype per class, a sound lower
+        bound with several.
+
+        Parameters
+        ----------
+        X : array-like or torch tensor of shape (n_samples, n_features)
+
+        Returns
+        -------
+        radius : ndarray (or tensor on X's device) of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        X = validate_predict_data(self, X)
+        metric, prec = self._distance_spec()
+        return _robustness.nearest_prototype_radius(
+            self._transform_for_distance(X),
+            self.prototypes_,
+            self._prototype_class_index(),
+            metric=metric,
+            precision_cholesky=prec,
+        )
+
+    def explain(self, X, n_exemplars=3, n_prototypes=3):
+        """Why each sample got its label: nearest prototypes and training exemplars.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        n_exemplars : int, default=3
+            Training exemplars to return per sample: the stored exemplars of the
+            sample's nearest prototype (its ``exemplars_per_prototype`` training samples
+            nearest to it), ranked by their distance to the sample.
+        n_prototypes : int, default=3
+            Nearest prototypes to return per sample.
+
+        Returns
+        -------
+        explanation : :class:`~sklearn.utils.Bunch` of numpy arrays with
+            ``prototype_index`` (n_samples, n_prototypes) indices into ``prototypes_``,
+            nearest first; ``prototype_label``; ``prototype_distance``;
+            ``exemplar_index`` (n_samples, n_exemplars) row indices into the training
+            data (-1 where fewer exemplars exist); ``exemplar_distance`` (inf there);
+            ``exemplar_label``.
+        """
+        check_is_fitted(self)
+        if not (isinstance(n_exemplars, (int, np.integer)) and n_exemplars >= 0):
+            raise ValueError(f"n_exemplars must be an int >= 0; got {n_exemplars!r}.")
+        if not (isinstance(n_prototypes, (int, np.integer)) and n_prototypes >= 1):
+            raise ValueError(f"n_prototypes must be an int >= 1; got {n_prototypes!r}.")
+        X = xp.to_numpy(validate_predict_data(self, X))
+        D = xp.to_numpy(self._prototype_distances(X))
+        k = min(n_prototypes, D.shape[1])
+        order = np.argsort(D, axis=1, kind="stable")[:, :k]
+        proto_dist = np.take_along_axis(D, order, axis=1)
+        stored = self.exemplar_indices_.shape[1]
+        if n_exemplars > stored:
+            raise ValueError(
+                f"n_exemplars={n_exemplars} but only {stored} exemplars per prototype "
+                "were stored at fit time; raise exemplars_per_prototype."
+            )
+        metric, prec = self._distance_spec()
+        ex_idx = np.full((X.shape[0], n_exemplars), -1, dtype=np.intp)
+        ex_dist = np.full((X.shape[0], n_exemplars), np.inf, dtype=D.dtype)
+        Xt = self._transform_for_distance(X)
+        for p in np.unique(order[:, 0]):
+            rows = np.flatnonzero(order[:, 0] == p)
+            valid = self.exemplar_indices_[p] >= 0
+            if n_exemplars == 0 or not valid.any():
+                continue
+            E = self.exemplars_[p][valid]
+            De = _distances.pairwise_distances(
+                Xt[rows], E, metric, precision_cholesky=prec
+            )
+            m = min(n_exemplars, E.shape[0])
+            top = np.argsort(De, axis=1, kind="stable")[:, :m]
+            ex_idx[rows, :m] = self.exemplar_indices_[p][valid][top]
+            ex_dist[rows, :m] = np.take_along_axis(De, top, axis=1)
+        nearest_label = self.prototype_labels_[order[:, 0]]
+        return Bunch(
+            prototype_index=order,
+            prototype_label=self.prototype_labels_[order],
+            prototype_distance=proto_dist,
+            exemplar_index=ex_idx,
+            exemplar_distance=ex_dist,
+            exemplar_label=np.repeat(nearest_label[:, None], n_exemplars, axis=1),
+        )

@@ -1,0 +1,5 @@
+"""Prototype classifiers: nearest prototype, Gaussian prototypes (NOTA), RBF / CBC, GLVQ."""
+
+from ._nearest_prototype import NearestPrototypeClassifier
+
+__all__ = ["NearestPrototypeClassifier"]

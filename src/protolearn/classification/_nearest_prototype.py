@@ -1,0 +1,434 @@
+"""Nearest-prototype classification (nearest class mean / several prototypes per class)."""
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+
+from .._core import _distances, _gaussian, _prototypes
+from ..base import BasePrototypeClassifier, NearestPrototypeMixin
+from ..utils import _array_api as xp
+from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
+from ..utils._validation import validate_fit_data
+
+
+class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier):
+    """Nearest-prototype classifier: each class is one or several prototypes.
+
+    With one prototype per class and ``metric="euclidean"`` this is the nearest class
+    mean (it predicts exactly what :class:`sklearn.neighbors.NearestCentroid` predicts);
+    with several, the prototypes are per-class k-means centres (spherical k-means for
+    ``metric="cosine"``).  ``metric="mahalanobis"`` uses one pooled within-class
+    covariance, shrunk towards a scaled identity.  :meth:`partial_fit` updates the
+    prototypes from a stream in which new classes may appear (the "nearest class mean"
+    baseline of continual learning, Mensink et al., 2013; Rebuffi et al., 2017).
+
+    Parameters
+    ----------
+    n_prototypes : int or dict, default=1
+        Prototypes per class; a dict maps class labels to counts (absent classes get 1).
+    metric : {"euclidean", "cosine", "mahalanobis"}, default="euclidean"
+        Distance between samples and prototypes.  "cosine" L2-normalises samples and
+        prototypes (spherical prototypes).
+    shrinkage : "auto", float in [0, 1] or None, default="auto"
+        Shrinkage of the pooled covariance towards ``tr(S)/d * I`` for
+        ``metric="mahalanobis"`` ("auto": Oracle Approximating Shrinkage, computable
+        from streamed statistics; None or 0: none).  Ignored by the other metrics.
+    temperature : float > 0, default=1.0
+        ``predict_proba`` is the softmax of ``-distance / temperature`` over classes
+        (distance to the class's nearest prototype; squared for euclidean and
+        Mahalanobis).
+    exemplars_per_prototype : int >= 0, default=10
+        Training samples kept per prototype (those nearest to it) for :meth:`explain`.
+    max_iter : int, default=100
+        k-means iterations when ``n_prototypes > 1``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds k-means++.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    prototypes_ : ndarray of shape (n_prototypes_total, n_features)
+        Grouped by class, in the order of ``classes_`` (L2-normalised for "cosine").
+    prototype_labels_ : ndarray of shape (n_prototypes_total,)
+        Class label of each prototype.
+    prototype_counts_ : ndarray of shape (n_prototypes_total,)
+        Training samples assigned to each prototype (drives :meth:`partial_fit`).
+    class_means_ : ndarray of shape (n_classes, n_features)
+        Class means (of the L2-normalised samples for "cosine").
+    class_count_ : ndarray of shape (n_classes,)
+    covariance_ : ndarray of shape (n_features, n_features)
+        Pooled within-class covariance before shrinkage ("mahalanobis" only).
+    shrinkage_ : float
+        Shrinkage used ("mahalanobis" only).
+    precision_cholesky_ : ndarray of shape (n_features, n_features)
+        Cholesky factor of the shrunk precision ("mahalanobis" only).
+    exemplar_indices_ : ndarray of shape (n_prototypes_total, exemplars_per_prototype)
+        Row indices (into the data seen by fit / partial_fit, in order) of each
+        prototype's nearest training samples, -1 where fewer exist.
+    exemplars_ : ndarray of shape (n_prototypes_total, exemplars_per_prototype, n_features)
+    n_iter_ : int
+        Most k-means iterations taken by any class (1 when prototypes are means).
+    n_samples_seen_ : int
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+
+    See Also
+    --------
+    sklearn.neighbors.NearestCentroid : the nearest class mean with euclidean distance.
+
+    References
+    ----------
+    .. [1] Mensink, Verbeek, Perronnin, Csurka. "Distance-based image classification:
+       generalizing to new classes at near-zero cost." IEEE TPAMI, 2013.
+    .. [2] Saralajew, Holdijk, Villmann. "Fast adversarial robustness certification of
+       nearest prototype classifiers for arbitrary seminorms." NeurIPS, 2020.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from protolearn.classification import NearestPrototypeClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = NearestPrototypeClassifier(n_prototypes=2, random_state=0).fit(X, y)
+    >>> clf.prototypes_.shape
+    (6, 4)
+    >>> float(clf.score(X, y)) > 0.9
+    True
+    """
+
+    _parameter_constraints = {
+        "n_prototypes": [Interval(Integral, 1, None, closed="left"), dict],
+        "metric": [StrOptions({"euclidean", "cosine", "mahalanobis"})],
+        "shrinkage": [
+            None,
+            StrOptions({"auto"}),
+            Interval(Real, 0, 1, closed="both"),
+        ],
+        "temperature": [Interval(Real, 0, None, closed="neither")],
+        "exemplars_per_prototype": [Interval(Integral, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        *,
+        n_prototypes=1,
+        metric="euclidean",
+        shrinkage="auto",
+        temperature=1.0,
+        exemplars_per_prototype=10,
+        max_iter=100,
+        random_state=None,
+    ):
+        self.n_prototypes = n_prototypes
+        self.metric = metric
+        self.shrinkage = shrinkage
+        self.temperature = temperature
+        self.exemplars_per_prototype = exemplars_per_prototype
+        self.max_iter = max_iter
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ helpers
+    def _distance_spec(self):
+        if self.metric == "euclidean":
+            return "sqeuclidean", None
+        if self.metric == "cosine":
+            return "cosine", None
+        return "mahalanobis", self.precision_cholesky_
+
+    def _prototypes_per_class(self, classes):
+        spec = self.n_prototypes
+        if not isinstance(spec, dict):
+            return np.full(len(classes), spec, dtype=np.intp)
+        unknown = [k for k in spec if k not in set(classes.tolist())]
+        if unknown:
+            raise ValueError(
+                f"n_prototypes names labels that are not in y: {unknown}; "
+                f"the classes are {classes.tolist()}."
+            )
+        counts = np.array([spec.get(c, 1) for c in classes.tolist()])
+        if np.any(counts < 1) or not all(
+            isinstance(v, (Integral, np.integer)) for v in spec.values()
+        ):
+            raise ValueError(f"n_prototypes values must be ints >= 1; got {spec}.")
+        return counts.astype(np.intp)
+
+    def _check_class_sizes(self, classes, counts, needed):
+        short = [
+            (c, int(n), int(k))
+            for c, n, k in zip(classes.tolist(), counts, needed)
+            if 0 < n < k
+        ]
+        if short:
+            desc = ", ".join(f"{c!r} has {n} < {k}" for c, n, k in short)
+            raise ValueError(
+                "Each class needs at least as many samples as prototypes: "
+                f"{desc}. Lower n_prototypes for these classes."
+            )
+
+    def _work_space(self, X):
+        """Samples in the space prototypes live in (unit sphere for cosine)."""
+        return _distances.l2_normalize(X) if self.metric == "cosine" else X
+
+    # ---------------------------------------------------------------------- fit
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Fit the prototypes.
+
+        Parameters
+        ----------
+        X : array-like or torch tensor of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self : object
+        """
+        X, y = validate_fit_data(self, X, y, reset=True)
+        check_classification_targets(y)
+        classes, y_idx = np.unique(y, return_inverse=True)
+        if classes.size < 2:
+            raise ValueError(
+                "NearestPrototypeClassifier needs samples of at least 2 classes; "
+                f"got 1 class ({classes[0]!r})."
+            )
+        self.classes_ = classes
+        n_per_class = self._prototypes_per_class(classes)
+        counts = np.bincount(y_idx, minlength=classes.size)
+        self._check_class_sizes(classes, counts, n_per_class)
+        rng = check_random_state(self.random_state)
+        Xw = self._work_space(X)
+        self.class_means_ = _prototypes.class_means(Xw, y_idx, classes.size)
+        self.class_count_ = counts.astype(np.int64)
+        self.n_samples_seen_ = int(X.shape[0])
+        protos, proto_cls, self.n_iter_ = _prototypes.class_prototypes(
+            Xw,
+            y_idx,
+            classes.size,
+            n_per_class,
+            metric=self.metric,
+            random_state=rng,
+            max_iter=self.max_iter,
+        )
+        self.prototypes_ = protos
+        self.prototype_labels_ = classes[proto_cls]
+        if self.metric == "mahalanobis":
+            self.covariance_ = _gaussian.pooled_covariance(X, y_idx, self.class_means_)
+            self._set_precision()
+        assign = self._assign_within_class(Xw, y_idx)
+        self.prototype_counts_ = np.bincount(assign, minlength=protos.shape[0])
+        self._set_exemplars(Xw, assign, np.arange(X.shape[0]), fresh=True)
+        return self
+
+    def _set_precision(self):
+        s = self.shrinkage
+        if s == "auto":
+            s = _gaussian.oas_shrinkage(self.covariance_, self.n_samples_seen_)
+        self.shrinkage_ = float(s or 0.0)
+        S = _gaussian.shrink_covariance(self.covariance_.copy(), self.shrinkage_)
+        self.precision_cholesky_ = _gaussian.precision_cholesky(S)
+
+    def _assign_within_class(self, Xw, y_idx):
+        """Index of each sample's nearest prototype among its own class's."""
+        proto_cls = self._prototype_class_index()
+        assign = np.empty(Xw.shape[0], dtype=np.intp)
+        metric, prec = self._distance_spec()
+        for c in np.unique(y_idx):
+            rows = np.flatnonzero(y_idx == c)
+            cols = np.flatnonzero(proto_cls == c)
+            if cols.size == 1:
+                assign[rows] = cols[0]
+                continue
+            i, _ = _distances.nearest(
+                Xw[rows], self.prototypes_[cols], metric, precision_cholesky=prec
+            )
+            assign[rows] = cols[i]
+        return assign
+
+    def _set_exemplars(self, Xw, assign, row_ids, fresh):
+        """Keep each prototype's nearest samples among the stored ones and ``Xw``."""
+        m = self.exemplars_per_prototype
+        P, d = self.prototypes_.shape
+        old_idx = None if fresh else self.exemplar_indices_
+        old_ex = None if fresh else self.exemplars_
+        idx = np.full((P, m), -1, dtype=np.intp)
+        ex = np.zeros((P, m, d), dtype=self.prototypes_.dtype)
+        metric, prec = self._distance_spec()
+        for p in range(P):
+            cand_rows = np.flatnonzero(assign == p)
+            C = Xw[cand_rows]
+            ids = row_ids[cand_rows]
+            if old_idx is not None and p < old_idx.shape[0]:
+                keep = old_idx[p] >= 0
+                C = np.concatenate([old_ex[p][keep], C])
+                ids = np.concatenate([old_idx[p][keep], ids])
+            if m == 0 or ids.size == 0:
+                continue
+            dist = _distances.pairwise_distances(
+                C, self.prototypes_[p : p + 1], metric, precision_cholesky=prec
+            )[:, 0]
+            top = np.argsort(dist, kind="stable")[:m]
+            idx[p, : top.size] = ids[top]
+            ex[p, : top.size] = C[top]
+        self.exemplar_indices_ = idx
+        self.exemplars_ = ex
+
+    # -------------------------------------------------------------- partial_fit
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, classes=None):
+        """Update the model with a batch; new classes may appear at any call.
+
+        One prototype per class: exact running class means, so any split of the data
+        into batches gives the same prototypes as :meth:`fit`.  Several: a new class is
+        seeded by k-means on its first batch (which must hold at least ``n_prototypes``
+        of its samples); afterwards each sample moves its nearest prototype of its own
+        class by a running mean (online k-means, MacQueen 1967).  With
+        ``metric="mahalanobis"`` the pooled covariance is merged exactly from per-class
+        sufficient statistics (Chan et al.'s parallel update).
+
+        Parameters
+        ----------
+        X : array-like or torch tensor of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        classes : array-like, default=None
+            Accepted for API compatibility with other incremental estimators; classes
+            are discovered from ``y`` as they appear, so it may be omitted.
+
+        Returns
+        -------
+        self : object
+        """
+        first = not hasattr(self, "prototypes_")
+        X, y = validate_fit_data(self, X, y, reset=first)
+        check_classification_targets(y)
+        if first:
+            d = X.shape[1]
+            self.classes_ = np.unique(y)[:0]
+            self.class_means_ = np.empty((0, d), dtype=X.dtype)
+            self.class_count_ = np.empty(0, dtype=np.int64)
+            self.n_samples_seen_ = 0
+            self.n_iter_ = 1
+            self.prototypes_ = np.empty((0, d), dtype=X.dtype)
+            self.prototype_labels_ = self.classes_.copy()
+            self.prototype_counts_ = np.empty(0, dtype=np.int64)
+            m = self.exemplars_per_prototype
+            self.exemplar_indices_ = np.empty((0, m), dtype=np.intp)
+            self.exemplars_ = np.empty((0, m, d), dtype=X.dtype)
+            if self.metric == "mahalanobis":
+                self.covariance_ = np.zeros((d, d), dtype=X.dtype)
+            self._rng = check_random_state(self.random_state)
+        X = X.astype(self.prototypes_.dtype, copy=False)
+        Xw = self._work_space(X)
+        classes = np.union1d(self.classes_, y)
+        new_mask = ~np.isin(classes, self.classes_)
+        n_per_class = self._prototypes_per_class(classes)
+        y_idx = np.searchsorted(classes, y)
+        batch_counts = np.bincount(y_idx, minlength=classes.size)
+        self._check_class_sizes(
+            classes[new_mask], batch_counts[new_mask], n_per_class[new_mask]
+        )
+        self._merge_class_statistics(X, Xw, y_idx, classes, batch_counts)
+        row_ids = self.n_samples_seen_ + np.arange(X.shape[0])
+        self.n_samples_seen_ += int(X.shape[0])
+        if self.metric == "mahalanobis":
+            self._set_precision()
+        self._merge_prototypes(Xw, y_idx, classes, new_mask, n_per_class, row_ids)
+        return self
+
+    def _merge_class_statistics(self, X, Xw, y_idx, classes, batch_counts):
+        """Exact merge of per-class means/counts (and pooled scatter) with a batch."""
+        pos = np.searchsorted(classes, self.classes_)
+        old_means = np.zeros((classes.size, X.shape[1]), dtype=X.dtype)
+        old_means[pos] = self.class_means_
+        old_counts = np.zeros(classes.size, dtype=np.int64)
+        old_counts[pos] = self.class_count_
+        present = np.flatnonzero(batch_counts)
+        batch_means = np.zeros_like(old_means)
+        batch_means[present] = _prototypes.class_means(
+            Xw, np.searchsorted(present, y_idx), present.size
+        )
+        total = old_counts + batch_counts
+        w = np.divide(batch_counts, total, out=np.zeros(classes.size), where=total > 0)
+        means = old_means + (batch_means - old_means) * w[:, None].astype(X.dtype)
+        if self.metric == "mahalanobis":
+            R = X - batch_means[y_idx]
+            scatter = self.covariance_ * self.n_samples_seen_ + R.T @ R
+            both = (batch_counts > 0) & (old_counts > 0)
+            diff = (batch_means - old_means)[both]
+            f = old_counts[both] * batch_counts[both] / total[both]
+            scatter += (diff * f[:, None].astype(X.dtype)).T @ diff
+            self.covariance_ = scatter / (self.n_samples_seen_ + X.shape[0])
+        self.classes_ = classes
+        self.class_means_ = means
+        self.class_count_ = total
+
+    def _merge_prototypes(self, Xw, y_idx, classes, new_mask, n_per_class, row_ids):
+        """Seed prototypes of new classes, move existing ones, refresh exemplars."""
+        old_cls = np.searchsorted(classes, self.prototype_labels_)
+        blocks, counts, proto_cls, ex_idx, ex = [], [], [], [], []
+        m, d = self.exemplars_per_prototype, Xw.shape[1]
+        km_metric = "cosine" if self.metric == "cosine" else "euclidean"
+        for c in range(classes.size):
+            k = int(n_per_class[c])
+            if new_mask[c] and k > 1:
+                P, *_ = _prototypes.kmeans(
+                    Xw[y_idx == c],
+                    k,
+                    metric=km_metric,
+                    random_state=self._rng,
+                    max_iter=self.max_iter,
+                )
+                cnt = np.zeros(k, dtype=np.int64)
+                ei, ee = (
+                    np.full((k, m), -1, dtype=np.intp),
+                    np.zeros((k, m, d), Xw.dtype),
+                )
+            elif new_mask[c]:
+                P = self.class_means_[c : c + 1].copy()
+                cnt = np.zeros(1, dtype=np.int64)
+                ei, ee = (
+                    np.full((1, m), -1, dtype=np.intp),
+                    np.zeros((1, m, d), Xw.dtype),
+                )
+            else:
+                own = old_cls == c
+                P, cnt = self.prototypes_[own].copy(), self.prototype_counts_[own]
+                ei, ee = self.exemplar_indices_[own], self.exemplars_[own]
+            blocks.append(P)
+            counts.append(cnt)
+            proto_cls.append(np.full(P.shape[0], c))
+            ex_idx.append(ei)
+            ex.append(ee)
+        proto_cls = np.concatenate(proto_cls)
+        self.prototypes_ = np.concatenate(blocks)
+        self.prototype_labels_ = classes[proto_cls]
+        assign = self._assign_within_class(Xw, y_idx)
+        add = np.bincount(assign, minlength=proto_cls.size)
+        new_counts = np.concatenate(counts) + add
+        # Online k-means: p <- p + (batch_sum - n_b p) / (count + n_b).
+        sums = np.zeros_like(self.prototypes_)
+        np.add.at(sums, assign, Xw)
+        hit = add > 0
+        step = (sums[hit] - add[hit, None] * self.prototypes_[hit]) / new_counts[
+            hit, None
+        ]
+        self.prototypes_[hit] += step.astype(self.prototypes_.dtype)
+        # One prototype per class: the exact running class mean.
+        single = n_per_class[proto_cls] == 1
+        self.prototypes_[single] = self.class_means_[proto_cls[single]]
+        if self.metric == "cosine":
+            self.prototypes_ = _distances.l2_normalize(self.prototypes_)
+        self.prototype_counts_ = new_counts
+        self.exemplar_indices_ = np.concatenate(ex_idx)
+        self.exemplars_ = np.concatenate(ex)
+        self._set_exemplars(Xw, assign, row_ids, fresh=False)
+
+    def _proba_from_scores(self, scores):
+        return xp.softmax(scores / self.temperature, axis=1)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags

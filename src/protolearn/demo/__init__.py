@@ -1,0 +1,11 @@
+"""The protolearn demo: every estimator family on data that ships with scikit-learn.
+
+Run ``python -m protolearn.demo --output-dir demo_output`` (or ``make demo``).  Each
+family lives in its own module below, exposing ``run(out_dir) -> list[dict]``; the rows
+are printed as one results table and the plots are written to ``out_dir``.
+"""
+
+# One module per estimator family; each new family adds its line here.
+FAMILIES = [
+    "protolearn.demo._nearest_prototype",
+]

@@ -1,0 +1,167 @@
+"""Evaluation metrics for few-shot, open-set (NOTA) and out-of-distribution problems.
+
+Conventions: for OOD metrics ``y_true`` is 1 for in-distribution (the positive class) and
+0 for out-of-distribution, and ``y_score`` is higher for more in-distribution, the
+convention of scikit-learn's novelty detectors (``score_samples``).
+"""
+
+import numpy as np
+from sklearn.metrics import average_precision_score, f1_score, roc_auc_score, roc_curve
+from sklearn.utils import Bunch, column_or_1d
+
+__all__ = [
+    "aupr_in",
+    "aupr_out",
+    "auroc",
+    "fpr_at_tpr",
+    "mean_confidence_interval",
+    "open_set_report",
+    "ood_report",
+]
+
+
+def mean_confidence_interval(values, *, z=1.96):
+    """Mean and half-width of its normal-approximation confidence interval.
+
+    ``half_width = z * std(values) / sqrt(n)`` with the population standard deviation,
+    the convention of the few-shot literature (95% for ``z=1.96``).
+
+    Returns
+    -------
+    mean : float, half_width : float
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if v.size == 0:
+        raise ValueError("values is empty.")
+    if not np.all(np.isfinite(v)):
+        raise ValueError("values contains NaN or infinity.")
+    return float(v.mean()), float(z * v.std() / np.sqrt(v.size))
+
+
+def _check_binary(y_true, y_score):
+    y_true = column_or_1d(y_true)
+    y_score = column_or_1d(y_score).astype(np.float64)
+    if y_true.shape != y_score.shape:
+        raise ValueError(
+            f"y_true and y_score have different lengths: {y_true.shape[0]} and "
+            f"{y_score.shape[0]}."
+        )
+    values = set(np.unique(y_true).tolist())
+    if not values <= {0, 1} or len(values) < 2:
+        raise ValueError(
+            "y_true must hold both 1 (in-distribution) and 0 (out-of-distribution); "
+            f"got values {sorted(values)}."
+        )
+    if not np.all(np.isfinite(y_score)):
+        raise ValueError("y_score contains NaN or infinity.")
+    return y_true.astype(int), y_score
+
+
+def auroc(y_true, y_score):
+    """Area under the ROC curve with in-distribution (1) as the positive class."""
+    y_true, y_score = _check_binary(y_true, y_score)
+    return float(roc_auc_score(y_true, y_score))
+
+
+def aupr_in(y_true, y_score):
+    """Average precision with in-distribution (1) as the positive class."""
+    y_true, y_score = _check_binary(y_true, y_score)
+    return float(average_precision_score(y_true, y_score))
+
+
+def aupr_out(y_true, y_score):
+    """Average precision with out-of-distribution (0) as the positive class."""
+    y_true, y_score = _check_binary(y_true, y_score)
+    return float(average_precision_score(1 - y_true, -y_score))
+
+
+def fpr_at_tpr(y_true, y_score, *, tpr=0.95):
+    """False-positive rate of OOD samples at the first threshold reaching ``tpr``.
+
+    The share of out-of-distribution samples accepted (scored at or above the
+    threshold) when the threshold is the highest one that accepts at least `tpr` of the
+    in-distribution samples ("FPR95" for ``tpr=0.95``; lower is better).
+    """
+    if not 0 < tpr <= 1:
+        raise ValueError(f"tpr must be in (0, 1]; got {tpr}.")
+    y_true, y_score = _check_binary(y_true, y_score)
+    fpr, tprs, _ = roc_curve(y_true, y_score, drop_intermediate=False)
+    return float(fpr[np.searchsorted(tprs, tpr, side="left")])
+
+
+def ood_report(scores_in, scores_out, *, tpr=0.95):
+    """AUROC, AUPR-in, AUPR-out and FPR at `tpr` from in- and out-of-distribution scores.
+
+    Returns
+    -------
+    report : :class:`~sklearn.utils.Bunch` with ``auroc``, ``aupr_in``, ``aupr_out``,
+        ``fpr95`` (named for the default ``tpr``).
+    """
+    s_in = column_or_1d(scores_in)
+    s_out = column_or_1d(scores_out)
+    y = np.r_[np.ones(s_in.size, int), np.zeros(s_out.size, int)]
+    s = np.r_[s_in, s_out]
+    return Bunch(
+        auroc=auroc(y, s),
+        aupr_in=aupr_in(y, s),
+        aupr_out=aupr_out(y, s),
+        fpr95=fpr_at_tpr(y, s, tpr=tpr),
+    )
+
+
+def open_set_report(y_true, y_pred, *, nota_label=-1):
+    """Open-set (none-of-the-above) scores.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of shape (n_samples,)
+        Labels, where `nota_label` marks "none of the above" / out-of-scope.
+    nota_label : scalar, default=-1
+
+    Returns
+    -------
+    report : :class:`~sklearn.utils.Bunch` with
+        ``in_scope_accuracy`` (accuracy on rows whose true label is known; rejecting one
+        of them counts as an error), ``nota_precision``, ``nota_recall``, ``nota_f1``
+        (the NOTA label as the positive class), ``accuracy`` (NOTA counted as one more
+        class), ``macro_f1`` (macro F1 over the known classes and NOTA, the open-intent
+        protocol's score), ``known_macro_f1`` (macro F1 over the known classes only).
+    """
+    y_true = column_or_1d(y_true)
+    y_pred = column_or_1d(y_pred)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(
+            f"y_true and y_pred have different lengths: {y_true.shape[0]} and "
+            f"{y_pred.shape[0]}."
+        )
+    is_nota_true = y_true == nota_label
+    is_nota_pred = y_pred == nota_label
+    tp = np.sum(is_nota_true & is_nota_pred)
+    precision = tp / is_nota_pred.sum() if is_nota_pred.any() else 0.0
+    recall = tp / is_nota_true.sum() if is_nota_true.any() else 0.0
+    f1 = 0.0 if tp == 0 else 2 * precision * recall / (precision + recall)
+    known = ~is_nota_true
+    in_acc = float(np.mean(y_true[known] == y_pred[known])) if known.any() else np.nan
+    known_labels = np.unique(y_true[known])
+    labels_all = (
+        np.unique(np.r_[known_labels, [nota_label]])
+        if is_nota_true.any() or (is_nota_pred.any())
+        else known_labels
+    )
+    return Bunch(
+        in_scope_accuracy=in_acc,
+        nota_precision=float(precision),
+        nota_recall=float(recall),
+        nota_f1=float(f1),
+        accuracy=float(np.mean(y_true == y_pred)),
+        macro_f1=float(
+            f1_score(
+                y_true, y_pred, labels=labels_all, average="macro", zero_division=0
+            )
+        ),
+        known_macro_f1=float(
+            f1_score(
+                y_true, y_pred, labels=known_labels, average="macro", zero_division=0
+            )
+        ),
+    )

@@ -1,0 +1,146 @@
+"""Minimal numpy / torch dispatch.
+
+protolearn's `_core` functions accept numpy arrays or torch tensors and return the same kind
+(on the same device).  Only the handful of operations that differ between the two libraries
+live here; everything else (``@``, ``*``, ``.sum(1)``, indexing) is written once.
+"""
+
+import sys
+
+import numpy as np
+
+
+def is_torch(x):
+    """True if `x` is a torch tensor (without importing torch when it is not loaded)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def to_numpy(x):
+    """Return `x` as a numpy array (a torch tensor is moved to the CPU first)."""
+    if is_torch(x):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def asarray_like(a, like):
+    """Convert numpy array `a` to the array kind, dtype and device of `like`."""
+    if is_torch(like):
+        import torch
+
+        if is_torch(a):
+            return a.to(device=like.device, dtype=like.dtype)
+        return torch.as_tensor(np.asarray(a), dtype=like.dtype, device=like.device)
+    return np.asarray(to_numpy(a), dtype=like.dtype)
+
+
+def as_index_like(a, like):
+    """Convert integer array `a` to an index array usable on `like`'s device."""
+    if is_torch(like):
+        import torch
+
+        return torch.as_tensor(to_numpy(a), dtype=torch.int64, device=like.device)
+    return np.asarray(to_numpy(a))
+
+
+def clip_min(x, low):
+    """``max(x, low)`` elementwise, in place when possible."""
+    if is_torch(x):
+        return x.clamp_(min=low)
+    return np.maximum(x, low, out=x)
+
+
+def sqrt(x):
+    if is_torch(x):
+        return x.sqrt()
+    return np.sqrt(x)
+
+
+def concat(arrays, axis=0):
+    if is_torch(arrays[0]):
+        import torch
+
+        return torch.cat(list(arrays), dim=axis)
+    return np.concatenate(arrays, axis=axis)
+
+
+def argmin(x, axis):
+    if is_torch(x):
+        return x.argmin(dim=axis)
+    return x.argmin(axis=axis)
+
+
+def argmax(x, axis):
+    if is_torch(x):
+        return x.argmax(dim=axis)
+    return x.argmax(axis=axis)
+
+
+def amin(x, axis):
+    if is_torch(x):
+        return x.amin(dim=axis)
+    return x.min(axis=axis)
+
+
+def amax(x, axis):
+    if is_torch(x):
+        return x.amax(dim=axis)
+    return x.max(axis=axis)
+
+
+def empty(shape, like):
+    if is_torch(like):
+        import torch
+
+        return torch.empty(shape, dtype=like.dtype, device=like.device)
+    return np.empty(shape, dtype=like.dtype)
+
+
+def full(shape, value, like):
+    if is_torch(like):
+        import torch
+
+        return torch.full(shape, value, dtype=like.dtype, device=like.device)
+    return np.full(shape, value, dtype=like.dtype)
+
+
+def logsumexp(x, axis):
+    if is_torch(x):
+        return x.logsumexp(dim=axis)
+    from scipy.special import logsumexp as _lse
+
+    return _lse(x, axis=axis)
+
+
+def softmax(x, axis):
+    if is_torch(x):
+        return x.softmax(dim=axis)
+    from scipy.special import softmax as _softmax
+
+    return _softmax(x, axis=axis)
+
+
+def norm(x, axis):
+    if is_torch(x):
+        return x.norm(dim=axis)
+    return np.linalg.norm(x, axis=axis)
+
+
+def take(x, idx, axis=0):
+    if is_torch(x):
+        return x.index_select(axis, idx)
+    return np.take(x, idx, axis=axis)
+
+
+def float_dtype(x):
+    """The dtype computations on `x` run in: float16/32 -> float32, anything else -> float64."""
+    if is_torch(x):
+        import torch
+
+        if x.dtype in (torch.float16, torch.bfloat16, torch.float32):
+            return torch.float32
+        return torch.float64
+    dt = np.asarray(x).dtype
+    return (
+        np.dtype(np.float32) if dt in (np.float16, np.float32) else np.dtype(np.float64)
+    )

@@ -1,0 +1,69 @@
+"""Input validation shared by every estimator (numpy and torch inputs)."""
+
+import numpy as np
+
+from . import _array_api as xp
+from ._sklearn_compat import validate_data
+
+FLOAT_DTYPES = (np.float64, np.float32)
+
+
+def validate_fit_data(estimator, X, y="no_validation", **kwargs):
+    """``validate_data(reset=True)`` that also accepts torch tensors (any device).
+
+    Fitted state is kept as numpy arrays (so estimators pickle and load anywhere); a
+    tensor is moved to the CPU first.  float32 stays float32, other dtypes -> float64.
+    """
+    X = xp.to_numpy(X) if xp.is_torch(X) else X
+    kwargs.setdefault("dtype", list(FLOAT_DTYPES))
+    if xp.is_torch(y):
+        y = xp.to_numpy(y)
+    return validate_data(estimator, X, y, **kwargs)
+
+
+def validate_predict_data(estimator, X):
+    """``validate_data(reset=False)`` for array-likes; the same checks on device for torch.
+
+    A torch tensor comes back as a tensor on its own device (float16/bfloat16 -> float32,
+    integers -> float64), so predictions can be computed there.
+    """
+    if not xp.is_torch(X):
+        return validate_data(estimator, X, reset=False, dtype=list(FLOAT_DTYPES))
+    import torch
+
+    name = type(estimator).__name__
+    if X.ndim != 2:
+        raise ValueError(f"Expected a 2D tensor, got a {X.ndim}D tensor instead.")
+    if X.shape[0] < 1:
+        raise ValueError(
+            f"Found array with 0 sample(s) (shape={tuple(X.shape)}) while a minimum of "
+            "1 is required."
+        )
+    if X.shape[1] != estimator.n_features_in_:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but {name} is expecting "
+            f"{estimator.n_features_in_} features as input."
+        )
+    if X.is_complex():
+        raise ValueError("Complex data not supported.")
+    if not X.is_floating_point():
+        X = X.to(torch.float64)
+    elif X.dtype in (torch.float16, torch.bfloat16):
+        X = X.to(torch.float32)
+    if not bool(torch.isfinite(X).all()):
+        raise ValueError("Input X contains NaN or infinity.")
+    return X
+
+
+def labels_out(classes, index, like):
+    """``classes[index]``, as a tensor on `like`'s device when `like` is a tensor.
+
+    String labels cannot be tensors: they always come back as a numpy array.
+    """
+    idx = xp.to_numpy(index)
+    labels = classes[idx]
+    if xp.is_torch(like) and labels.dtype.kind in "biuf":
+        import torch
+
+        return torch.as_tensor(labels, device=like.device)
+    return labels

@@ -1,0 +1,68 @@
+"""Shared fixtures: the real embedding data in ../shared/data (beside the repository)."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+def shared_data_home():
+    """The shared data folder: $PROTOLEARN_DATA if set, else <repo>/../shared/data."""
+    env = os.environ.get("PROTOLEARN_DATA")
+    return Path(env) if env else SHARED_DATA
+
+
+def pytest_configure(config):
+    # Point the loaders at the shared folder for every test (and subprocess).
+    os.environ.setdefault("PROTOLEARN_DATA", str(SHARED_DATA))
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:  # pragma: no cover
+        has_cuda = False
+    if has_cuda:
+        return
+    skip = pytest.mark.skip(reason="no CUDA device present")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def clinc150():
+    """CLINC150 embeddings as a dict of float32 splits; skips only if the file is absent."""
+    path = shared_data_home() / "clinc150_minilm.npz"
+    if not path.is_file():
+        pytest.skip(f"CLINC150 data not found at {path} (set PROTOLEARN_DATA)")
+    from protolearn.datasets import load_clinc150
+
+    b = load_clinc150(data_home=path.parent)
+    out = {"target_names": b.target_names}
+    for split in ("train", "val", "test"):
+        m = b.split == split
+        out[f"X_{split}"], out[f"y_{split}"] = b.data[m], b.target[m]
+    out["X_train_in"] = out["X_train"][out["y_train"] >= 0]
+    out["y_train_in"] = out["y_train"][out["y_train"] >= 0]
+    out["X_test_in"] = out["X_test"][out["y_test"] >= 0]
+    out["y_test_in"] = out["y_test"][out["y_test"] >= 0]
+    return out
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from protolearn.datasets import load_demo_data
+
+    return load_demo_data("digits")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
