@@ -1,0 +1,232 @@
+"""Few-shot episodes: N-way K-shot samplers (balanced, Dirichlet-imbalanced, with NOTA
+queries), disjoint class pools for tuning and testing, and episode evaluation."""
+
+from numbers import Integral, Real
+from typing import NamedTuple
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.utils import Bunch, check_random_state, column_or_1d
+
+from ..metrics import mean_confidence_interval
+
+
+class Episode(NamedTuple):
+    """One few-shot episode: row indices into the pool and their labels.
+
+    ``query_labels`` holds ``nota_label`` for none-of-the-above queries.
+    """
+
+    classes: np.ndarray
+    support_index: np.ndarray
+    support_labels: np.ndarray
+    query_index: np.ndarray
+    query_labels: np.ndarray
+
+
+def split_classes(y, *, test_size=0.5, exclude=(-1,), random_state=None):
+    """Split the classes of ``y`` into two disjoint pools (tuning, test).
+
+    Tune hyperparameters on episodes drawn from the first pool and report on episodes
+    from the second, so that no class used to evaluate was used to tune.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,)
+    test_size : float in (0, 1) or int, default=0.5
+        Share (or number) of classes in the test pool.
+    exclude : tuple, default=(-1,)
+        Labels that are not classes (e.g. out-of-scope rows).
+
+    Returns
+    -------
+    tune_classes, test_classes : ndarrays of labels
+    """
+    classes = np.setdiff1d(np.unique(column_or_1d(y)), np.asarray(exclude))
+    n = classes.size
+    n_test = (
+        int(round(test_size * n))
+        if isinstance(test_size, Real) and not (isinstance(test_size, Integral))
+        else int(test_size)
+    )
+    if not 0 < n_test < n:
+        raise ValueError(f"test_size={test_size} leaves an empty pool for {n} classes.")
+    perm = check_random_state(random_state).permutation(n)
+    return np.sort(classes[perm[n_test:]]), np.sort(classes[perm[:n_test]])
+
+
+def _check_positive_int(name, value):
+    if not isinstance(value, (Integral, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1; got {value!r}.")
+
+
+def _dirichlet_counts(rng, alpha, n_way, total, available):
+    """Per-class query counts with Dirichlet(alpha) proportions, within availability.
+
+    Proportions p ~ Dir(alpha 1_N) (Veilleux et al., 2021); counts are the
+    largest-remainder rounding of ``p * total``; any count above a class's available
+    samples is capped and the surplus goes to classes with room, largest share first.
+    """
+    p = rng.dirichlet(np.full(n_way, float(alpha)))
+    raw = p * total
+    counts = np.floor(raw).astype(int)
+    rest = total - counts.sum()
+    counts[np.argsort(-(raw - counts), kind="stable")[:rest]] += 1
+    over = counts > available
+    surplus = int((counts[over] - available[over]).sum())
+    counts = np.minimum(counts, available)
+    for c in np.argsort(-p, kind="stable"):
+        if surplus == 0:
+            break
+        add = min(surplus, available[c] - counts[c])
+        counts[c] += add
+        surplus -= add
+    return counts
+
+
+def sample_episodes(
+    y,
+    *,
+    n_way=5,
+    n_shot=1,
+    n_query=15,
+    n_episodes=1000,
+    imbalance=None,
+    nota_rate=0.0,
+    nota_label=-1,
+    classes=None,
+    random_state=None,
+):
+    """Sample N-way K-shot episodes from a labelled pool.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,)
+        Labels of the pool; rows labelled `nota_label` never form a class but may serve
+        as none-of-the-above queries.
+    n_way, n_shot, n_query : int
+        Classes per episode, support samples per class, query samples per class (the
+        query set holds ``n_way * n_query`` in-class samples).
+    n_episodes : int
+    imbalance : float or None, default=None
+        None: balanced queries (``n_query`` per class).  A float ``alpha``: the class
+        proportions of each query set are drawn from a symmetric Dirichlet(alpha), the
+        realistic setting of Veilleux et al. (NeurIPS 2021; they use alpha=2).
+    nota_rate : float in [0, 1), default=0.0
+        Share of the query set drawn from outside the episode's classes ("none of the
+        above", FewRel 2.0 style): ``round(nota_rate / (1 - nota_rate) * n_way *
+        n_query)`` extra queries, from the pool's other classes and `nota_label` rows,
+        labelled `nota_label`.
+    nota_label : scalar, default=-1
+    classes : array-like, default=None
+        Restrict the episode classes to these labels (e.g. one pool of
+        :func:`split_classes`); NOTA queries still come from outside the episode.
+    random_state : int, RandomState instance or None
+
+    Returns
+    -------
+    episodes : list of :class:`Episode`
+    """
+    y = column_or_1d(y)
+    for name in ("n_way", "n_shot", "n_query", "n_episodes"):
+        _check_positive_int(name, locals()[name])
+    if not 0 <= nota_rate < 1:
+        raise ValueError(f"nota_rate must be in [0, 1); got {nota_rate}.")
+    if imbalance is not None and not (isinstance(imbalance, Real) and imbalance > 0):
+        raise ValueError(f"imbalance must be None or a float > 0; got {imbalance!r}.")
+    rng = check_random_state(random_state)
+    labels = np.unique(y[y != nota_label])
+    if classes is not None:
+        classes = np.asarray(classes)
+        unknown = np.setdiff1d(classes, labels)
+        if unknown.size:
+            raise ValueError(f"classes not present in y: {unknown.tolist()}.")
+        labels = classes
+    members = {c: np.flatnonzero(y == c) for c in labels}
+    need = n_shot + (1 if imbalance is not None else n_query)
+    eligible = np.array([c for c in labels if members[c].size >= need])
+    if eligible.size < n_way:
+        raise ValueError(
+            f"Only {eligible.size} classes have at least {need} samples "
+            f"(n_shot={n_shot} + n_query={n_query}); n_way={n_way} needs {n_way}."
+        )
+    n_in = n_way * n_query
+    n_nota = int(round(nota_rate / (1 - nota_rate) * n_in)) if nota_rate else 0
+    episodes = []
+    for _ in range(n_episodes):
+        chosen = rng.choice(eligible, size=n_way, replace=False)
+        perms = [rng.permutation(members[c]) for c in chosen]
+        available = np.array([p.size - n_shot for p in perms])
+        if imbalance is None:
+            counts = np.full(n_way, n_query)
+        else:
+            counts = _dirichlet_counts(rng, imbalance, n_way, n_in, available)
+        s_idx = np.concatenate([p[:n_shot] for p in perms])
+        q_idx = np.concatenate([p[n_shot : n_shot + k] for p, k in zip(perms, counts)])
+        s_lab = np.repeat(chosen, n_shot)
+        q_lab = np.repeat(chosen, counts)
+        if n_nota:
+            outside = np.flatnonzero(~np.isin(y, chosen))
+            if outside.size < n_nota:
+                raise ValueError(
+                    f"Only {outside.size} rows lie outside the episode classes; "
+                    f"nota_rate={nota_rate} needs {n_nota}."
+                )
+            extra = rng.choice(outside, size=n_nota, replace=False)
+            q_idx = np.concatenate([q_idx, extra])
+            q_lab = np.concatenate(
+                [q_lab, np.full(n_nota, nota_label, dtype=q_lab.dtype)]
+            )
+        order = rng.permutation(q_idx.size)
+        episodes.append(Episode(chosen, s_idx, s_lab, q_idx[order], q_lab[order]))
+    return episodes
+
+
+def evaluate_episodes(estimator, X, episodes, *, transductive=False, unlabeled=-1):
+    """Mean accuracy over episodes with its 95% confidence interval.
+
+    Parameters
+    ----------
+    estimator : scikit-learn estimator
+        Cloned for each episode.  Inductive: ``fit(X_support, y_support)`` then
+        ``predict(X_query)``.  Transductive: ``fit`` on support and query rows together
+        with the query labels set to `unlabeled` (scikit-learn's semi-supervised
+        convention), predictions read from ``transduction_``.
+    X : array-like of shape (n_samples, n_features)
+        The pool the episodes index into.
+    episodes : list of :class:`Episode`
+    transductive : bool, default=False
+    unlabeled : scalar, default=-1
+        Label marking query rows in transductive mode.
+
+    Returns
+    -------
+    result : :class:`~sklearn.utils.Bunch` with ``mean``, ``ci95`` and ``scores`` (the
+        accuracy of each episode).
+    """
+    X = np.asarray(X)
+    scores = np.empty(len(episodes))
+    for i, ep in enumerate(episodes):
+        est = clone(estimator)
+        if transductive:
+            if np.any(ep.support_labels == unlabeled):
+                raise ValueError(
+                    f"support labels use the unlabeled marker {unlabeled!r}."
+                )
+            Xe = X[np.concatenate([ep.support_index, ep.query_index])]
+            ye = np.concatenate(
+                [
+                    ep.support_labels,
+                    np.full(
+                        ep.query_index.size, unlabeled, dtype=ep.support_labels.dtype
+                    ),
+                ]
+            )
+            est.fit(Xe, ye)
+            pred = np.asarray(est.transduction_)[ep.support_index.size :]
+        else:
+            est.fit(X[ep.support_index], ep.support_labels)
+            pred = est.predict(X[ep.query_index])
+        scores[i] = np.mean(np.asarray(pred) == ep.query_labels)
+    mean, ci = mean_confidence_interval(scores)
+    return Bunch(mean=mean, ci95=ci, scores=scores)
