@@ -241,3 +241,23 @@ def min_per_group(D, groups, n_groups):
     for g, (s, c) in enumerate(zip(starts, counts)):
         out[:, g] = D[:, s : s + c].amin(dim=1)
     return out
+
+
+def paired_distances(X, Y, metric="sqeuclidean", *, precision_cholesky=None):
+    """Row-wise distances ``d(X[i], Y[i])`` (same metrics as :func:`pairwise_distances`;
+    "mahalanobis" takes a tied (d, r) precision factor)."""
+    if X.shape != Y.shape:
+        raise ValueError(
+            f"X and Y must have the same shape; got {X.shape} and {Y.shape}."
+        )
+    if metric in ("sqeuclidean", "euclidean"):
+        R = X - Y
+        D = (R * R).sum(1)
+        return xp.sqrt(D) if metric == "euclidean" else D
+    if metric == "cosine":
+        D = 1 - (l2_normalize(X) * l2_normalize(Y)).sum(1)
+        return xp.clip_min(D, 0)
+    if metric == "mahalanobis":
+        Z = (X - Y) @ xp.asarray_like(precision_cholesky, X)
+        return (Z * Z).sum(1)
+    raise ValueError(f"metric must be one of {METRICS}; got {metric!r}.")

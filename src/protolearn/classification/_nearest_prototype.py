@@ -251,27 +251,25 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
         """Keep each prototype's nearest samples among the stored ones and ``Xw``."""
         m = self.exemplars_per_prototype
         P, d = self.prototypes_.shape
-        old_idx = None if fresh else self.exemplar_indices_
-        old_ex = None if fresh else self.exemplars_
+        cand, owner, ids = Xw, assign, row_ids
+        if not fresh:  # previously stored exemplars compete with the new batch
+            keep = self.exemplar_indices_ >= 0
+            cand = np.concatenate([self.exemplars_[keep], Xw])
+            owner = np.concatenate([np.nonzero(keep)[0], assign])
+            ids = np.concatenate([self.exemplar_indices_[keep], row_ids])
+        metric, prec = self._distance_spec()
+        dist = _distances.paired_distances(
+            cand, self.prototypes_[owner], metric, precision_cholesky=prec
+        )
+        order = np.lexsort((dist, owner))  # by prototype, nearest first
+        owner_sorted = owner[order]
+        starts = np.searchsorted(owner_sorted, np.arange(P))
+        rank = np.arange(order.size) - starts[owner_sorted]
+        top = rank < m
         idx = np.full((P, m), -1, dtype=np.intp)
         ex = np.zeros((P, m, d), dtype=self.prototypes_.dtype)
-        metric, prec = self._distance_spec()
-        for p in range(P):
-            cand_rows = np.flatnonzero(assign == p)
-            C = Xw[cand_rows]
-            ids = row_ids[cand_rows]
-            if old_idx is not None and p < old_idx.shape[0]:
-                keep = old_idx[p] >= 0
-                C = np.concatenate([old_ex[p][keep], C])
-                ids = np.concatenate([old_idx[p][keep], ids])
-            if m == 0 or ids.size == 0:
-                continue
-            dist = _distances.pairwise_distances(
-                C, self.prototypes_[p : p + 1], metric, precision_cholesky=prec
-            )[:, 0]
-            top = np.argsort(dist, kind="stable")[:m]
-            idx[p, : top.size] = ids[top]
-            ex[p, : top.size] = C[top]
+        idx[owner_sorted[top], rank[top]] = ids[order[top]]
+        ex[owner_sorted[top], rank[top]] = cand[order[top]]
         self.exemplar_indices_ = idx
         self.exemplars_ = ex
 

@@ -1,0 +1,63 @@
+"""Shared helpers for benchmark scripts: timing, machine/version lines, markdown tables."""
+
+import importlib
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def best_time(fn, repeat=3):
+    """Best wall time of `repeat` calls (least disturbed by other load) and the result."""
+    times, out = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), out
+
+
+def machine_line():
+    try:
+        import torch
+
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    except ImportError:
+        gpu = "no GPU"
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{gpu}, Python {platform.python_version()}"
+    )
+
+
+def versions_line(*modules):
+    out = []
+    for m in modules:
+        try:
+            out.append(f"{m} {importlib.import_module(m).__version__}")
+        except Exception as exc:  # noqa: BLE001 - report, never crash a benchmark
+            out.append(f"{m} unavailable ({type(exc).__name__})")
+    return ", ".join(out)
+
+
+def markdown_table(header, rows):
+    def fmt(v):
+        if isinstance(v, (float, np.floating)):
+            return f"{v:.4g}" if abs(v) < 1000 else f"{v:.0f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_results(name, text):
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.md"
+    path.write_text(text)
+    print(f"wrote {path}")
+    return path

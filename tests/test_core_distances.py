@@ -1,0 +1,152 @@
+"""_core distances: equality with brute-force references, chunking, dtype and device."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.distance import cdist
+from sklearn import config_context
+
+from protolearn._core import _distances as D
+from protolearn._core._gaussian import precision_cholesky
+
+
+def _data(rng, n=37, m=5, d=4, dtype=np.float64):
+    return rng.normal(size=(n, d)).astype(dtype), rng.normal(size=(m, d)).astype(dtype)
+
+
+@pytest.mark.parametrize(
+    "metric, ref",
+    [("sqeuclidean", "sqeuclidean"), ("euclidean", "euclidean"), ("cosine", "cosine")],
+)
+def test_pairwise_matches_scipy(rng, metric, ref):
+    X, Y = _data(rng)
+    np.testing.assert_allclose(
+        D.pairwise_distances(X, Y, metric), cdist(X, Y, ref), rtol=1e-10, atol=1e-10
+    )
+
+
+def test_tied_mahalanobis_matches_scipy(rng):
+    X, Y = _data(rng)
+    A = rng.normal(size=(4, 4))
+    cov = A @ A.T + np.eye(4)
+    L = precision_cholesky(cov)
+    VI = np.linalg.inv(cov)
+    ref = cdist(X, Y, "mahalanobis", VI=VI) ** 2
+    np.testing.assert_allclose(
+        D.pairwise_distances(X, Y, "mahalanobis", precision_cholesky=L), ref, rtol=1e-9
+    )
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_per_prototype_mahalanobis_brute_force(rng, covariance_type):
+    X, Y = _data(rng)
+    m, d = Y.shape
+    covs = []
+    for _ in range(m):
+        if covariance_type == "full":
+            A = rng.normal(size=(d, d))
+            covs.append(A @ A.T + np.eye(d))
+        elif covariance_type == "diag":
+            covs.append(np.diag(rng.uniform(0.5, 2, d)))
+        else:
+            covs.append(np.eye(d) * rng.uniform(0.5, 2))
+    Ls = np.stack([precision_cholesky(c) for c in covs])
+    L = {
+        "full": Ls,
+        "diag": np.stack([np.diag(x) for x in Ls]),
+        "spherical": Ls[:, 0, 0],
+    }[covariance_type]
+    ref = np.stack(
+        [
+            np.einsum("ij,jk,ik->i", X - Y[k], np.linalg.inv(covs[k]), X - Y[k])
+            for k in range(m)
+        ],
+        axis=1,
+    )
+    got = D.pairwise_distances(
+        X, Y, "mahalanobis", precision_cholesky=L, covariance_type=covariance_type
+    )
+    np.testing.assert_allclose(got, ref, rtol=1e-9)
+
+
+def test_bad_precision_shape_names_it(rng):
+    X, Y = _data(rng)
+    with pytest.raises(ValueError, match="must have shape"):
+        D.pairwise_distances(
+            X,
+            Y,
+            "mahalanobis",
+            precision_cholesky=np.ones((3, 3)),
+            covariance_type="full",
+        )
+    with pytest.raises(ValueError, match="metric must be one of"):
+        D.pairwise_distances(X, Y, "manhattan")
+    with pytest.raises(ValueError, match="features"):
+        D.pairwise_distances(X, Y[:, :2])
+
+
+@pytest.mark.parametrize("metric", ["sqeuclidean", "cosine", "mahalanobis"])
+def test_chunking_gives_the_same_result(rng, metric):
+    X, Y = _data(rng, n=3000, m=7, d=6)
+    L = precision_cholesky(np.cov(X.T)) if metric == "mahalanobis" else None
+    full = D.pairwise_distances(X, Y, metric, precision_cholesky=L)
+    with config_context(working_memory=0.01):  # ~10 kB: many chunks
+        chunks = list(D.iter_distance_chunks(X, Y, metric, precision_cholesky=L))
+        assert len(chunks) > 10
+        tiny = D.pairwise_distances(X, Y, metric, precision_cholesky=L)
+    np.testing.assert_array_equal(full, tiny)
+
+
+@pytest.mark.parametrize("metric", ["sqeuclidean", "cosine", "mahalanobis"])
+def test_float32_stays_float32(rng, metric):
+    X, Y = _data(rng, dtype=np.float32)
+    L = (
+        precision_cholesky(np.cov(X.T)).astype(np.float32)
+        if metric == "mahalanobis"
+        else None
+    )
+    out = D.pairwise_distances(X, Y, metric, precision_cholesky=L)
+    assert out.dtype == np.float32
+    ref = D.pairwise_distances(
+        X.astype(np.float64), Y.astype(np.float64), metric, precision_cholesky=L
+    )
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "metric", ["sqeuclidean", "euclidean", "cosine", "mahalanobis"]
+)
+def test_torch_in_torch_out(rng, metric):
+    X, Y = _data(rng, dtype=np.float32)
+    L = (
+        precision_cholesky(np.cov(X.T)).astype(np.float32)
+        if metric == "mahalanobis"
+        else None
+    )
+    ref = D.pairwise_distances(X, Y, metric, precision_cholesky=L)
+    out = D.pairwise_distances(torch.from_numpy(X), Y, metric, precision_cholesky=L)
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.float32
+    np.testing.assert_allclose(out.numpy(), ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.cuda
+def test_cuda_tensor_stays_on_device(rng):
+    X, Y = _data(rng, dtype=np.float32)
+    out = D.pairwise_distances(torch.from_numpy(X).cuda(), Y, "cosine")
+    assert out.device.type == "cuda"
+
+
+def test_nearest_and_min_per_group(rng):
+    X, Y = _data(rng, m=6)
+    Dm = cdist(X, Y, "sqeuclidean")
+    idx, dist = D.nearest(X, Y)
+    np.testing.assert_array_equal(idx, Dm.argmin(1))
+    np.testing.assert_allclose(dist, Dm.min(1))
+    groups = np.array([0, 0, 1, 2, 2, 2])
+    ref = np.stack([Dm[:, groups == g].min(1) for g in range(3)], axis=1)
+    np.testing.assert_allclose(D.min_per_group(Dm, groups, 3), ref)
+    np.testing.assert_allclose(
+        D.min_per_group(torch.from_numpy(Dm), groups, 3).numpy(), ref
+    )
+    with pytest.raises(ValueError, match="sorted"):
+        D.min_per_group(Dm, groups[::-1], 3)
