@@ -11,12 +11,13 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def best_time(fn, repeat=3):
-    """Best wall time of `repeat` calls (least disturbed by other load) and the result."""
+def best_time(fn, *args, repeat=3):
+    """Best wall time of `repeat` calls ``fn(*args)`` (the least disturbed by other load)
+    and the last result."""
     times, out = [], None
     for _ in range(repeat):
         t0 = time.perf_counter()
-        out = fn()
+        out = fn(*args)
         times.append(time.perf_counter() - t0)
     return min(times), out
 

@@ -68,8 +68,8 @@ def run_quality():
     for name, Xtr, ytr, Xte, yte in datasets():
         res = {}
         for label, make in MODELS.items():
-            fit_s, model = best_time(lambda: make().fit(Xtr, ytr), repeat=3)
-            pred_s, pred = best_time(lambda: model.predict(Xte), repeat=3)
+            fit_s, model = best_time(lambda m=make: m().fit(Xtr, ytr), repeat=3)  # noqa: B023
+            pred_s, pred = best_time(model.predict, Xte, repeat=3)
             res[label] = (float(np.mean(pred == yte)), fit_s, pred_s)
             print(f"{name[:8]} {label}: acc {res[label][0]:.4f}", flush=True)
         ref = res[REFERENCE]
@@ -101,8 +101,8 @@ def run_predict_speed():
     ours = NearestPrototypeClassifier().fit(tr.data, tr.target)
     ref = NearestCentroid().fit(tr.data, tr.target)
     rows, agree = [], None
-    t_ref, p_ref = best_time(lambda: ref.predict(Q), repeat=5)
-    t_ours, p_ours = best_time(lambda: ours.predict(Q), repeat=5)
+    t_ref, p_ref = best_time(ref.predict, Q, repeat=5)
+    t_ours, p_ours = best_time(ours.predict, Q, repeat=5)
     agree = float(np.mean(p_ours == p_ref))
     rows.append(["ours: NearestPrototypeClassifier.predict", t_ours, t_ours / t_ref])
     rows.append(["sklearn NearestCentroid.predict", t_ref, 1.0])
