@@ -108,7 +108,9 @@ DETECTORS = [
 
 
 @pytest.mark.parametrize("det", DETECTORS, ids=lambda d: repr(d))
+@pytest.mark.filterwarnings("ignore:Could not adhere to working_memory")
 def test_chunked_scoring_equals_unchunked(rng, det):
+    """A tiny working_memory forces chunks of one to a few rows."""
     X, y = _blobs(rng)
     Xq = rng.normal(size=(97, X.shape[1])).astype(np.float32) * 4
     det.fit(X.astype(np.float32), y)
@@ -183,16 +185,17 @@ def test_same_scores_as_pytorch_ood(rng):
     detector = pytest.importorskip("pytorch_ood.detector")
     X, y = _blobs(rng)
     Xq = rng.normal(size=(30, X.shape[1])) * 4
-    z, zq = torch.from_numpy(X).double(), torch.from_numpy(Xq).double()
+    # pytorch-ood keeps its statistics in float32
+    z, zq = torch.from_numpy(X).float(), torch.from_numpy(Xq).float()
     yt = torch.from_numpy(y)
     n = len(X)
     # pytorch-ood: outlier score, covariance = scatter (not divided by n) + 1e-6 I
     po = detector.Mahalanobis(None).fit_features(z, yt).predict_features(zq).numpy()
     ours = MahalanobisDetector(shrinkage=None).fit(X, y).score_samples(Xq)
-    np.testing.assert_allclose(po, -ours / (2 * n), rtol=1e-5)
+    np.testing.assert_allclose(po, -ours / (2 * n), rtol=1e-3)
     po = detector.RMD(None).fit_features(z, yt).predict_features(zq).numpy()
     ours = MahalanobisDetector(method="relative", shrinkage=None).fit(X, y)
-    np.testing.assert_allclose(po, -ours.score_samples(Xq) / n, rtol=1e-4)
+    np.testing.assert_allclose(po, -ours.score_samples(Xq) / n, rtol=1e-3, atol=1e-6)
     po = detector.KNN(None, k=5).fit_features(z, yt).predict_features(zq).numpy()
     ours = KNNDetector(n_neighbors=5).fit(X).score_samples(Xq)
-    np.testing.assert_allclose(po, -ours, rtol=1e-6)
+    np.testing.assert_allclose(po, -ours, rtol=1e-5)
