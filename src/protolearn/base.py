@@ -4,15 +4,21 @@
 likely) into ``decision_function`` / ``predict`` / ``predict_proba`` with the scikit-learn
 conventions; `NearestPrototypeMixin` adds what every nearest-prototype rule has:
 distances to labelled prototypes, certified radii and explanations.
+`BaseOutlierDetector` turns a novelty score (``_score_samples``, higher = more normal)
+into ``score_samples`` / ``decision_function`` / ``predict`` with the conventions of
+scikit-learn's ``IsolationForest``.
 """
 
+from numbers import Real
+
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, OutlierMixin
 from sklearn.utils import Bunch
 from sklearn.utils.validation import check_is_fitted
 
 from ._core import _distances, _robustness
 from .utils import _array_api as xp
+from .utils._sklearn_compat import Interval, StrOptions
 from .utils._validation import labels_out, validate_predict_data
 
 
@@ -208,3 +214,95 @@ class NearestPrototypeMixin:
             exemplar_distance=ex_dist,
             exemplar_label=np.repeat(nearest_label[:, None], n_exemplars, axis=1),
         )
+
+
+class BaseOutlierDetector(OutlierMixin, BaseEstimator):
+    """Novelty detector whose score comes from the hook ``_score_samples(X)``.
+
+    The conventions of :class:`sklearn.ensemble.IsolationForest`:
+
+    - ``score_samples(X)``: higher = more normal (in-distribution);
+    - ``decision_function(X) = score_samples(X) - offset_`` (negative = outlier);
+    - ``predict(X)``: ``+1`` for inliers, ``-1`` for outliers (ints);
+    - ``contamination``: "auto" or the share of training samples in (0, 0.5] to call
+      outliers; ``offset_`` is that percentile of the training scores.  "auto" uses
+      :attr:`AUTO_CONTAMINATION` (5%: the threshold that keeps 95% of the training
+      data, the operating point of the FPR95 metric).
+
+    Subclasses implement ``_score_samples`` (an (n,) array, numpy or torch like ``X``,
+    on ``X``'s device) and call ``self._set_offset(X)`` at the end of ``fit``.  They add
+    their own entries to ``_parameter_constraints`` (``{**BaseOutlierDetector.
+    _parameter_constraints, ...}``).
+    """
+
+    AUTO_CONTAMINATION = 0.05
+
+    _parameter_constraints = {
+        "contamination": [
+            StrOptions({"auto"}),
+            Interval(Real, 0, 0.5, closed="right"),
+        ],
+    }
+
+    def _score_samples(self, X):  # pragma: no cover - abstract hook
+        raise NotImplementedError
+
+    def _set_offset(self, X, max_samples=None):
+        """``offset_`` from the scores of the (validated) training data ``X``.
+
+        With `max_samples`, at most that many evenly spaced rows of ``X`` are scored
+        (for detectors whose training scores cost O(n^2), such as kNN).
+        """
+        c = self.contamination
+        c = self.AUTO_CONTAMINATION if c == "auto" else c
+        if max_samples is not None and X.shape[0] > max_samples:
+            X = X[np.linspace(0, X.shape[0] - 1, max_samples).astype(np.intp)]
+        scores = xp.to_numpy(self._score_samples(X)).astype(np.float64)
+        self.offset_ = float(np.percentile(scores, 100.0 * c))
+
+    def score_samples(self, X):
+        """Normality score of each sample (higher = more in-distribution).
+
+        Parameters
+        ----------
+        X : array-like or torch tensor of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray (or tensor on X's device) of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        return self._score_samples(validate_predict_data(self, X))
+
+    def decision_function(self, X):
+        """``score_samples(X) - offset_``: negative for outliers, positive for inliers.
+
+        Parameters
+        ----------
+        X : array-like or torch tensor of shape (n_samples, n_features)
+
+        Returns
+        -------
+        decision : ndarray (or tensor on X's device) of shape (n_samples,)
+        """
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X):
+        """``+1`` for inliers, ``-1`` for outliers (``decision_function < 0``).
+
+        Parameters
+        ----------
+        X : array-like or torch tensor of shape (n_samples, n_features)
+
+        Returns
+        -------
+        is_inlier : ndarray of int (or int64 tensor on X's device) of shape (n_samples,)
+        """
+        decision = self.decision_function(X)
+        if xp.is_torch(decision):
+            import torch
+
+            return torch.where(decision < 0, -1, 1).to(torch.int64)
+        is_inlier = np.ones(decision.shape[0], dtype=int)
+        is_inlier[decision < 0] = -1
+        return is_inlier

@@ -14,11 +14,15 @@ from ._distances import (
     squared_euclidean_distances,
 )
 from ._gaussian import (
+    fit_gaussian,
     ledoit_wolf_shrinkage,
     pooled_covariance,
     precision_cholesky,
     shrink_covariance,
+    shrunk_precision_cholesky,
 )
+from ._mixture import fit_vmf_mixtures, vmf_log_normalizer, vmf_mixture_log_density
+from ._neighbors import kth_neighbor_distance
 from ._prototypes import class_means, class_prototypes, kmeans
 from ._robustness import linear_form, nearest_prototype_index, nearest_prototype_radius
 
@@ -26,8 +30,11 @@ __all__ = [
     "class_means",
     "class_prototypes",
     "cosine_distances",
+    "fit_gaussian",
+    "fit_vmf_mixtures",
     "iter_distance_chunks",
     "kmeans",
+    "kth_neighbor_distance",
     "l2_normalize",
     "ledoit_wolf_shrinkage",
     "linear_form",
@@ -39,5 +46,8 @@ __all__ = [
     "pooled_covariance",
     "precision_cholesky",
     "shrink_covariance",
+    "shrunk_precision_cholesky",
     "squared_euclidean_distances",
+    "vmf_log_normalizer",
+    "vmf_mixture_log_density",
 ]

@@ -72,3 +72,37 @@ def oas_shrinkage(covariance, n_samples):
     num = alpha + mu**2
     den = (n_samples + 1.0) * (alpha - (mu**2) / d)
     return 1.0 if den == 0 else float(min(num / den, 1.0))
+
+
+def shrunk_precision_cholesky(covariance, n_samples, shrinkage):
+    """Cholesky factor of the precision of a covariance shrunk towards ``tr/d * I``.
+
+    Parameters
+    ----------
+    covariance : (d, d) maximum-likelihood covariance.
+    n_samples : int, samples it was estimated from (for OAS).
+    shrinkage : "auto" (Oracle Approximating Shrinkage), float in [0, 1] or None (0).
+
+    Returns
+    -------
+    precision_cholesky : (d, d) array like `covariance`, shrinkage : float used.
+    """
+    s = oas_shrinkage(covariance, n_samples) if shrinkage == "auto" else shrinkage
+    s = float(s or 0.0)
+    S = shrink_covariance(covariance.copy(), s)
+    return precision_cholesky(S), s
+
+
+def fit_gaussian(X, shrinkage):
+    """Mean, maximum-likelihood covariance and shrunk precision factor of ``X`` (n, d).
+
+    Returns
+    -------
+    location : (d,), covariance : (d, d), precision_cholesky : (d, d) (of the shrunk
+    covariance, see :func:`shrunk_precision_cholesky`), shrinkage : float used.
+    """
+    location = X.mean(0)
+    R = X - location
+    covariance = (R.T @ R) / X.shape[0]
+    L, s = shrunk_precision_cholesky(covariance, X.shape[0], shrinkage)
+    return location, covariance, L, s

@@ -1,0 +1,111 @@
+"""k-nearest-neighbour novelty detector (Sun et al., ICML 2022)."""
+
+from numbers import Integral
+
+from .._core import _distances, _neighbors
+from ..base import BaseOutlierDetector
+from ..utils._sklearn_compat import Interval, _fit_context
+from ..utils._validation import validate_fit_data
+
+
+class KNNDetector(BaseOutlierDetector):
+    """Out-of-distribution detector: distance to the k-th nearest training sample.
+
+    The score of a sample is minus the euclidean distance from it to its
+    ``n_neighbors``-th nearest in-distribution training sample, after L2
+    normalisation (Sun et al., 2022).  Labels are not used.  Scoring is brute force,
+    chunked so that memory stays bounded by scikit-learn's ``working_memory``.
+
+    A training sample scored by :meth:`score_samples` counts itself among its
+    neighbours (distance 0), as for any other stored point; ``offset_`` comes from
+    these in-sample scores, of at most ``MAX_OFFSET_SAMPLES`` evenly spaced training
+    samples (scoring all n would cost O(n^2)).
+
+    Parameters
+    ----------
+    n_neighbors : int, default=50
+        Rank ``k`` of the neighbour whose distance is the score (the paper's choice
+        for CIFAR-10; must not exceed the number of training samples).
+    normalize : bool, default=True
+        L2-normalise samples first (the paper's setting).
+    contamination : "auto" or float in (0, 0.5], default="auto"
+        Share of training samples taken as outliers to set ``offset_`` ("auto": 5%).
+
+    Attributes
+    ----------
+    fit_X_ : ndarray of shape (n_samples, n_features)
+        The (normalised) training samples.
+    offset_ : float
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+
+    See Also
+    --------
+    sklearn.neighbors.LocalOutlierFactor : density-ratio score from neighbours.
+    PrototypeMixtureDetector : the same question answered by a few prototypes.
+
+    References
+    ----------
+    .. [1] Sun, Ming, Zhu, Li. "Out-of-Distribution Detection with Deep Nearest
+       Neighbors." ICML, 2022.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from protolearn.ood import KNNDetector
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 4)) + [5, 0, 0, 0]
+    >>> det = KNNDetector(n_neighbors=10).fit(X)
+    >>> det.predict([[5.0, 0.0, 0.0, 0.0], [-5.0, 0.0, 0.0, 0.0]])
+    array([ 1, -1])
+    """
+
+    MAX_OFFSET_SAMPLES = 10_000
+
+    _parameter_constraints = {
+        **BaseOutlierDetector._parameter_constraints,
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "normalize": ["boolean"],
+    }
+
+    def __init__(self, *, n_neighbors=50, normalize=True, contamination="auto"):
+        self.n_neighbors = n_neighbors
+        self.normalize = normalize
+        self.contamination = contamination
+
+    def _prepare(self, X):
+        return _distances.l2_normalize(X) if self.normalize else X
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Store the (normalised) in-distribution samples.
+
+        Parameters
+        ----------
+        X : array-like or torch tensor of shape (n_samples, n_features)
+        y : None
+            Ignored (kNN scores do not use labels).
+
+        Returns
+        -------
+        self : object
+        """
+        X = validate_fit_data(self, X, ensure_min_samples=2)
+        if self.n_neighbors > X.shape[0]:
+            raise ValueError(
+                f"n_neighbors={self.n_neighbors} exceeds the {X.shape[0]} training "
+                "samples; lower n_neighbors."
+            )
+        self.fit_X_ = self._prepare(X)
+        self._set_offset(X, max_samples=self.MAX_OFFSET_SAMPLES)
+        return self
+
+    def _score_samples(self, X):
+        return -_neighbors.kth_neighbor_distance(
+            self._prepare(X), self.fit_X_, self.n_neighbors, metric="euclidean"
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags

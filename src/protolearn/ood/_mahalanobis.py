@@ -1,0 +1,185 @@
+"""Mahalanobis novelty detectors: class-conditional, class-agnostic (SSD+) and relative."""
+
+import numpy as np
+from sklearn.utils.multiclass import check_classification_targets
+
+from .._core import _distances, _gaussian, _prototypes
+from ..base import BaseOutlierDetector
+from ..utils._sklearn_compat import Interval, Real, StrOptions, _fit_context
+from ..utils._validation import validate_fit_data
+
+
+class MahalanobisDetector(BaseOutlierDetector):
+    """Out-of-distribution detector from Gaussian class models with a shared covariance.
+
+    ``method=`` chooses the score (higher = more in-distribution):
+
+    - ``"class"`` (Lee et al., 2018): minus the smallest squared Mahalanobis distance
+      to a class mean, ``-min_c (x - mu_c)^T S^-1 (x - mu_c)``, with ``S`` the
+      within-class covariance pooled over classes (tied);
+    - ``"agnostic"`` (SSD+, Sehwag et al., 2021; the score PALM reports): minus the
+      squared Mahalanobis distance to the mean of all training data under its own
+      covariance ``S_0``, ignoring labels;
+    - ``"relative"`` (Ren et al., 2021): the class distance minus the class-agnostic
+      one, ``-min_c [d_c(x) - d_0(x)]``, which cancels directions that are far for
+      every class.  Needs labels of at least two classes.
+
+    Without labels, ``"class"`` treats all samples as one class (and equals
+    ``"agnostic"``).  Covariances are shrunk towards a scaled identity (OAS by default)
+    so that the precision exists for embeddings whose covariance is singular.
+
+    Parameters
+    ----------
+    method : {"class", "agnostic", "relative"}, default="class"
+    shrinkage : "auto", float in [0, 1] or None, default="auto"
+        Shrinkage of each covariance towards ``tr(S)/d * I`` ("auto": Oracle
+        Approximating Shrinkage; None or 0: none, which fails for singular
+        covariances).
+    normalize : bool, default=False
+        L2-normalise samples first (as SSD+ and PALM do).
+    contamination : "auto" or float in (0, 0.5], default="auto"
+        Share of training samples taken as outliers to set ``offset_`` ("auto": 5%).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Labels seen in fit (``[0]`` when fitted without labels).
+    means_ : ndarray of shape (n_classes, n_features)
+        Class means ("class", "relative").
+    covariance_ : ndarray of shape (n_features, n_features)
+        Pooled within-class covariance before shrinkage ("class", "relative").
+    precision_cholesky_ : ndarray of shape (n_features, n_features)
+        Cholesky factor of its shrunk precision ("class", "relative").
+    location_ : ndarray of shape (n_features,)
+        Mean of all training data ("agnostic", "relative").
+    background_covariance_ : ndarray of shape (n_features, n_features)
+        Covariance of all training data before shrinkage ("agnostic", "relative").
+    background_precision_cholesky_ : ndarray of shape (n_features, n_features)
+        ("agnostic", "relative").
+    shrinkage_ : float
+        Shrinkage of the first covariance fitted (pooled, or background for
+        "agnostic").
+    offset_ : float
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+
+    See Also
+    --------
+    PrototypeMixtureDetector : several vMF prototypes per class.
+    sklearn.covariance.EllipticEnvelope : a robust single-Gaussian outlier detector.
+
+    References
+    ----------
+    .. [1] Lee, Lee, Lee, Shin. "A Simple Unified Framework for Detecting
+       Out-of-Distribution Samples and Adversarial Attacks." NeurIPS, 2018.
+    .. [2] Sehwag, Chiang, Mittal. "SSD: A Unified Framework for Self-Supervised
+       Outlier Detection." ICLR, 2021.
+    .. [3] Ren, Fort, Liu, Roy, Padhy, Lakshminarayanan. "A Simple Fix to Mahalanobis
+       Distance for Improving Near-OOD Detection." arXiv:2106.09022, 2021.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from protolearn.ood import MahalanobisDetector
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.integers(0, 3, 300)
+    >>> X = rng.normal(size=(300, 5)) + 4 * np.eye(5)[y]
+    >>> det = MahalanobisDetector(method="relative").fit(X, y)
+    >>> det.predict([[0.0, 0.0, 0.0, 0.0, 40.0]])
+    array([-1])
+    """
+
+    _parameter_constraints = {
+        **BaseOutlierDetector._parameter_constraints,
+        "method": [StrOptions({"class", "agnostic", "relative"})],
+        "shrinkage": [None, StrOptions({"auto"}), Interval(Real, 0, 1, closed="both")],
+        "normalize": ["boolean"],
+    }
+
+    def __init__(
+        self, *, method="class", shrinkage="auto", normalize=False, contamination="auto"
+    ):
+        self.method = method
+        self.shrinkage = shrinkage
+        self.normalize = normalize
+        self.contamination = contamination
+
+    def _prepare(self, X):
+        return _distances.l2_normalize(X) if self.normalize else X
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit the class means and covariances on in-distribution data.
+
+        Parameters
+        ----------
+        X : array-like or torch tensor of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,), default=None
+            Class labels (needed by ``method="relative"``).
+
+        Returns
+        -------
+        self : object
+        """
+        if y is None:
+            X = validate_fit_data(self, X, ensure_min_samples=2)
+            classes, y_idx = np.zeros(1, dtype=int), np.zeros(X.shape[0], dtype=int)
+        else:
+            X, y = validate_fit_data(self, X, y, ensure_min_samples=2)
+            check_classification_targets(y)
+            classes, y_idx = np.unique(y, return_inverse=True)
+        if self.method == "relative" and classes.size < 2:
+            raise ValueError(
+                "method='relative' needs labels of at least 2 classes (with one class "
+                f"its score is 0 everywhere); got {classes.size} class."
+            )
+        self.classes_ = classes
+        Z = self._prepare(X)
+        n = Z.shape[0]
+        shrink = []
+        if self.method in ("class", "relative"):
+            self.means_ = _prototypes.class_means(Z, y_idx, classes.size)
+            self.covariance_ = _gaussian.pooled_covariance(Z, y_idx, self.means_)
+            self.precision_cholesky_, s = _gaussian.shrunk_precision_cholesky(
+                self.covariance_, n, self.shrinkage
+            )
+            shrink.append(s)
+        if self.method in ("agnostic", "relative"):
+            (
+                self.location_,
+                self.background_covariance_,
+                self.background_precision_cholesky_,
+                s,
+            ) = _gaussian.fit_gaussian(Z, self.shrinkage)
+            shrink.append(s)
+        self.shrinkage_ = shrink[0]
+        self._set_offset(X)
+        return self
+
+    def _class_distance(self, Z):
+        _, dmin = _distances.nearest(
+            Z, self.means_, "mahalanobis", precision_cholesky=self.precision_cholesky_
+        )
+        return dmin
+
+    def _background_distance(self, Z):
+        D = _distances.pairwise_distances(
+            Z,
+            self.location_[None, :],
+            "mahalanobis",
+            precision_cholesky=self.background_precision_cholesky_,
+        )
+        return D[:, 0]
+
+    def _score_samples(self, X):
+        Z = self._prepare(X)
+        if self.method == "class":
+            return -self._class_distance(Z)
+        if self.method == "agnostic":
+            return -self._background_distance(Z)
+        return self._background_distance(Z) - self._class_distance(Z)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
