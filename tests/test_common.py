@@ -23,11 +23,13 @@ from protolearn.utils import all_estimators
 # Constructor parameters that keep the checks fast (iterative estimators).
 INIT_PARAMS = {
     "NearestPrototypeClassifier": {"random_state": 0},
+    "GaussianPrototypeClassifier": {"random_state": 0},
 }
 
 # One grid per estimator for the GridSearchCV smoke test: {param: [values]}.
 PARAM_GRIDS = {
     "NearestPrototypeClassifier": {"n_prototypes": [1, 2]},
+    "GaussianPrototypeClassifier": {"covariance_type": ["tied", "full"]},
 }
 
 # {estimator name: {check name: reason}}
