@@ -252,7 +252,9 @@ def fit_margins(
         Per-class margins only: each class's offset from the global margin is
         multiplied by ``1 - shrinkage`` and the common level is then re-fitted for
         the same objective, i.e. ``margin_c = t0 + (1 - shrinkage) * (m_c - m)``,
-        where ``m`` is the global margin and ``m_c`` the per-class one.
+        where ``m`` is the global margin and ``m_c`` the per-class one.  With
+        ``shrinkage > 0``, classes that no negative was assigned to keep
+        ``m_c = m``; ``shrinkage=0`` returns the exact per-class optimum.
 
     Returns
     -------
@@ -292,6 +294,11 @@ def fit_margins(
         per = _per_group_recall(curves, start, target_recall)
     if shrinkage == 0:
         return per
+    # Regularised margins: a class no negative was assigned to has no evidence to
+    # move its margin (its optimum accepts every in-class score, however low an
+    # outlier sets it), so it keeps the global margin.
+    no_evidence = np.array([c is None or c.unknown[-1] == 0 for c in curves])
+    per[no_evidence] = m
     offsets = (1 - shrinkage) * (per - m)
     t0 = global_margin(scores - offsets[groups])
     return t0 + offsets
