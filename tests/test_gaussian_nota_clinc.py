@@ -6,7 +6,7 @@ import pytest
 
 from protolearn.classification import GaussianPrototypeClassifier
 from protolearn.metrics import auroc, open_set_report
-from protolearn.model_selection._episodes import evaluate_episodes, sample_episodes
+from protolearn.model_selection import evaluate_episodes, sample_episodes
 
 
 def _report(clf, data):
@@ -67,3 +67,29 @@ def test_nota_episodes_with_evaluate_episodes(clinc150):
     print(f"closed {closed.mean:.3f}, adaptive {nota.mean:.3f} +- {nota.ci95:.3f}")
     assert closed.mean <= 0.5  # a closed-set model gets every NOTA query wrong
     assert nota.mean > 0.75
+
+
+def test_nota_episodes_with_string_labels(digits):
+    # string class names shorter than the NOTA label must not truncate it
+    names = np.array(list("abcdefghij"))
+    y = names[digits.y_train]
+    episodes = sample_episodes(
+        y,
+        n_way=3,
+        n_shot=5,
+        n_query=5,
+        n_episodes=5,
+        nota_rate=0.5,
+        nota_label="NOTA",
+        random_state=0,
+    )
+    assert all(np.sum(ep.query_labels == "NOTA") == 15 for ep in episodes)
+    clf = GaussianPrototypeClassifier(
+        covariance_type="spherical",
+        pooling=0.5,
+        nota="adaptive",
+        nota_rate=0.5,
+        random_state=0,
+    )
+    res = evaluate_episodes(clf, digits.X_train, episodes)
+    assert res.mean > 0.6  # closed-set would be at most 0.5
