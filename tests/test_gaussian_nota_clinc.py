@@ -3,10 +3,19 @@ split-conformal acceptance, and FewRel-2.0-style NOTA episodes."""
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from protolearn.classification import GaussianPrototypeClassifier
 from protolearn.metrics import auroc, open_set_report
 from protolearn.model_selection import evaluate_episodes, sample_episodes
+
+
+@pytest.fixture(autouse=True)
+def _one_blas_thread():
+    # Many small (384 x 384) factorisations: with pytest-xdist workers on 2 cores a
+    # multi-threaded BLAS oversubscribes the machine and runs 10-30x slower.
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def _report(clf, data):
