@@ -262,3 +262,17 @@ def test_relative_scores_are_likelihood_ratios(blobs):
     np.testing.assert_allclose(
         rel.score_samples(X), plain.score_samples(X) - bg.logpdf(X), rtol=1e-9
     )
+
+
+def test_quantile_ignores_known_unknown_rows(blobs, rng):
+    X, y = blobs
+    Xa = np.r_[X, rng.normal(size=(10, 2)) + 30]
+    ya = np.r_[y, np.full(10, -1)]
+    clf = GaussianPrototypeClassifier(
+        nota="quantile", alpha=0.1, calibration_size=0.5, random_state=0
+    ).fit(Xa, ya)
+    np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
+    ref = GaussianPrototypeClassifier(
+        nota="quantile", alpha=0.1, calibration_size=0.5, random_state=0
+    ).fit(X, y)
+    np.testing.assert_allclose(clf.margins_, ref.margins_)

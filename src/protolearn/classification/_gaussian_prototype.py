@@ -85,7 +85,8 @@ GaussianMixture`).
         Rejection mode; None is the closed-set classifier.
     nota_label : scalar or "auto", default="auto"
         Label predicted for rejected queries, and the label of known-unknown rows in
-        ``y`` when ``nota`` is "global" or "adaptive".  "auto": -1 for numeric labels,
+        ``y`` when ``nota`` is set ("global" / "adaptive" fit margins on them,
+        "quantile" ignores them).  "auto": -1 for numeric labels,
         "NOTA" for string labels.  It never appears in ``classes_``.
     alpha : float in (0, 1), default=0.05
         "quantile": the in-class rejection rate allowed.
@@ -388,8 +389,9 @@ GaussianMixture`).
         unknown = np.zeros(y.shape[0], dtype=bool)
         if self.nota is not None:
             nota_label = self._resolve_nota_label(y)
-            if self.nota != "quantile":
-                unknown = y == nota_label
+            # rows labelled nota_label never form a class; "quantile" needs no
+            # negatives and ignores them
+            unknown = y == nota_label
         known_rows = np.flatnonzero(~unknown)
         classes, y_idx = np.unique(y[known_rows], return_inverse=True)
         if classes.size < 2:
