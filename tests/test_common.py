@@ -27,6 +27,7 @@ INIT_PARAMS = {
     # samples), so one prototype per class; K > 1 is covered in tests/test_ood_*.py.
     "PrototypeMixtureDetector": {"n_prototypes": 1, "random_state": 0},
     "KNNDetector": {"n_neighbors": 3},
+    "GaussianPrototypeClassifier": {"random_state": 0},
 }
 
 # One grid per estimator for the GridSearchCV smoke test: {param: [values]}.
@@ -35,6 +36,7 @@ PARAM_GRIDS = {
     "PrototypeMixtureDetector": {"n_prototypes": [1, 4]},
     "MahalanobisDetector": {"method": ["class", "agnostic"]},
     "KNNDetector": {"n_neighbors": [3, 10], "normalize": [True, False]},
+    "GaussianPrototypeClassifier": {"covariance_type": ["tied", "full"]},
 }
 
 # {estimator name: {check name: reason}}

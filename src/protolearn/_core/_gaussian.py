@@ -106,3 +106,373 @@ def fit_gaussian(X, shrinkage):
     covariance = (R.T @ R) / X.shape[0]
     L, s = shrunk_precision_cholesky(covariance, X.shape[0], shrinkage)
     return location, covariance, L, s
+# --------------------------------------------------------------------------------------
+# Gaussian (mixture) prototypes: covariance estimation for the four covariance types,
+# precision Cholesky factors and log-densities, following scikit-learn's GaussianMixture
+# (`_estimate_gaussian_covariances_*`, `_compute_precision_cholesky`,
+# `_compute_log_det_cholesky`, `_estimate_log_gaussian_prob`) with two additions:
+# shrinkage towards a scaled identity (fixed, Ledoit-Wolf or OAS) and pooling towards the
+# tied covariance (Friedman's regularised discriminant analysis), both needed when a class
+# has fewer samples than features.
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+SHRINKAGE_RULES = ("auto", "ledoit_wolf", "oas")
+
+
+def _weighted_residuals(X, resp_k, mean_k):
+    """Rows ``sqrt(r_i) (x_i - mu_k)`` over the rows with ``r_i > 0``.
+
+    Their scatter is the component's weighted scatter ``sum_i r_i (x_i - mu_k)(...)^T``;
+    for hard assignments (``r_i = 1``) they are the plain residuals.
+    """
+    rows = np.flatnonzero(resp_k > 0)
+    return (X[rows] - mean_k) * np.sqrt(resp_k[rows])[:, None]
+
+
+def _as_samples(W, n_k):
+    """Rescale weighted residuals so that ``rows^T rows / n_rows`` is the covariance
+    (what Ledoit-Wolf expects); the identity for hard assignments."""
+    if W.shape[0] == 0:
+        return W
+    return W * np.sqrt(W.shape[0] / max(n_k, np.finfo(np.float64).tiny))
+
+
+def _intensity(shrinkage, residuals, covariance, n_samples):
+    """Shrinkage intensity in [0, 1] for a rule ("auto"/"ledoit_wolf", "oas"), a float,
+    or None (no shrinkage)."""
+    if shrinkage is None:
+        return 0.0
+    if isinstance(shrinkage, str):
+        if shrinkage not in SHRINKAGE_RULES:
+            raise ValueError(
+                f"shrinkage must be None, a float in [0, 1] or one of "
+                f"{SHRINKAGE_RULES}; got {shrinkage!r}."
+            )
+        if residuals.shape[1] == 1 or residuals.shape[0] < 2:
+            return 0.0 if residuals.shape[1] == 1 else 1.0
+        if shrinkage == "oas":
+            return oas_shrinkage(covariance, n_samples)
+        return ledoit_wolf_shrinkage(residuals)
+    return float(shrinkage)
+
+
+def _shrunk_diagonal(variances, intensity):
+    """Diagonal of the covariance shrunk towards ``mean(variances) * I``."""
+    return (1 - intensity) * variances + intensity * variances.mean()
+
+
+def estimate_gaussian_parameters(
+    X,
+    resp,
+    covariance_type="full",
+    *,
+    shrinkage=None,
+    pooling=0.0,
+    reg_covar=0.0,
+):
+    """Weights, means and regularised covariances of Gaussian components.
+
+    Maximum-likelihood estimates (as scikit-learn's ``GaussianMixture`` M-step) from
+    responsibilities ``resp`` (n, K) (one-hot rows give per-class Gaussians), then
+    regularised in this order:
+
+    1. shrinkage of each estimate towards ``tr(S)/d * I`` (``shrinkage``: a float, or
+       "auto"/"ledoit_wolf" or "oas" to compute the intensity from the data, separately
+       for each component and for the pooled covariance);
+    2. pooling (Friedman's regularised discriminant analysis): a component covariance
+       becomes ``(1 - pooling) S_k + pooling S_pooled``, where ``S_pooled`` is the
+       (shrunk) within-component covariance pooled over all components (what
+       ``covariance_type="tied"`` uses); "diag" pools the diagonals and "spherical" the
+       mean variances;
+    3. ``reg_covar`` added to the diagonal (scikit-learn's ``reg_covar``).
+
+    Estimation runs in float64 (the returned arrays are float64); callers cast.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    resp : ndarray of shape (n, K)
+        Non-negative responsibilities; a component's rows are those with ``r > 0``.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    shrinkage : None, float in [0, 1], "auto", "ledoit_wolf" or "oas"
+    pooling : float in [0, 1]
+        Ignored for "tied".
+    reg_covar : float >= 0
+
+    Returns
+    -------
+    nk : ndarray of shape (K,)
+        Effective sample count of each component.
+    means : ndarray of shape (K, d)
+    covariances : ndarray
+        "full" (K, d, d), "tied" (d, d), "diag" (K, d), "spherical" (K,).
+    intensities : ndarray of shape (K,) for "full"/"diag" (each component's own
+        shrinkage), or (1,) for "tied"/"spherical" (the pooled covariance's).
+    """
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(
+            f"covariance_type must be one of {COVARIANCE_TYPES}; got {covariance_type!r}."
+        )
+    X = np.asarray(X, dtype=np.float64)
+    resp = np.asarray(resp, dtype=np.float64)
+    n, d = X.shape
+    K = resp.shape[1]
+    nk = resp.sum(0) + 10 * np.finfo(np.float64).eps
+    means = (resp.T @ X) / nk[:, None]
+    need_pooled = covariance_type == "tied" or pooling > 0
+    residuals = [_weighted_residuals(X, resp[:, k], means[k]) for k in range(K)]
+    pooled = pooled_diag = None
+    intensity0 = 0.0
+    if need_pooled:
+        R = np.concatenate(residuals)
+        pooled = (R.T @ R) / nk.sum()
+        intensity0 = _intensity(shrinkage, _as_samples(R, nk.sum()), pooled, n)
+        pooled = shrink_covariance(pooled, intensity0)
+        pooled_diag = np.diag(pooled).copy()
+    if covariance_type == "tied":
+        cov = pooled.copy()
+        cov.flat[:: d + 1] += reg_covar
+        return nk, means, cov, np.array([intensity0])
+    if covariance_type == "spherical":
+        var = np.array([(W * W).sum() / n_k / d for W, n_k in zip(residuals, nk)])
+        if pooling > 0:
+            var = (1 - pooling) * var + pooling * pooled_diag.mean()
+        return nk, means, var + reg_covar, np.array([intensity0])
+    intensities = np.empty(K)
+    if covariance_type == "diag":
+        cov = np.empty((K, d))
+        for k, W in enumerate(residuals):
+            v = (W * W).sum(0) / nk[k]
+            S = None
+            if isinstance(shrinkage, str):
+                S = (W.T @ W) / nk[k]
+            intensities[k] = _intensity(shrinkage, _as_samples(W, nk[k]), S, nk[k])
+            cov[k] = _shrunk_diagonal(v, intensities[k])
+        if pooling > 0:
+            cov = (1 - pooling) * cov + pooling * pooled_diag[None, :]
+        return nk, means, cov + reg_covar, intensities
+    cov = np.empty((K, d, d))
+    for k, W in enumerate(residuals):
+        S = (W.T @ W) / nk[k]
+        intensities[k] = _intensity(shrinkage, _as_samples(W, nk[k]), S, nk[k])
+        S = shrink_covariance(S, intensities[k])
+        if pooling > 0:
+            S = (1 - pooling) * S + pooling * pooled
+        S.flat[:: d + 1] += reg_covar
+        cov[k] = S
+    return nk, means, cov, intensities
+
+
+def compute_precision_cholesky(covariances, covariance_type):
+    """Cholesky factors of the precisions, in scikit-learn's ``GaussianMixture`` layout.
+
+    "full" (K, d, d) and "tied" (d, d): upper-triangular ``U`` with ``P = U U^T``,
+    obtained by a triangular solve against the covariance's Cholesky factor (no
+    inverse); "diag" (K, d) and "spherical" (K,): ``1 / sqrt(variance)``.  The result
+    has the covariances' dtype (the factorisation itself runs in float64).
+    """
+    cov = np.asarray(covariances)
+    if covariance_type == "full":
+        out = np.empty_like(cov)
+        for k in range(cov.shape[0]):
+            out[k] = precision_cholesky(cov[k])
+        return out
+    if covariance_type == "tied":
+        return precision_cholesky(cov)
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(
+            f"covariance_type must be one of {COVARIANCE_TYPES}; got {covariance_type!r}."
+        )
+    if np.any(cov <= 0):
+        raise ValueError(
+            "Some variances are not positive (a component with identical samples?); "
+            "use shrinkage, pooling or a larger reg_covar."
+        )
+    return (1.0 / np.sqrt(cov.astype(np.float64))).astype(cov.dtype)
+
+
+def log_det_precision_cholesky(precisions_cholesky, covariance_type, n_features):
+    """``log det(U)`` of each component's precision factor, i.e. ``-0.5 log det(Sigma)``.
+
+    Returns an ndarray of shape (K,) (a scalar for "tied").
+    """
+    U = np.asarray(precisions_cholesky)
+    if covariance_type == "full":
+        return np.log(np.diagonal(U, axis1=1, axis2=2)).sum(1)
+    if covariance_type == "tied":
+        return np.log(np.diag(U)).sum()
+    if covariance_type == "diag":
+        return np.log(U).sum(1)
+    return n_features * np.log(U)
+
+
+def log_gaussian_density(X, means, precisions_cholesky, covariance_type, log_det=None):
+    """Log-densities ``log N(x; mu_k, Sigma_k)`` of every row of ``X``, shape (n, K).
+
+    The quadratic form is the squared Mahalanobis distance of
+    :func:`protolearn._core._distances.pairwise_distances` (chunked, through the
+    precision Cholesky factor, no inverse); numpy or torch in, same kind, dtype and
+    device out.  `log_det` (from :func:`log_det_precision_cholesky`) may be passed to
+    avoid recomputing it.
+    """
+    from ._distances import pairwise_distances
+
+    d = X.shape[1]
+    if log_det is None:
+        log_det = log_det_precision_cholesky(
+            xp.to_numpy(precisions_cholesky), covariance_type, d
+        )
+    D = pairwise_distances(
+        X,
+        means,
+        "mahalanobis",
+        precision_cholesky=precisions_cholesky,
+        covariance_type=covariance_type,
+    )
+    const = np.zeros(means.shape[0]) + (
+        np.asarray(log_det, dtype=np.float64) - 0.5 * d * np.log(2 * np.pi)
+    )
+    D *= -0.5
+    D += xp.asarray_like(const, D)[None, :]
+    return D
+
+
+def _component_slice(params, covariance_type, cols):
+    if covariance_type == "tied":
+        return params
+    return params[cols]
+
+
+def class_mixture_log_density(
+    X,
+    weights,
+    means,
+    precisions_cholesky,
+    covariance_type,
+    component_class,
+    n_classes,
+    log_det=None,
+):
+    """Per-class mixture log-densities ``log sum_{k in c} w_k N(x; mu_k, Sigma_k)``.
+
+    Components are grouped by class (``component_class`` sorted); ``weights`` sum to
+    one within each class.  With one component per class this is
+    :func:`log_gaussian_density`.  numpy or torch in, same kind out, shape (n, C).
+    """
+    L = log_gaussian_density(X, means, precisions_cholesky, covariance_type, log_det)
+    component_class = np.asarray(component_class)
+    if component_class.size == n_classes:
+        return L
+    L += xp.asarray_like(np.log(np.asarray(weights, dtype=np.float64)), L)[None, :]
+    out = xp.empty((X.shape[0], n_classes), like=L)
+    for c in range(n_classes):
+        cols = xp.as_index_like(np.flatnonzero(component_class == c), L)
+        out[:, c] = xp.logsumexp(xp.take(L, cols, axis=1), axis=1)
+    return out
+
+
+def fit_class_mixtures(
+    X,
+    y,
+    n_classes,
+    n_components,
+    covariance_type="full",
+    *,
+    shrinkage=None,
+    pooling=0.0,
+    reg_covar=1e-6,
+    max_iter=100,
+    tol=1e-3,
+    random_state=None,
+):
+    """Gaussian mixture prototypes per class, by EM with shrinkage in every M-step.
+
+    One mixture of `n_components` Gaussians per class (GPAM's "GMM prototypes"),
+    fitted jointly: the E-step spreads a sample only over its own class's components,
+    the M-step is :func:`estimate_gaussian_parameters` (so shrinkage, pooling and a
+    "tied" covariance shared by every component of every class act inside EM, which
+    ``sklearn.mixture.GaussianMixture`` cannot do).  Initialised by per-class k-means
+    (k-means++ seeding).  With ``n_components == 1`` this is one M-step: per-class
+    Gaussians.
+
+    Returns
+    -------
+    result : dict with ``weights`` (K,) (summing to one within each class),
+        ``means`` (K, d), ``covariances``, ``precisions_cholesky`` (float64),
+        ``component_class`` (K,), ``intensities``, ``n_iter``, ``converged``,
+        ``lower_bound`` (mean class-conditional log-likelihood per sample).
+    """
+    from ._prototypes import class_prototypes
+
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y)
+    n = X.shape[0]
+    counts = np.bincount(y, minlength=n_classes)
+    per_class = np.full(n_classes, n_components, dtype=np.intp)
+    kwargs = dict(shrinkage=shrinkage, pooling=pooling, reg_covar=reg_covar)
+    if n_components == 1:
+        resp = np.zeros((n, n_classes))
+        resp[np.arange(n), y] = 1.0
+        component_class = np.arange(n_classes)
+    else:
+        protos, component_class, _ = class_prototypes(
+            X, y, n_classes, per_class, random_state=random_state, max_iter=max_iter
+        )
+        resp = np.zeros((n, protos.shape[0]))
+        for c in range(n_classes):
+            rows = np.flatnonzero(y == c)
+            cols = np.flatnonzero(component_class == c)
+            D = ((X[rows, None, :] - protos[None, cols, :]) ** 2).sum(-1)
+            resp[rows, cols[D.argmin(1)]] = 1.0
+    n_iter, converged, lower_bound = 0, True, np.nan
+    for n_iter in range(1, (max_iter if n_components > 1 else 1) + 1):  # noqa: B007
+        nk, means, cov, intensities = estimate_gaussian_parameters(
+            X, resp, covariance_type, **kwargs
+        )
+        weights = nk / counts[component_class]
+        prec = compute_precision_cholesky(cov, covariance_type)
+        if n_components == 1:
+            break
+        # E-step, one class at a time over its own components.
+        log_det = log_det_precision_cholesky(prec, covariance_type, X.shape[1])
+        new_resp = np.zeros_like(resp)
+        total = 0.0
+        for c in range(n_classes):
+            rows = np.flatnonzero(y == c)
+            cols = np.flatnonzero(component_class == c)
+            ld = log_det if covariance_type == "tied" else log_det[cols]
+            L = (
+                log_gaussian_density(
+                    X[rows],
+                    means[cols],
+                    _component_slice(prec, covariance_type, cols),
+                    covariance_type,
+                    ld,
+                )
+                + np.log(weights[cols])[None, :]
+            )
+            norm = _logsumexp_rows(L)
+            total += norm.sum()
+            new_resp[np.ix_(rows, cols)] = np.exp(L - norm[:, None])
+        resp = new_resp
+        prev, lower_bound = lower_bound, total / n
+        if n_iter > 1 and abs(lower_bound - prev) < tol:
+            break
+    else:
+        converged = False
+    return dict(
+        weights=weights,
+        means=means,
+        covariances=cov,
+        precisions_cholesky=prec,
+        component_class=np.asarray(component_class, dtype=np.intp),
+        intensities=intensities,
+        n_iter=n_iter,
+        converged=converged,
+        lower_bound=lower_bound,
+    )
+
+
+def _logsumexp_rows(L):
+    m = L.max(1)
+    return m + np.log(np.exp(L - m[:, None]).sum(1))

@@ -3,3 +3,7 @@
 from ._nearest_prototype import NearestPrototypeClassifier
 
 __all__ = ["NearestPrototypeClassifier"]
+
+from ._gaussian_prototype import GaussianPrototypeClassifier  # noqa: E402
+
+__all__ += ["GaussianPrototypeClassifier"]

@@ -9,4 +9,5 @@ are printed as one results table and the plots are written to ``out_dir``.
 FAMILIES = [
     "protolearn.demo._nearest_prototype",
     "protolearn.demo._ood",
+    "protolearn.demo._open_set",
 ]

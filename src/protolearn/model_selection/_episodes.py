@@ -174,9 +174,10 @@ def sample_episodes(
                 )
             extra = rng.choice(outside, size=n_nota, replace=False)
             q_idx = np.concatenate([q_idx, extra])
-            q_lab = np.concatenate(
-                [q_lab, np.full(n_nota, nota_label, dtype=q_lab.dtype)]
-            )
+            # the label array's dtype widens to hold nota_label (a string label
+            # longer than the class names must not be truncated)
+            nota = np.asarray([nota_label])
+            q_lab = np.concatenate([q_lab, np.repeat(nota, n_nota)])
         order = rng.permutation(q_idx.size)
         episodes.append(Episode(chosen, s_idx, s_lab, q_idx[order], q_lab[order]))
     return episodes

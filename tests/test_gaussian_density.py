@@ -1,0 +1,206 @@
+"""Gaussian prototypes in ``_core/_gaussian.py``: covariance estimation, shrinkage,
+precision Cholesky factors, log-densities and EM, against reference computations."""
+
+import numpy as np
+import pytest
+from scipy import linalg
+from scipy.stats import multivariate_normal
+from sklearn.covariance import ledoit_wolf, oas
+from sklearn.mixture import GaussianMixture
+
+from protolearn._core import _gaussian as g
+
+
+def _data(rng, n_per_class=(30, 40, 25), d=5, dtype=np.float64):
+    X = np.concatenate(
+        [rng.normal(size=(n, d)) * (c + 1) + 3 * c for c, n in enumerate(n_per_class)]
+    )
+    y = np.repeat(np.arange(len(n_per_class)), n_per_class)
+    return X.astype(dtype), y
+
+
+def _dense_covariances(cov, covariance_type, K, d):
+    """Each component's (d, d) covariance from the compact layout."""
+    if covariance_type == "full":
+        return cov
+    if covariance_type == "tied":
+        return np.broadcast_to(cov, (K, d, d))
+    if covariance_type == "diag":
+        return np.stack([np.diag(v) for v in cov])
+    return np.stack([v * np.eye(d) for v in cov])
+
+
+@pytest.mark.parametrize("covariance_type", g.COVARIANCE_TYPES)
+@pytest.mark.parametrize("shrinkage", [None, 0.3, "auto", "oas"])
+def test_log_density_equals_scipy(rng, covariance_type, shrinkage):
+    X, y = _data(rng)
+    resp = np.eye(3)[y]
+    nk, means, cov, _ = g.estimate_gaussian_parameters(
+        X, resp, covariance_type, shrinkage=shrinkage, pooling=0.25, reg_covar=1e-6
+    )
+    U = g.compute_precision_cholesky(cov, covariance_type)
+    L = g.log_gaussian_density(X, means, U, covariance_type)
+    dense = _dense_covariances(cov, covariance_type, 3, X.shape[1])
+    ref = np.stack(
+        [multivariate_normal(means[k], dense[k]).logpdf(X) for k in range(3)], axis=1
+    )
+    np.testing.assert_allclose(L, ref, rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(nk, np.bincount(y), rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", g.COVARIANCE_TYPES)
+def test_float32_preserved_and_close(rng, covariance_type):
+    X, y = _data(rng)
+    nk, means, cov, _ = g.estimate_gaussian_parameters(
+        X, np.eye(3)[y], covariance_type, shrinkage="auto"
+    )
+    U64 = g.compute_precision_cholesky(cov, covariance_type)
+    U32 = g.compute_precision_cholesky(cov.astype(np.float32), covariance_type)
+    assert U32.dtype == np.float32
+    L32 = g.log_gaussian_density(
+        X.astype(np.float32), means.astype(np.float32), U32, covariance_type
+    )
+    assert L32.dtype == np.float32
+    L64 = g.log_gaussian_density(X, means, U64, covariance_type)
+    np.testing.assert_allclose(L32, L64, rtol=1e-4, atol=1e-3)
+
+
+def test_torch_in_torch_out(rng):
+    torch = pytest.importorskip("torch")
+    X, y = _data(rng)
+    nk, means, cov, _ = g.estimate_gaussian_parameters(
+        X, np.eye(3)[y], "full", shrinkage=0.1
+    )
+    U = g.compute_precision_cholesky(cov, "full")
+    ref = g.log_gaussian_density(X, means, U, "full")
+    out = g.log_gaussian_density(torch.as_tensor(X), means, U, "full")
+    assert isinstance(out, torch.Tensor)
+    np.testing.assert_allclose(out.numpy(), ref, rtol=1e-10)
+
+
+def test_precision_cholesky_factorises_the_inverse(rng):
+    A = rng.normal(size=(6, 6))
+    S = A @ A.T + 0.5 * np.eye(6)
+    U = g.compute_precision_cholesky(S, "tied")
+    np.testing.assert_allclose(U @ U.T, np.linalg.inv(S), rtol=1e-10, atol=1e-12)
+    assert np.allclose(U, np.triu(U))  # upper triangular, as in GaussianMixture
+    np.testing.assert_allclose(
+        g.log_det_precision_cholesky(U, "tied", 6), -0.5 * np.linalg.slogdet(S)[1]
+    )
+
+
+def test_shrinkage_intensities_match_sklearn(rng):
+    X, y = _data(rng, n_per_class=(12, 15, 9), d=20)
+    resp = np.eye(3)[y]
+    nk, means, cov, inten = g.estimate_gaussian_parameters(
+        X, resp, "full", shrinkage="ledoit_wolf"
+    )
+    R0 = X[y == 0] - X[y == 0].mean(0)
+    S_lw, s_lw = ledoit_wolf(R0, assume_centered=True)
+    assert inten[0] == pytest.approx(s_lw, rel=1e-10)
+    np.testing.assert_allclose(cov[0] - 1e-12 * 0, S_lw, rtol=1e-10, atol=1e-12)
+    nk, means, cov, inten = g.estimate_gaussian_parameters(
+        X, resp, "full", shrinkage="oas"
+    )
+    S_oas, s_oas = oas(R0, assume_centered=True)
+    assert inten[0] == pytest.approx(s_oas, rel=1e-10)
+    np.testing.assert_allclose(cov[0], S_oas, rtol=1e-10, atol=1e-12)
+    # tied: Ledoit-Wolf on the pooled within-class residuals
+    R = X - means[y]
+    S_lw, s_lw = ledoit_wolf(R, assume_centered=True)
+    _, _, cov_t, inten_t = g.estimate_gaussian_parameters(
+        X, resp, "tied", shrinkage="auto"
+    )
+    assert inten_t[0] == pytest.approx(s_lw, rel=1e-10)
+    np.testing.assert_allclose(cov_t, S_lw, rtol=1e-10, atol=1e-12)
+
+
+def test_pooling_interpolates_full_and_tied(rng):
+    X, y = _data(rng)
+    resp = np.eye(3)[y]
+    kw = dict(shrinkage=0.2)
+    _, _, full, _ = g.estimate_gaussian_parameters(X, resp, "full", **kw)
+    _, _, tied, _ = g.estimate_gaussian_parameters(X, resp, "tied", **kw)
+    _, _, half, _ = g.estimate_gaussian_parameters(X, resp, "full", pooling=0.5, **kw)
+    _, _, one, _ = g.estimate_gaussian_parameters(X, resp, "full", pooling=1.0, **kw)
+    np.testing.assert_allclose(half, 0.5 * full + 0.5 * tied[None], rtol=1e-12)
+    np.testing.assert_allclose(one, np.broadcast_to(tied, one.shape), rtol=1e-12)
+    _, _, diag, _ = g.estimate_gaussian_parameters(X, resp, "diag", pooling=0.5, **kw)
+    np.testing.assert_allclose(diag, np.stack([np.diag(c) for c in half]), rtol=1e-12)
+
+
+def test_singular_covariance_raises_clear_error():
+    X = np.r_[np.zeros((3, 4)), np.ones((3, 4))]
+    X[:, 1] = X[:, 0]
+    resp = np.eye(2)[np.repeat([0, 1], 3)]
+    _, _, cov, _ = g.estimate_gaussian_parameters(X, resp, "full")
+    with pytest.raises(ValueError, match="shrinkage"):
+        g.compute_precision_cholesky(cov, "full")
+    _, _, var, _ = g.estimate_gaussian_parameters(X, resp, "diag")
+    with pytest.raises(ValueError, match="reg_covar"):
+        g.compute_precision_cholesky(var, "diag")
+
+
+@pytest.mark.parametrize("covariance_type", g.COVARIANCE_TYPES)
+def test_em_step_matches_sklearn_gaussian_mixture(rng, covariance_type):
+    # One class, two components: at our EM fixed point, one EM iteration of
+    # scikit-learn's GaussianMixture (started from our parameters) moves nothing.
+    X = np.r_[rng.normal(size=(60, 3)), rng.normal(size=(50, 3)) * 0.5 + 4]
+    y = np.zeros(X.shape[0], dtype=int)
+    res = g.fit_class_mixtures(
+        X,
+        y,
+        1,
+        2,
+        covariance_type,
+        reg_covar=1e-6,
+        tol=1e-12,
+        max_iter=500,
+        random_state=0,
+    )
+    assert res["converged"]
+    prec = res["precisions_cholesky"]
+    if covariance_type == "full":
+        precisions = np.einsum("kij,klj->kil", prec, prec)
+    elif covariance_type == "tied":
+        precisions = prec @ prec.T
+    else:
+        precisions = prec**2
+    gm = GaussianMixture(
+        2,
+        covariance_type=covariance_type,
+        reg_covar=1e-6,
+        max_iter=1,
+        weights_init=res["weights"],
+        means_init=res["means"],
+        precisions_init=precisions,
+    )
+    with pytest.warns(Warning):
+        gm.fit(X)
+    np.testing.assert_allclose(gm.means_, res["means"], atol=1e-6)
+    np.testing.assert_allclose(gm.weights_, res["weights"], atol=1e-6)
+    np.testing.assert_allclose(gm.covariances_, res["covariances"], atol=1e-6)
+    # and the lower bound is the mean log-likelihood sklearn reports
+    assert res["lower_bound"] == pytest.approx(gm.score(X), abs=1e-6)
+
+
+def test_class_mixture_density_is_logsumexp(rng):
+    X, y = _data(rng)
+    res = g.fit_class_mixtures(X, y, 3, 2, "diag", shrinkage=0.1, random_state=0)
+    L = g.class_mixture_log_density(
+        X,
+        res["weights"],
+        res["means"],
+        res["precisions_cholesky"],
+        "diag",
+        res["component_class"],
+        3,
+    )
+    comp = g.log_gaussian_density(X, res["means"], res["precisions_cholesky"], "diag")
+    for c in range(3):
+        cols = res["component_class"] == c
+        ref = np.log(np.exp(comp[:, cols]) @ res["weights"][cols])
+        np.testing.assert_allclose(L[:, c], ref, rtol=1e-10)
+    # weights sum to one within each class
+    np.testing.assert_allclose(np.bincount(res["component_class"], res["weights"]), 1.0)
+    assert linalg.norm(res["means"]) > 0
