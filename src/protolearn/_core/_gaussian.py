@@ -106,6 +106,8 @@ def fit_gaussian(X, shrinkage):
     covariance = (R.T @ R) / X.shape[0]
     L, s = shrunk_precision_cholesky(covariance, X.shape[0], shrinkage)
     return location, covariance, L, s
+
+
 # --------------------------------------------------------------------------------------
 # Gaussian (mixture) prototypes: covariance estimation for the four covariance types,
 # precision Cholesky factors and log-densities, following scikit-learn's GaussianMixture
