@@ -139,7 +139,7 @@ GaussianMixture`).
     n_iter_ : int
     converged_ : bool
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
 
     See Also
     --------

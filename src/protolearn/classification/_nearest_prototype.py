@@ -72,7 +72,7 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
         Most k-means iterations taken by any class (1 when prototypes are means).
     n_samples_seen_ : int
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
 
     See Also
     --------

@@ -37,7 +37,7 @@ class KNNDetector(BaseOutlierDetector):
         The (normalised) training samples.
     offset_ : float
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
 
     See Also
     --------

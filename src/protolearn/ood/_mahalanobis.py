@@ -61,7 +61,7 @@ class MahalanobisDetector(BaseOutlierDetector):
         "agnostic").
     offset_ : float
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
 
     See Also
     --------

@@ -90,7 +90,7 @@ class PrototypeMixtureDetector(BaseOutlierDetector):
         Mixing weights (class share times within-class weight), summing to one.
     concentrations_ : ndarray of shape (n_prototypes_total,)
         vMF concentration ``kappa_j`` of each prototype.
-    lower_bounds_ : ndarray of shape (n_iter_ + 1,)
+    lower_bounds_ : ndarray of shape (``n_iter_ + 1``,)
         Mean per-sample EM objective (the class-conditional log-likelihood restricted
         to the ``top_k`` prototypes each sample is assigned to) at each iteration, then
         at the fitted parameters.  Non-decreasing for a fixed temperature with
@@ -107,7 +107,7 @@ class PrototypeMixtureDetector(BaseOutlierDetector):
     shrinkage_ : float
         Shrinkage used (``score_type="ssd"`` only).
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
 
     See Also
     --------
