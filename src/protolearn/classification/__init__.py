@@ -7,3 +7,7 @@ __all__ = ["NearestPrototypeClassifier"]
 from ._gaussian_prototype import GaussianPrototypeClassifier  # noqa: E402
 
 __all__ += ["GaussianPrototypeClassifier"]
+
+from ._glvq import GLVQClassifier, GMLVQClassifier  # noqa: E402
+
+__all__ += ["GLVQClassifier", "GMLVQClassifier"]
