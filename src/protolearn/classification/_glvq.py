@@ -69,10 +69,13 @@ class GLVQClassifier(NearestPrototypeMixin, BaseTrainedPrototypeClassifier):
     n_prototypes : int or dict, default=1
         Prototypes per class; a dict maps class labels to counts (absent classes get 1).
     activation : {"sigmoid", "identity"}, default="sigmoid"
-        ``f`` applied to ``mu``; the sigmoid (scikit-learn-contrib sklvq's default)
-        weights samples near the decision boundary most.
-    beta : float > 0, default=1.0
-        Slope of the sigmoid (sklvq's default); ignored for "identity".
+        ``f`` applied to ``mu``; the sigmoid (sklvq's default) weights samples near
+        the decision boundary most.
+    beta : float > 0, default=10.0
+        Slope of the sigmoid (prototorch's default; sklvq uses 1, which on mu in
+        [-1, 1] is almost linear: 3-fold CV on the digits training split gave 0.904
+        with beta=1 vs 0.950 with 10, the CLINC150 validation split 0.904 vs 0.935);
+        ignored for "identity".
     temperature : float > 0, default=1.0
         ``predict_proba`` is the softmax of ``-distance / temperature`` over classes
         (squared distance to each class's nearest prototype).
@@ -134,7 +137,7 @@ class GLVQClassifier(NearestPrototypeMixin, BaseTrainedPrototypeClassifier):
         *,
         n_prototypes=1,
         activation="sigmoid",
-        beta=1.0,
+        beta=10.0,
         temperature=1.0,
         max_iter=100,
         tol=1e-4,
@@ -303,7 +306,8 @@ class GMLVQClassifier(GLVQClassifier):
         Rank of ``Omega`` (rows); None is ``n_features``.  ``Omega`` starts as the
         identity (full rank) or as the top principal directions of the training data.
     activation : {"sigmoid", "identity"}, default="sigmoid"
-    beta : float > 0, default=1.0
+    beta : float > 0, default=10.0
+        Slope of the sigmoid (see :class:`GLVQClassifier`).
     temperature : float > 0, default=1.0
     TRAINING_PARAMETERS
 
@@ -376,7 +380,7 @@ class GMLVQClassifier(GLVQClassifier):
         n_prototypes=1,
         n_components=None,
         activation="sigmoid",
-        beta=1.0,
+        beta=10.0,
         temperature=1.0,
         max_iter=100,
         tol=1e-4,

@@ -207,6 +207,8 @@ class BaseTrainedPrototypeClassifier(BasePrototypeClassifier):
         dtype = torch.float32 if X.dtype == np.float32 else torch.float64
 
         train_idx, val_idx = self._split(y_idx, rng)
+        # (a read-only input, e.g. a memmap, is copied: torch needs writable memory)
+        X = X if X.flags.writeable else X.copy()
         Xt = torch.as_tensor(X, dtype=dtype, device=device)
         yt = torch.as_tensor(y_idx, dtype=torch.int64, device=device)
         if val_idx is not None:
