@@ -414,3 +414,17 @@ def test_cuda_fit_and_predict(rng, cls):
     assert gpu.certified_radius(Xt).device == Xt.device
     auto = cls(random_state=0, device="auto").fit(Xt, y)
     assert (auto.predict(X) == cpu.predict(X)).mean() > 0.95
+
+
+def test_demo_rows(tmp_path):
+    from protolearn.demo import FAMILIES
+    from protolearn.demo._prototype_classifiers import _glvq_rows
+
+    assert "protolearn.demo._prototype_classifiers" in FAMILIES
+    rows = _glvq_rows(tmp_path)
+    acc = [
+        r for r in rows if r["metric"] == "accuracy" and "rank 2" not in r["estimator"]
+    ]
+    assert len(acc) == 9
+    assert all(r["score"] >= r["ref_score"] for r in acc)
+    assert (tmp_path / "gmlvq_digits_relevances.png").is_file()
