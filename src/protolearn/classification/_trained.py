@@ -234,24 +234,21 @@ class BaseTrainedPrototypeClassifier(BasePrototypeClassifier):
         """Stratified (train, validation) row indices, or (None, None)."""
         if not self.early_stopping:
             return None, None
-        rows = np.arange(y_idx.size)
-        try:
-            tr, val = train_test_split(
-                rows,
-                test_size=self.validation_fraction,
-                stratify=y_idx,
-                random_state=rng,
-            )
-        except ValueError:  # a class too small to stratify: plain random split
-            tr, val = train_test_split(
-                rows, test_size=self.validation_fraction, random_state=rng
-            )
-        if val.size == 0 or np.unique(y_idx[tr]).size < 2:
+        n, n_classes = y_idx.size, self.classes_.size
+        n_val = int(np.ceil(self.validation_fraction * n))
+        if n - n_val < n_classes:
             raise ValueError(
                 f"early_stopping with validation_fraction={self.validation_fraction} "
-                f"leaves no usable validation split of {y_idx.size} samples; disable "
-                "early_stopping or provide more data."
+                f"leaves {n - n_val} of {n} samples for training, fewer than the "
+                f"{n_classes} classes; disable early_stopping or provide more data."
             )
+        rows = np.arange(n)
+        try:
+            tr, val = train_test_split(
+                rows, test_size=n_val, stratify=y_idx, random_state=rng
+            )
+        except ValueError:  # a class too small to stratify: plain random split
+            tr, val = train_test_split(rows, test_size=n_val, random_state=rng)
         return np.sort(tr), np.sort(val)
 
     def _train(self, params, X, y, X_val, y_val, generator, torch):
