@@ -148,3 +148,16 @@ def test_stopping_rules_and_split(iris):
         _SoftmaxRegression(early_stopping=True, validation_fraction=0.6).fit(
             X[::25], y[::25]
         )
+
+
+def test_chunked_full_batch_loss_is_exact(iris):
+    """L-BFGS accumulates loss and gradient over row chunks (working_memory)."""
+    from sklearn import config_context
+
+    X, y = iris
+    est = _SoftmaxRegression(random_state=0).fit(X, y)
+    with config_context(working_memory=0.001):  # ~1 KiB: chunks of a few rows
+        assert len(est._row_chunks({"w": torch.zeros(3, 4)}, torch.zeros(150, 4))) > 10
+        chunked = _SoftmaxRegression(random_state=0).fit(X, y)
+    np.testing.assert_allclose(chunked.loss_curve_, est.loss_curve_, rtol=1e-10)
+    np.testing.assert_allclose(chunked.coef_, est.coef_, rtol=1e-8, atol=1e-10)

@@ -70,6 +70,9 @@ Training
   optimisation (the best parameters seen are restored).  Training stops after
   ``n_iter_no_change`` consecutive iterations without improvement; reaching
   ``max_iter`` first warns :class:`~sklearn.exceptions.ConvergenceWarning`.
+- Memory: the full-batch loss and gradient are accumulated over row chunks sized by
+  scikit-learn's ``working_memory`` (so ``_loss`` must be a mean over rows); Adam
+  batches are bounded by ``batch_size``.
 - Fitted: ``n_iter_``, ``loss_curve_`` (training loss per iteration), ``best_loss_``,
   ``validation_scores_`` / ``best_validation_score_`` (None without early stopping).
 """
@@ -85,7 +88,12 @@ from sklearn.utils.multiclass import check_classification_targets
 
 from ..base import BasePrototypeClassifier
 from ..utils import _array_api as xp
-from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
+from ..utils._sklearn_compat import (
+    Interval,
+    StrOptions,
+    _fit_context,
+    get_chunk_n_rows,
+)
 from ..utils._validation import validate_fit_data
 
 
@@ -288,8 +296,15 @@ class BaseTrainedPrototypeClassifier(BasePrototypeClassifier):
         value = loss
         if X_val is not None:
             with torch.no_grad():
-                pred = self._scores_torch(params, X_val).argmax(1)
-                acc = float((pred == y_val).double().mean())
+                hits = sum(
+                    int(
+                        (
+                            self._scores_torch(params, X_val[sl]).argmax(1) == y_val[sl]
+                        ).sum()
+                    )
+                    for sl in self._row_chunks(params, X_val)
+                )
+                acc = hits / X_val.shape[0]
             self.validation_scores_.append(acc)
             value = -acc
         if self.verbose:
@@ -305,6 +320,19 @@ class BaseTrainedPrototypeClassifier(BasePrototypeClassifier):
             if X_val is not None:
                 state["params"] = {k: v.detach().clone() for k, v in params.items()}
         return state["no_change"] >= self.n_iter_no_change
+
+    def _row_chunks(self, params, X):
+        """Row slices of ``X`` whose forward/backward pass fits ``working_memory``.
+
+        A row's temporaries scale with the leading dimensions of the parameters (one
+        distance or detection per prototype / component) plus the features.
+        """
+        n, d = X.shape
+        width = d + sum(int(p.shape[0]) for p in params.values() if p.ndim >= 1)
+        step = get_chunk_n_rows(
+            row_bytes=8 * width * X.element_size(), max_n_rows=max(n, 1)
+        )
+        return [slice(s, min(s + step, n)) for s in range(0, n, step)]
 
     def _train_lbfgs(self, params, X, y, X_val, y_val, torch):
         """Full-batch L-BFGS-B (scipy) on the flattened parameters; torch gradients."""
@@ -325,14 +353,18 @@ class BaseTrainedPrototypeClassifier(BasePrototypeClassifier):
             unpack(w)
             for p in params.values():
                 p.grad = None
-            loss = self._loss(params, X, y)
-            loss.backward()
+            n, total = X.shape[0], 0.0
+            for sl in self._row_chunks(params, X):
+                # the loss is a mean over rows: chunk means weighted by their share
+                loss = self._loss(params, X[sl], y[sl]) * ((sl.stop - sl.start) / n)
+                loss.backward()
+                total += float(loss.detach())
             grads = [
                 (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
                 for p in params.values()
             ]
             g = torch.cat(grads).detach().cpu().numpy().astype(np.float64)
-            return float(loss.detach()), g
+            return total, g
 
         def callback(intermediate_result):
             unpack(intermediate_result.x)
