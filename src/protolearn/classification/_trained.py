@@ -68,8 +68,10 @@ Training
   training loss (epoch mean for adam), or with ``early_stopping=True`` the accuracy on
   a stratified ``validation_fraction`` of the training data held out from the
   optimisation (the best parameters seen are restored).  Training stops after
-  ``n_iter_no_change`` consecutive iterations without improvement; reaching
-  ``max_iter`` first warns :class:`~sklearn.exceptions.ConvergenceWarning`.
+  ``n_iter_no_change`` consecutive iterations without improvement; L-BFGS-B also
+  stops (converged) on scipy's own tests (relative loss change below its ``ftol``, or
+  no descent step found).  Reaching ``max_iter`` first warns
+  :class:`~sklearn.exceptions.ConvergenceWarning`.
 - Memory: the full-batch loss and gradient are accumulated over row chunks sized by
   scikit-learn's ``working_memory`` (so ``_loss`` must be a mean over rows); Adam
   batches are bounded by ``batch_size``.
