@@ -428,3 +428,13 @@ def test_demo_rows(tmp_path):
     assert len(acc) == 9
     assert all(r["score"] >= r["ref_score"] for r in acc)
     assert (tmp_path / "gmlvq_digits_relevances.png").is_file()
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS)
+def test_prototypes_per_class_dict(rng, cls):
+    X, y = _blobs(rng)
+    labels = np.array(["x", "y", "z"])[y]
+    est = cls(n_prototypes={"y": 3}, random_state=0).fit(X, labels)
+    np.testing.assert_array_equal(est.prototype_labels_, ["x", "y", "y", "y", "z"])
+    # initialised inside their class (k-means centres of that class, then trained)
+    assert est.score(X, labels) > 0.9
