@@ -31,6 +31,8 @@ INIT_PARAMS = {
     # Few L-BFGS steps keep the checks fast (they may warn ConvergenceWarning).
     "GLVQClassifier": {"max_iter": 20, "random_state": 0},
     "GMLVQClassifier": {"max_iter": 20, "random_state": 0},
+    "RBFClassifier": {"max_iter": 20, "random_state": 0},
+    "CBCClassifier": {"max_iter": 20, "random_state": 0},
 }
 
 # One grid per estimator for the GridSearchCV smoke test: {param: [values]}.
@@ -42,6 +44,8 @@ PARAM_GRIDS = {
     "GaussianPrototypeClassifier": {"covariance_type": ["tied", "full"]},
     "GLVQClassifier": {"n_prototypes": [1, 2], "activation": ["sigmoid", "identity"]},
     "GMLVQClassifier": {"n_components": [None, 2]},
+    "RBFClassifier": {"loss": ["margin", "robust"]},
+    "CBCClassifier": {"reasoning": ["stable", "original"]},
 }
 
 # {estimator name: {check name: reason}}
