@@ -76,7 +76,7 @@ def plot_reasoning(clf, *, classes=None, components=None, axes=None, cmap="virid
         _, axes = plt.subplots(
             1,
             len(kinds),
-            figsize=(min(4 + 0.25 * cols.size, 8) * len(kinds), 1 + 0.3 * rows.size),
+            figsize=(min(2 + 0.25 * cols.size, 7) * len(kinds), 1.2 + 0.3 * rows.size),
             squeeze=False,
         )
         axes = list(axes[0])
@@ -85,15 +85,16 @@ def plot_reasoning(clf, *, classes=None, components=None, axes=None, cmap="virid
         raise ValueError(
             f"axes must hold {len(kinds)} Axes for {kinds}; got {len(axes)}."
         )
-    vmax = float(table[np.ix_(rows, cols)][..., : len(kinds)].max()) or 1.0
     for i, (ax, kind) in enumerate(zip(axes, kinds)):
         M = table[np.ix_(rows, cols)][..., i]
-        im = ax.imshow(M, cmap=cmap, vmin=0, vmax=vmax, aspect="auto")
+        # one colour scale per panel: stable CBC's negative reasoning is often much
+        # smaller than its positive reasoning and would vanish on a shared scale
+        im = ax.imshow(M, cmap=cmap, vmin=0, vmax=float(M.max()) or 1.0, aspect="auto")
         ax.set_title(f"{kind} {title}" if kind != "weight" else title)
         ax.set_xlabel("component")
         ax.set_xticks(np.arange(cols.size), [str(c) for c in cols])
         ax.set_yticks(np.arange(rows.size), [str(c) for c in clf.classes_[rows]])
         if i == 0:
             ax.set_ylabel("class")
-    axes[0].figure.colorbar(im, ax=axes)
+        ax.figure.colorbar(im, ax=ax)
     return axes

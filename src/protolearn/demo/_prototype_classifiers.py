@@ -10,7 +10,13 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neighbors import NearestCentroid
 
-from ..classification import GLVQClassifier, GMLVQClassifier
+from ..classification import (
+    CBCClassifier,
+    GLVQClassifier,
+    GMLVQClassifier,
+    RBFClassifier,
+    plot_reasoning,
+)
 from ..datasets import load_demo_data
 from ._table import row, timer
 
@@ -101,8 +107,44 @@ def _plot_relevances(out_dir):
     plt.close(fig)
 
 
-# One entry per model family (the RBF / CBC rows are added here).
-SECTIONS = [_glvq_rows]
+CBC_CONFIGS = {
+    "RBF": lambda: RBFClassifier(random_state=0),
+    "RBF, robust loss": lambda: RBFClassifier(loss="robust", random_state=0),
+    "CBC (original)": lambda: CBCClassifier(reasoning="original", random_state=0),
+    "CBC (stable)": lambda: CBCClassifier(random_state=0),
+    "CBC (stable), robust loss": lambda: CBCClassifier(loss="robust", random_state=0),
+}
+
+
+def _cbc_rows(out_dir):
+    rows = _fit_rows(CBC_CONFIGS, out_dir)
+    _plot_cbc(out_dir)
+    return rows
+
+
+def _plot_cbc(out_dir):
+    """Stable CBC on digits: components as images and the reasoning matrices."""
+    d = load_demo_data("digits", standardize=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = CBCClassifier(n_components=20, random_state=0).fit(
+            d.X_train / 16, d.y_train
+        )
+    fig, axes = plt.subplots(2, 10, figsize=(10, 2.4))
+    for k, ax in enumerate(axes.ravel()):
+        ax.imshow(clf.components_[k].reshape(8, 8), cmap="gray_r")
+        ax.set_title(f"{k}", fontsize=7)
+        ax.axis("off")
+    fig.suptitle("CBC components (digits)", fontsize=9)
+    fig.savefig(out_dir / "cbc_digits_components.png", dpi=80)
+    plt.close(fig)
+    axes = plot_reasoning(clf)
+    axes[0].figure.savefig(out_dir / "cbc_digits_reasoning.png", dpi=80)
+    plt.close(axes[0].figure)
+
+
+# One entry per model family.
+SECTIONS = [_glvq_rows, _cbc_rows]
 
 
 def run(out_dir):
