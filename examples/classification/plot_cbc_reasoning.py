@@ -1,7 +1,7 @@
 """
-==================================================================
+====================================================================
 Classification-by-Components: components, reasoning, certified radii
-==================================================================
+====================================================================
 
 :class:`~protolearn.classification.CBCClassifier` detects a few learned *components*
 in every input (``d_k(x) = exp(-|x - w_k| / sigma)``) and lets each class reason over
