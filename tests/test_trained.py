@@ -161,3 +161,18 @@ def test_chunked_full_batch_loss_is_exact(iris):
         chunked = _SoftmaxRegression(random_state=0).fit(X, y)
     np.testing.assert_allclose(chunked.loss_curve_, est.loss_curve_, rtol=1e-10)
     np.testing.assert_allclose(chunked.coef_, est.coef_, rtol=1e-8, atol=1e-10)
+
+
+def test_small_problems_train_single_threaded_and_restore(iris):
+    X, y = iris
+    seen = []
+
+    class _Spy(_SoftmaxRegression):
+        def _loss(self, params, X, y):
+            seen.append(torch.get_num_threads())
+            return super()._loss(params, X, y)
+
+    torch.set_num_threads(2)  # (the autouse fixture restores the original count)
+    _Spy(max_iter=3, random_state=0).fit(X, y)
+    assert set(seen) == {1}
+    assert torch.get_num_threads() == 2

@@ -72,6 +72,8 @@ Training
   stops (converged) on scipy's own tests (relative loss change below its ``ftol``, or
   no descent step found).  Reaching ``max_iter`` first warns
   :class:`~sklearn.exceptions.ConvergenceWarning`.
+- Threads: problems with fewer than ~2**20 elements per thread (rows x (features +
+  classes)) train on correspondingly fewer CPU threads (restored after ``fit``).
 - Memory: the full-batch loss and gradient are accumulated over row chunks sized by
   scikit-learn's ``working_memory`` (so ``_loss`` must be a mean over rows); Adam
   batches are bounded by ``batch_size``.
@@ -80,6 +82,7 @@ Training
 """
 
 import warnings
+from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
@@ -124,6 +127,34 @@ def resolve_device(device, X=None):
     if xp.is_torch(X) and X.device.type == "cuda":
         return X.device
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# Elements (rows x (features + prototypes)) per CPU thread worth parallelising over.
+_ELEMENTS_PER_THREAD = 2**20
+
+
+@contextmanager
+def _cpu_threads(torch, device, n_elements):
+    """Train small CPU problems on fewer torch threads (restored afterwards).
+
+    The tensors of a small problem are too small to split: waking a thread pool for
+    every operation costs more than it saves, and on a busy machine (the shared
+    2-core test runner) it makes training one to two orders of magnitude slower.
+    Like scikit-learn's KMeans limiting BLAS threads inside ``fit``, this caps
+    ``torch.get_num_threads()`` at one thread per ``_ELEMENTS_PER_THREAD`` elements
+    (the set-and-restore is process-wide: do not fit two torch models concurrently in
+    threads of one process and expect their thread counts to be independent).
+    """
+    before = torch.get_num_threads()
+    want = max(1, min(before, n_elements // _ELEMENTS_PER_THREAD))
+    if device.type != "cpu" or want == before:
+        yield
+        return
+    torch.set_num_threads(want)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class BaseTrainedPrototypeClassifier(BasePrototypeClassifier):
@@ -228,15 +259,17 @@ class BaseTrainedPrototypeClassifier(BasePrototypeClassifier):
         else:
             X_tr, y_tr, X_val, y_val = Xt, yt, None, None
 
-        init = self._init_params(X_tr, y_tr, rng)
-        params = {
-            k: v.detach().to(device=device, dtype=dtype).clone().requires_grad_(True)
-            for k, v in init.items()
-        }
-        generator = torch.Generator(device="cpu")
-        generator.manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
-
-        best = self._train(params, X_tr, y_tr, X_val, y_val, generator, torch)
+        # (the problem's size for the thread cap: rows x (features + classes))
+        size = X_tr.shape[0] * (X.shape[1] + classes.size)
+        with _cpu_threads(torch, device, size):
+            init = self._init_params(X_tr, y_tr, rng)
+            params = {
+                k: v.detach().to(device=device, dtype=dtype).clone().requires_grad_()
+                for k, v in init.items()
+            }
+            generator = torch.Generator(device="cpu")
+            generator.manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
+            best = self._train(params, X_tr, y_tr, X_val, y_val, generator, torch)
         self._store({k: v.detach().cpu().numpy() for k, v in best.items()})
         return self
 
