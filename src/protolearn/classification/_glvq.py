@@ -188,7 +188,8 @@ class GLVQClassifier(NearestPrototypeMixin, BaseTrainedPrototypeClassifier):
         return np.array([spec.get(c, 1) for c in classes.tolist()], dtype=np.intp)
 
     def _initial_prototypes(self, X, y, rng):
-        """Class means / per-class k-means centres and their class indices."""
+        """Class means / per-class k-means centres (their class indices are kept in
+        ``_proto_cls``)."""
         n_per_class = self._prototypes_per_class()
         counts = np.bincount(xp.to_numpy(y), minlength=self.classes_.size)
         short = [
