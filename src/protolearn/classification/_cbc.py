@@ -518,9 +518,15 @@ class RBFClassifier(_ComponentClassifier):
     def _init_combination(self, origin, n_classes, rng, X):
         import torch
 
-        # A component seeded from class c starts with most of c's weight.
-        logits = rng.uniform(-0.1, 0.1, size=(n_classes, origin.size))
-        logits[origin, np.arange(origin.size)] += 2.0
+        # A component seeded from class c starts with most (90%) of c's weight,
+        # whatever the number of components.
+        K = origin.size
+        own = np.zeros((n_classes, K), dtype=bool)
+        own[origin, np.arange(K)] = True
+        n_own = np.maximum(own.sum(1, keepdims=True), 1)
+        n_other = np.maximum(K - n_own, 1)
+        logits = np.log(np.where(own, 0.9 / n_own, 0.1 / n_other))
+        logits += rng.uniform(-0.1, 0.1, size=(n_classes, K))
         return {"weight_logits": torch.as_tensor(logits)}
 
     def _combination(self, params):
@@ -676,7 +682,7 @@ class CBCClassifier(_ComponentClassifier):
         if self.reasoning == "original":
             # Own components: positive reasoning; the others: as much negative
             # reasoning in total as positive, the rest indefinite.
-            q0 = np.where(own, 0.9, 0.01)
+            q0 = np.where(own, 0.9, np.clip(0.01 * n_own / n_other, 1e-4, 0.01))
             q1 = np.where(own, 0.5, np.clip(0.9 * n_own / n_other, 0.01, 0.9))
             q = np.stack([q0, q1])
             logits = np.log(q) - np.log1p(-q) + noise
