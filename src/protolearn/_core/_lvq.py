@@ -64,3 +64,17 @@ def glvq_activation(mu, activation="sigmoid", beta=1.0):
 
         return expit(beta * mu)
     raise ValueError(f"activation must be 'sigmoid' or 'identity'; got {activation!r}.")
+
+
+def omega_log_det(omega):
+    """``log det(Omega Omega^T)`` of an (r, d) matrix with r <= d (numpy or torch).
+
+    GMLVQ's regulariser (Schneider et al., 2010) subtracts ``mu / 2`` times this: it
+    is largest when the eigenvalues of the relevance matrix are equal, so the penalty
+    keeps ``Lambda`` from collapsing onto a few directions.
+    """
+    G = omega @ omega.T
+    if xp.is_torch(G):
+        return G.logdet()
+    sign, logdet = np.linalg.slogdet(G)
+    return logdet if sign > 0 else -np.inf
