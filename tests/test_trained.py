@@ -173,6 +173,20 @@ def test_small_problems_train_single_threaded_and_restore(iris):
             return super()._loss(params, X, y)
 
     torch.set_num_threads(2)  # (the autouse fixture restores the original count)
-    _Spy(max_iter=3, random_state=0).fit(X, y)
+    with pytest.warns(ConvergenceWarning):
+        _Spy(max_iter=3, random_state=0).fit(X, y)
     assert set(seen) == {1}
     assert torch.get_num_threads() == 2
+
+
+def test_verbose_prints_each_iteration(iris, capsys):
+    X, y = iris
+    _SoftmaxRegression(max_iter=200, verbose=1, random_state=0).fit(X, y)
+    est = _SoftmaxRegression(
+        max_iter=4, tol=0.0, verbose=1, early_stopping=True, random_state=0
+    )
+    with pytest.warns(ConvergenceWarning):
+        est.fit(X, y)
+    out = capsys.readouterr().out
+    assert "Iteration 1, loss = " in out
+    assert out.count("validation accuracy") == 4
