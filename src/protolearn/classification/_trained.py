@@ -129,7 +129,7 @@ def resolve_device(device, X=None):
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-# Elements (rows x (features + prototypes)) per CPU thread worth parallelising over.
+# Elements (rows x (features + classes)) per CPU thread worth parallelising over.
 _ELEMENTS_PER_THREAD = 2**20
 
 
