@@ -368,7 +368,10 @@ _COMMON_PARAMS_DOC = """
         "margin": ``max(0, max_{c != y} p_c - p_y + margin)`` (the CBC paper's loss).
         "robust": ``max(0, robust_margin - r(x, y))`` with ``r`` the signed certified
         radius of the true class (Saralajew et al., 2024): it enlarges the radius
-        that :meth:`certified_radius` reports.
+        that :meth:`certified_radius` reports.  The model is first fitted with the
+        margin loss and the robust loss starts from there (see :meth:`fit`).  Prefer
+        ``detection="exponential"`` with it: through the squared-distance conversion
+        the "gaussian" bound favours ever larger ``sigma`` (a nearly linear model).
     margin : float >= 0, default=0.1
         Margin of the "margin" loss (in probability units; the CBC paper used 0.3 on
         MNIST, 0.1 is better on digits and CLINC150 -- see the user guide).
