@@ -92,7 +92,7 @@ class GLVQClassifier(NearestPrototypeMixin, BaseTrainedPrototypeClassifier):
         Class label of each prototype.
     TRAINING_ATTRIBUTES
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
 
     See Also
     --------
@@ -336,7 +336,7 @@ class GMLVQClassifier(GLVQClassifier):
         ``omega_.T @ omega_`` (positive semi-definite, trace 1).
     TRAINING_ATTRIBUTES
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
 
     See Also
     --------
