@@ -354,9 +354,12 @@ def test_dtype_and_torch_in_out(rng, cls):
     pred = est.predict(Xt)
     assert isinstance(pred, torch.Tensor)
     np.testing.assert_array_equal(pred.numpy(), est.predict(X32))
-    # a tensor fits like the array it holds
+    # a tensor fits like the array it holds; "auto" picks the CPU without CUDA
     est_t = cls(random_state=0).fit(Xt, torch.tensor(y))
     np.testing.assert_array_equal(est_t.prototypes_, est.prototypes_)
+    if not torch.cuda.is_available():
+        est_a = cls(random_state=0, device="auto").fit(Xt, y)
+        np.testing.assert_array_equal(est_a.prototypes_, est.prototypes_)
     # string labels come back as strings
     names = np.array(["a", "b", "c"])[y]
     est_s = cls(random_state=0).fit(X32, names)
