@@ -508,3 +508,25 @@ def test_gmlvq_regularization_spreads_relevances_and_widens_radii(digits):
     assert fits[0.01].score(digits.X_test, digits.y_test) >= (
         fits[0.0].score(digits.X_test, digits.y_test) - 0.01
     )
+
+
+def test_gmlvq_transform_is_the_metric_space(rng):
+    from sklearn.base import is_classifier
+
+    X, y = _blobs(rng, d=5)
+    est = GMLVQClassifier(n_components=2, random_state=0).fit(X, y)
+    assert is_classifier(est)
+    Z = est.transform(X)
+    assert Z.shape == (len(X), 2)
+    Wz = est.prototypes_ @ est.omega_.T
+    D = ((Z[:, None, :] - Wz[None]) ** 2).sum(-1)
+    np.testing.assert_allclose(D, est._prototype_distances(X), rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(
+        est.get_feature_names_out(), ["gmlvqclassifier0", "gmlvqclassifier1"]
+    )
+    Zt = est.transform(torch.tensor(X))
+    assert isinstance(Zt, torch.Tensor)
+    np.testing.assert_allclose(Zt.numpy(), Z)
+    np.testing.assert_allclose(
+        GMLVQClassifier(n_components=2, random_state=0).fit_transform(X, y), Z
+    )

@@ -3,6 +3,7 @@
 from numbers import Integral, Real
 
 import numpy as np
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import Bunch
 from sklearn.utils.validation import check_is_fitted
 
@@ -291,7 +292,9 @@ class GLVQClassifier(NearestPrototypeMixin, BaseTrainedPrototypeClassifier):
         return tags
 
 
-class GMLVQClassifier(GLVQClassifier):
+class GMLVQClassifier(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, GLVQClassifier
+):
     """Generalized Matrix LVQ (GMLVQ): GLVQ with a learned relevance metric.
 
     The distance is ``d(x, w) = (x - w)^T Lambda (x - w) = ||Omega (x - w)||^2`` with a
@@ -331,7 +334,8 @@ class GMLVQClassifier(GLVQClassifier):
     prototypes_ : ndarray of shape (n_prototypes_total, n_features)
     prototype_labels_ : ndarray of shape (n_prototypes_total,)
     omega_ : ndarray of shape (n_components, n_features)
-        The learned projection, normalised so that ``sum(omega_**2) == 1``.
+        The learned projection, normalised so that ``sum(omega_**2) == 1``;
+        :meth:`transform` applies it.
     relevance_matrix_ : ndarray of shape (n_features, n_features)
         ``omega_.T @ omega_`` (positive semi-definite, trace 1).
     TRAINING_ATTRIBUTES
@@ -471,6 +475,29 @@ class GMLVQClassifier(GLVQClassifier):
         super()._store(params)
         self.omega_ = self._normalized(params["omega"])
         self.relevance_matrix_ = self.omega_.T @ self.omega_
+
+    @property
+    def _n_features_out(self):
+        return self.omega_.shape[0]
+
+    def transform(self, X):
+        """Project onto the learned metric's space: ``X @ omega_.T``.
+
+        Euclidean distances between projected points are the model's distances, so
+        the projection (e.g. with ``n_components=2``) shows what the classifier sees,
+        like :class:`~sklearn.discriminant_analysis.LinearDiscriminantAnalysis`'s.
+
+        Parameters
+        ----------
+        X : array-like or torch tensor of shape (n_samples, n_features)
+
+        Returns
+        -------
+        X_new : ndarray (or tensor on X's device) of shape (n_samples, n_components)
+        """
+        check_is_fitted(self)
+        X = validate_predict_data(self, X)
+        return X @ xp.asarray_like(self.omega_, X).T
 
     def _distance_spec(self):
         return "mahalanobis", self.omega_.T

@@ -96,8 +96,8 @@ def _plot_relevances(out_dir):
     axes[0].set_xticks([])
     axes[0].set_yticks([])
     fig.colorbar(im, ax=axes[0], fraction=0.046)
-    Z = d.X_test @ low.omega_.T
-    P = low.prototypes_ @ low.omega_.T
+    Z = low.transform(d.X_test)
+    P = low.transform(low.prototypes_)
     sc = axes[1].scatter(Z[:, 0], Z[:, 1], c=d.y_test, cmap="tab10", s=6)
     axes[1].scatter(P[:, 0], P[:, 1], c="k", marker="*", s=120)
     axes[1].set_title("rank-2 GMLVQ projection (test), prototypes *", fontsize=9)
