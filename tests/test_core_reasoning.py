@@ -145,6 +145,25 @@ def test_log_margin_matches_brute_force_root(rng, kind):
         )
 
 
+def test_log_margin_has_no_cancellation_in_float32():
+    # Near-saturated detections (large sigma) with the true class's mass on negative
+    # reasoning: b = N_c - N_y < 0 and 4ac << b^2.  The root 2c / (b + sqrt(...))
+    # cancels to 0 in float32 and gave a huge *positive* radius for a misclassified
+    # sample (the robust loss exploited it: constant predictions on breast cancer).
+    pos = np.array([[1.0, 0.0], [1e-27, 1e-27]])
+    neg = np.array([[0.0, 1e-27], [1.0 - 2e-27, 1e-27]])
+    D = np.array([[0.9999, 0.5], [0.3, 0.9999]])
+    y = np.array([1, 1])
+    ref = _brute_log_t(D, pos, neg, y)
+    assert ref[0] < 0  # sample 0 is misclassified: its signed margin is negative
+    for dtype in (np.float64, np.float32):
+        args = [a.astype(dtype) for a in (D, pos, neg)]
+        got = reasoning_log_margin(*args, y)
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+        got_t = reasoning_log_margin(*map(torch.from_numpy, args), torch.from_numpy(y))
+        np.testing.assert_allclose(got_t.numpy(), ref, rtol=1e-4, atol=1e-5)
+
+
 def test_gaussian_radius_conversion():
     # |x + e - w|^2 - |x - w|^2 <= 2 r e + e^2 = Delta  <=>  e = sqrt(r^2 + Delta) - r
     e = log_margin_to_radius(

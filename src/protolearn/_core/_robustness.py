@@ -205,8 +205,17 @@ def reasoning_log_margin(D, positive, negative, target, *, smooth=0.0):
         a = P + Qy
         c = Q + Py
         b = N[None, :] - Ny
-        root = b + (b * b + 4 * a * c + smooth).sqrt()
-        t = 2 * c / root.clamp(min=1e-30)
+        s = (b * b + 4 * a * c + smooth).sqrt()
+        # The positive root of a t^2 + b t - c, in the form without cancellation:
+        # 2c / (b + s) for b >= 0, (s - b) / (2a) for b < 0.  (2c / (b + s) alone
+        # loses all digits when b < 0 and 4ac << b^2 -- in float32 the root came out
+        # huge, a spuriously large radius the robust loss learned to exploit.)
+        pos_b = b >= 0
+        t = torch.where(
+            pos_b,
+            2 * c / (b + s).clamp(min=1e-30),
+            (s - b) / (2 * a).clamp(min=1e-30),
+        )
         log_t = t.clamp(min=1e-30).log()
         own = torch.nn.functional.one_hot(y, C).bool()
         return log_t.masked_fill(own, torch.inf).amin(1)
@@ -215,8 +224,12 @@ def reasoning_log_margin(D, positive, negative, target, *, smooth=0.0):
     Py, Qy, Ny = P[rows, y][:, None], Q[rows, y][:, None], N[y][:, None]
     a, c, b = P + Qy, Q + Py, N[None, :] - Ny
     with np.errstate(divide="ignore", invalid="ignore"):
-        root = b + np.sqrt(b * b + 4 * a * c + smooth)
-        t = np.where(root > 0, 2 * c / np.where(root > 0, root, 1), np.inf)
+        s = np.sqrt(b * b + 4 * a * c + smooth)
+        # cancellation-free positive root (see the torch branch); a = 0 with b < 0:
+        # no class can overtake (inf), b + s = 0 with b >= 0 means c = 0 (t = 0).
+        t_pos = 2 * c / np.where(b + s > 0, b + s, np.inf)
+        t_neg = np.where(a > 0, (s - b) / np.where(a > 0, 2 * a, 1), np.inf)
+        t = np.where(b >= 0, t_pos, t_neg)
         log_t = np.log(np.maximum(t, 1e-300))
     log_t[rows, y] = np.inf
     return log_t.min(1)
