@@ -421,10 +421,13 @@ def run(datasets, n_splits, model_filter, cache, cache_path=None):
     all_specs = specs()
     if model_filter:
         all_specs = [s for s in all_specs if any(f in s.name for f in model_filter)]
+    order = [s.name for s in all_specs]
+    # the slowest peer last, so that a run cut short still has everything else
+    run_order = sorted(all_specs, key=lambda s: s.name == "sklvq GMLVQ")
     for ds in datasets:
         results[ds] = {}
         data = list(splits(ds, n_splits))
-        for spec in all_specs:
+        for spec in run_order:
             key = f"{ds}|{spec.name}"
             if spec.only and ds not in spec.only:
                 continue
@@ -458,6 +461,7 @@ def run(datasets, n_splits, model_filter, cache, cache_path=None):
             print(
                 f"{ds:14s} {spec.name:45s} acc {acc:.4f}  fit {fit:8.2f} s", flush=True
             )
+        results[ds] = {n: results[ds][n] for n in order if n in results[ds]}
     return results, notes
 
 
