@@ -94,6 +94,8 @@ PROTOTORCH_EPOCHS_DEFAULT = 100
 CBC_PER_CLASS = 2
 
 REFERENCE = "sklvq GLVQ"
+ROBUST = "ours CBCClassifier (stable, robust)"
+PER_RADIUS = "ours CBCClassifier (stable, robust, robust_margin=2r per radius)"
 NC = "sklearn NearestCentroid"
 
 
@@ -300,6 +302,7 @@ class Spec:
     needs: str = None  # our class name (skipped with a note if not importable yet)
     per_class: dict = field(default_factory=dict)  # data set -> rows per class
     only: tuple = ()  # run only on these data sets (empty: all)
+    per_radius: bool = False  # one model per CRA radius (make gets ctx["radius"])
 
 
 def specs():
@@ -359,6 +362,18 @@ def specs():
             ours_radius,
             "CBCClassifier",
         ),
+        Spec(
+            PER_RADIUS,
+            lambda ctx: _ours(
+                "CBCClassifier",
+                reasoning="stable",
+                loss="robust",
+                robust_margin=2 * ctx["radius"],
+            )(ctx),
+            ours_radius,
+            "CBCClassifier",
+            per_radius=True,
+        ),
         Spec("sklvq GLVQ", make_sklvq("GLVQ"), sklvq_radius),
         Spec("sklvq GMLVQ", make_sklvq("GMLVQ"), sklvq_radius, per_class=gm_sub),
         Spec("prototorch GLVQ", make_prototorch("GLVQ"), prototorch_glvq_radius),
@@ -402,6 +417,8 @@ def run_one(spec, dataset, seed, Xtr, ytr, Xte, yte):
         keep = subsample(ytr, per_class, seed)
         Xtr, ytr = Xtr[keep], ytr[keep]
     ctx = dict(dataset=dataset, seed=seed, n_classes=len(np.unique(ytr)))
+    if spec.per_radius:
+        return run_per_radius(spec, ctx, Xtr, ytr, Xte, yte)
     est = spec.make(ctx)
     t0 = time.perf_counter()
     est.fit(Xtr, ytr)
@@ -414,6 +431,31 @@ def run_one(spec, dataset, seed, Xtr, ytr, Xte, yte):
         out["cra"] = [float(np.mean(correct & (r >= rad))) for rad in RADII[dataset]]
         out["median_radius"] = float(np.median(np.where(correct, r, 0.0)))
     return out
+
+
+def run_per_radius(spec, ctx, Xtr, ytr, Xte, yte):
+    """One model per radius r (``robust_margin = 2 r``, the rule the CBCClassifier
+    docstring recommends); CRA at r from the model trained for r; accuracy, fit time and
+    median radius averaged over the models."""
+    accs, fits, cras, meds = [], [], [], []
+    for rad in RADII[ctx["dataset"]]:
+        est = spec.make(dict(ctx, radius=rad))
+        t0 = time.perf_counter()
+        est.fit(Xtr, ytr)
+        fits.append(time.perf_counter() - t0)
+        correct = np.asarray(est.predict(Xte)) == yte
+        r = np.asarray(spec.radius(est, Xte), dtype=np.float64)
+        accs.append(float(correct.mean()))
+        cras.append(float(np.mean(correct & (r >= rad))))
+        meds.append(float(np.median(np.where(correct, r, 0.0))))
+    return dict(
+        acc=float(np.mean(accs)),
+        fit_s=float(np.mean(fits)),
+        n_train=len(ytr),
+        cra=cras,
+        median_radius=float(np.mean(meds)),
+        acc_per_radius=accs,
+    )
 
 
 def run(datasets, n_splits, model_filter, cache, cache_path=None):
@@ -563,30 +605,41 @@ def targets(results):
             rows,
         ),
     ]
-    robust = "ours CBCClassifier (stable, robust)"
     rows = []
     for ds, res in results.items():
-        if robust not in res:
-            rows.append([ds, "—", "—", "—", "not run"])
-            continue
         cands = {n: summary(r)[3] for n, r in res.items() if summary(r)[3] is not None}
-        for i, rad in enumerate(RADII[ds]):
-            mine = cands[robust][i]
-            best_other = max((v[i], n) for n, v in cands.items() if n != robust)
-            rows.append(
-                [
-                    ds,
-                    f"{rad:g}",
-                    mine,
-                    f"{best_other[0]:.4f} ({best_other[1]})",
-                    "**met**" if mine >= best_other[0] else "**not met**",
-                ]
-            )
+        others = {n: v for n, v in cands.items() if n not in (ROBUST, PER_RADIUS)}
+        for name in (ROBUST, PER_RADIUS):
+            if name not in res:
+                rows.append([ds, name, "—", "—", "—", "not run"])
+                continue
+            for i, rad in enumerate(RADII[ds]):
+                mine = cands[name][i]
+                best = max((v[i], n) for n, v in others.items())
+                rows.append(
+                    [
+                        ds,
+                        name,
+                        f"{rad:g}",
+                        mine,
+                        f"{best[0]:.4f} ({best[1]})",
+                        "**met**" if mine >= best[0] else "**not met**",
+                    ]
+                )
     lines += [
         "\nCertified robust accuracy (robust CBC best among all models with a "
-        "certificate, at every radius):\n",
+        "certificate, at every radius; both robust-CBC rows are compared with the best "
+        "model that is neither):\n",
         markdown_table(
-            ["data", "radius", "robust CBC CRA", "best other CRA", "target"], rows
+            [
+                "data",
+                "model",
+                "radius",
+                "CRA",
+                "best CRA of the other models",
+                "target",
+            ],
+            rows,
         ),
     ]
     return "\n".join(lines)
@@ -678,6 +731,10 @@ def report(results, notes, n_splits):
         "GLVQ / GMLVQ's sigmoid slope `beta=10`, chosen by the implementers by 3-fold CV "
         "on the digits *training* split (0.904 with beta=1 vs 0.950) and on CLINC150's "
         "separate validation split (0.904 vs 0.935); see the GLVQClassifier docstring.\n"
+        "- Ours, extra row: the robust CBC trained once per radius r with "
+        "`robust_margin = 2 r`, the rule CBCClassifier's docstring gives (its implementer "
+        "chose 2r by 3-fold CV on *training* data); CRA at r comes from the model trained "
+        "for r, accuracy / fit time / median radius are means over the three models.\n"
         "- sklvq: documented defaults (1 prototype per class at the class mean, SGD over "
         "single samples, 10 epochs, step 0.1; GMLVQ with a full identity-initialised "
         "Omega). Its GMLVQ on CLINC150 gets a stratified "
