@@ -483,6 +483,7 @@ def run(datasets, n_splits, model_filter, cache, cache_path=None):
                     notes.append(note)
                     cache["__notes__"] = notes
                 continue
+            cache.setdefault("__code__", git_line())  # the code the results come from
             runs = []
             try:
                 for seed, Xtr, ytr, Xte, yte in data:
@@ -615,6 +616,9 @@ def targets(results):
                 continue
             for i, rad in enumerate(RADII[ds]):
                 mine = cands[name][i]
+                if not others:
+                    rows.append([ds, name, f"{rad:g}", mine, "—", "no other model"])
+                    continue
                 best = max((v[i], n) for n, v in others.items())
                 rows.append(
                     [
@@ -691,7 +695,8 @@ def git_line():
     )
 
 
-def report(results, notes, n_splits):
+def report(results, notes, n_splits, code=None):
+    code = git_line() if code is None else code
     parts = [
         "# Trained prototype classifiers and certified robustness\n",
         f"Machine: {machine_line()} (shared with other jobs; one BLAS / torch thread per "
@@ -707,7 +712,7 @@ def report(results, notes, n_splits):
             "pytorch_lightning",
         )
         + "."
-        + git_line()
+        + code
         + "\n",
         "**Data and splits.** wine, breast cancer, digits: "
         f"{n_splits} stratified 70/30 train/test splits (seeds 0-{n_splits - 1}), features "
@@ -795,13 +800,20 @@ def main():
         if Path(path).exists():
             part = json.loads(Path(path).read_text())
             notes = cache.get("__notes__", []) + part.pop("__notes__", [])
+            codes = {cache.get("__code__"), part.pop("__code__", None)} - {None}
+            if len(codes) > 1:
+                raise ValueError(f"--cache files come from different code: {codes}")
             cache.update(part)
             cache["__notes__"] = notes
+            if codes:
+                cache["__code__"] = codes.pop()
     datasets = [d for d in args.datasets.split(",") if d]
     model_filter = [m for m in args.models.split(",") if m]
     cache_path = paths[0] if paths else None
     results, notes = run(datasets, args.splits, model_filter, cache, cache_path)
-    write_results(args.output, report(results, notes, args.splits))
+    write_results(
+        args.output, report(results, notes, args.splits, cache.get("__code__"))
+    )
 
 
 if __name__ == "__main__":
