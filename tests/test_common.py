@@ -28,6 +28,11 @@ INIT_PARAMS = {
     "PrototypeMixtureDetector": {"n_prototypes": 1, "random_state": 0},
     "KNNDetector": {"n_neighbors": 3},
     "GaussianPrototypeClassifier": {"random_state": 0},
+    # Few L-BFGS steps keep the checks fast (they may warn ConvergenceWarning).
+    "GLVQClassifier": {"max_iter": 20, "random_state": 0},
+    "GMLVQClassifier": {"max_iter": 20, "random_state": 0},
+    "RBFClassifier": {"max_iter": 20, "random_state": 0},
+    "CBCClassifier": {"max_iter": 20, "random_state": 0},
 }
 
 # One grid per estimator for the GridSearchCV smoke test: {param: [values]}.
@@ -37,6 +42,10 @@ PARAM_GRIDS = {
     "MahalanobisDetector": {"method": ["class", "agnostic"]},
     "KNNDetector": {"n_neighbors": [3, 10], "normalize": [True, False]},
     "GaussianPrototypeClassifier": {"covariance_type": ["tied", "full"]},
+    "GLVQClassifier": {"n_prototypes": [1, 2], "activation": ["sigmoid", "identity"]},
+    "GMLVQClassifier": {"n_components": [None, 2]},
+    "RBFClassifier": {"loss": ["margin", "robust"]},
+    "CBCClassifier": {"reasoning": ["stable", "original"]},
 }
 
 # {estimator name: {check name: reason}}

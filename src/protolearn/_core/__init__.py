@@ -24,12 +24,29 @@ from ._gaussian import (
 from ._mixture import fit_vmf_mixtures, vmf_log_normalizer, vmf_mixture_log_density
 from ._neighbors import kth_neighbor_distance
 from ._prototypes import class_means, class_prototypes, kmeans
-from ._robustness import linear_form, nearest_prototype_index, nearest_prototype_radius
+from ._reasoning import (
+    class_probabilities,
+    decode_original_reasoning,
+    decode_rbf_weights,
+    decode_stable_reasoning,
+    detection_probabilities,
+)
+from ._robustness import (
+    linear_form,
+    nearest_prototype_index,
+    nearest_prototype_radius,
+    reasoning_radius,
+)
 
 __all__ = [
     "class_means",
+    "class_probabilities",
     "class_prototypes",
     "cosine_distances",
+    "decode_original_reasoning",
+    "decode_rbf_weights",
+    "decode_stable_reasoning",
+    "detection_probabilities",
     "fit_gaussian",
     "fit_vmf_mixtures",
     "iter_distance_chunks",
@@ -45,6 +62,7 @@ __all__ = [
     "pairwise_distances",
     "pooled_covariance",
     "precision_cholesky",
+    "reasoning_radius",
     "shrink_covariance",
     "shrunk_precision_cholesky",
     "squared_euclidean_distances",

@@ -142,3 +142,155 @@ def nearest_prototype_radius(
             r = xp.amin(xp.amax(R, axis=1), axis=1)
             out[xp.as_index_like(rows + start, X)] = xp.clip_min(r, 0)
     return out
+
+
+# ---------------------------------------------------------------------------------
+# RBF / CBC: the certificate of Saralajew, Rana, Villmann & Shaker (2024), Theorem 1.
+#
+# With effective reasoning (see _reasoning.effective_reasoning) the class probability
+# is p_c(x) = sum_k r+_ck d_k + r-_ck (1 - d_k).  If the distance inside the detection
+# d_k = exp(-dist_k / sigma) is a metric, a perturbation of norm eps changes each dist_k
+# by at most eps, so every detection stays within [d_k / t, d_k t], t = exp(eps / sigma).
+# Then p_y >= P_y / t + N_y - t Q_y and p_c <= t P_c + N_c - Q_c / t, with
+# P = D r+^T, Q = D r-^T, N = sum_k r-; class c can only beat y once
+#     t^2 (P_c + Q_y) + t (N_c - N_y) - (Q_c + P_y) >= 0,
+# i.e. t >= t*_c, the positive root.  Hence no perturbation with
+#     ||delta|| < sigma * min_{c != y} log t*_c
+# changes the prediction y.  (Positive reasoning only -- an RBF network with
+# normalised non-negative class weights -- gives t* = sqrt(P_y / P_c).)  For the
+# squared distance ("gaussian" detection) the same argument bounds the change of
+# |x - w_k|^2 by Delta = sigma log t*; since | |x+delta-w|^2 - |x-w|^2 | <= 2 r eps +
+# eps^2 with r = max_k |x - w_k|, the L2 radius is sqrt(r^2 + Delta) - r.
+# ---------------------------------------------------------------------------------
+
+
+def _log(x):
+    return x.log() if xp.is_torch(x) else np.log(x)
+
+
+def reasoning_log_margin(D, positive, negative, target, *, smooth=0.0):
+    """``min_{c != target} log t*_c`` (n,): the certified log-detection margin.
+
+    Parameters
+    ----------
+    D : (n, K) detections in (0, 1]
+    positive, negative : (C, K) reasoning (any normalisation; `negative` None for
+        positive reasoning only)
+    target : (n,) int class indices (the prediction for a certificate, the true
+        label for the robust loss); negative where ``target`` is not the argmax.
+    smooth : float >= 0
+        Added under the square root (a smaller, still sound value; keeps gradients
+        finite during training).
+
+    Returns
+    -------
+    log_t : (n,) array of the same kind as D; +inf when no class can overtake.
+    """
+    from ._reasoning import effective_reasoning
+
+    if negative is None:
+        negative = positive * 0
+    pos, neg = effective_reasoning(positive, negative)
+    P = D @ pos.T
+    Q = D @ neg.T
+    N = neg.sum(1)
+    C = P.shape[1]
+    if xp.is_torch(D):
+        import torch
+
+        y = xp.as_index_like(target, D)
+        Py = P.gather(1, y[:, None])
+        Qy = Q.gather(1, y[:, None])
+        Ny = N[y][:, None]
+        a = P + Qy
+        c = Q + Py
+        b = N[None, :] - Ny
+        s = (b * b + 4 * a * c + smooth).sqrt()
+        # The positive root of a t^2 + b t - c, in the form without cancellation:
+        # 2c / (b + s) for b >= 0, (s - b) / (2a) for b < 0.  (2c / (b + s) alone
+        # loses all digits when b < 0 and 4ac << b^2 -- in float32 the root came out
+        # huge, a spuriously large radius the robust loss learned to exploit.)
+        pos_b = b >= 0
+        t = torch.where(
+            pos_b,
+            2 * c / (b + s).clamp(min=1e-30),
+            (s - b) / (2 * a).clamp(min=1e-30),
+        )
+        log_t = t.clamp(min=1e-30).log()
+        own = torch.nn.functional.one_hot(y, C).bool()
+        return log_t.masked_fill(own, torch.inf).amin(1)
+    y = np.asarray(target)
+    rows = np.arange(P.shape[0])
+    Py, Qy, Ny = P[rows, y][:, None], Q[rows, y][:, None], N[y][:, None]
+    a, c, b = P + Qy, Q + Py, N[None, :] - Ny
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.sqrt(b * b + 4 * a * c + smooth)
+        # cancellation-free positive root (see the torch branch); a = 0 with b < 0:
+        # no class can overtake (inf), b + s = 0 with b >= 0 means c = 0 (t = 0).
+        t_pos = 2 * c / np.where(b + s > 0, b + s, np.inf)
+        t_neg = np.where(a > 0, (s - b) / np.where(a > 0, 2 * a, 1), np.inf)
+        t = np.where(b >= 0, t_pos, t_neg)
+        log_t = np.log(np.maximum(t, 1e-300))
+    log_t[rows, y] = np.inf
+    return log_t.min(1)
+
+
+def log_margin_to_radius(log_t, sigma, detection, max_distance=None):
+    """Input-space L2 radius from a log-detection margin (signed: negative stays
+    negative).  ``max_distance`` (n,): ``max_k |x - w_k|``, needed for "gaussian"."""
+    delta = sigma * log_t
+    if detection == "exponential":
+        return delta
+    r = max_distance
+    mag = delta.abs() if xp.is_torch(delta) else np.abs(delta)
+    eps = xp.sqrt(r * r + mag) - r
+    sign = delta.sign() if xp.is_torch(delta) else np.sign(delta)
+    return sign * eps
+
+
+def reasoning_radius(
+    X,
+    components,
+    sigma,
+    positive,
+    negative=None,
+    *,
+    detection="exponential",
+    target=None,
+):
+    """Certified L2 radius of the RBF / CBC decision at each row of ``X``.
+
+    No perturbation with a smaller L2 norm changes the predicted class (Saralajew et
+    al., 2024, Theorem 1; see the comment above).  With `target` (class indices), the
+    signed radius of that class instead: negative where another class scores higher.
+
+    Parameters
+    ----------
+    X : (n, d) array (numpy or torch)
+    components : (K, d)
+    sigma : float > 0, the detection temperature
+    positive, negative : (C, K) reasoning (`negative` None: RBF class weights)
+    detection : "exponential" (euclidean distance) or "gaussian" (squared)
+    target : (n,) int array or None (the argmax of the class probabilities)
+
+    Returns
+    -------
+    radius : (n,) array of the same kind as X.
+    """
+    from ._reasoning import class_probabilities, component_distances
+
+    W = xp.asarray_like(components, X)
+    pos = xp.asarray_like(positive, X)
+    neg = None if negative is None else xp.asarray_like(negative, X)
+    dist = component_distances(X, W, detection)
+    D = (-dist / sigma).exp() if xp.is_torch(dist) else np.exp(-dist / sigma)
+    if target is None:
+        target = xp.argmax(class_probabilities(D, pos, neg), axis=1)
+    log_t = reasoning_log_margin(D, pos, neg, target)
+    r = None
+    if detection == "gaussian":
+        r = xp.sqrt(xp.amax(dist, axis=1))
+    out = log_margin_to_radius(log_t, sigma, detection, r)
+    if not xp.is_torch(out):
+        out = np.asarray(out, dtype=X.dtype)
+    return out

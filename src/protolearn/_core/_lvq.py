@@ -1,0 +1,80 @@
+"""The GLVQ cost: relative distance difference and its activation (numpy or torch).
+
+For a sample with distances ``D`` (n, P) to labelled prototypes, ``d+`` is the distance
+to the nearest prototype of the sample's class and ``d-`` to the nearest prototype of
+any other class; GLVQ (Sato & Yamada, 1996) minimises ``f(mu)`` with
+
+    mu = (d+ - d-) / (d+ + d-)  in [-1, 1]
+
+(negative iff the sample is classified correctly), ``f`` the identity or the sigmoid
+``1 / (1 + exp(-beta mu))``.  Every function takes numpy arrays or torch tensors and
+returns the same kind; the torch path is differentiable (autograd through ``min``).
+"""
+
+import numpy as np
+
+from ..utils import _array_api as xp
+
+
+def _where(cond, a, b):
+    if xp.is_torch(cond):
+        import torch
+
+        return torch.where(cond, a, b)
+    return np.where(cond, a, b)
+
+
+def nearest_correct_and_wrong(D, y, prototype_classes):
+    """``(d+, d-)``: per row, the smallest entry of ``D`` (n, P) among the prototypes
+    of the row's class ``y`` (n,) and among the others (``prototype_classes`` (P,)).
+
+    A row whose class has no prototype gets ``d+ = inf`` (and ``d- = inf`` when every
+    prototype is of its class).
+    """
+    pc = xp.as_index_like(prototype_classes, D)
+    yy = xp.as_index_like(y, D)
+    same = pc[None, :] == yy[:, None]
+    d_plus = xp.amin(_where(same, D, float("inf")), axis=1)
+    d_minus = xp.amin(_where(same, float("inf"), D), axis=1)
+    return d_plus, d_minus
+
+
+def relative_difference(d_plus, d_minus):
+    """``(d+ - d-) / (d+ + d-)``; 0 where both distances are 0."""
+    denom = d_plus + d_minus
+    if xp.is_torch(denom):
+        tiny = float(np.finfo(str(denom.dtype).split(".")[-1]).tiny)
+        return (d_plus - d_minus) / denom.clamp(min=tiny)
+    return (d_plus - d_minus) / np.maximum(denom, np.finfo(denom.dtype).tiny)
+
+
+def glvq_mu(D, y, prototype_classes):
+    """The GLVQ relative distance difference ``mu`` (n,) of each row of ``D``."""
+    return relative_difference(*nearest_correct_and_wrong(D, y, prototype_classes))
+
+
+def glvq_activation(mu, activation="sigmoid", beta=1.0):
+    """``f(mu)``: "identity" or "sigmoid" ``1 / (1 + exp(-beta mu))``."""
+    if activation == "identity":
+        return mu
+    if activation == "sigmoid":
+        if xp.is_torch(mu):
+            return (beta * mu).sigmoid()
+        from scipy.special import expit
+
+        return expit(beta * mu)
+    raise ValueError(f"activation must be 'sigmoid' or 'identity'; got {activation!r}.")
+
+
+def omega_log_det(omega):
+    """``log det(Omega Omega^T)`` of an (r, d) matrix with r <= d (numpy or torch).
+
+    GMLVQ's regulariser (Schneider et al., 2010) subtracts ``mu / 2`` times this: it
+    is largest when the eigenvalues of the relevance matrix are equal, so the penalty
+    keeps ``Lambda`` from collapsing onto a few directions.
+    """
+    G = omega @ omega.T
+    if xp.is_torch(G):
+        return G.logdet()
+    sign, logdet = np.linalg.slogdet(G)
+    return logdet if sign > 0 else -np.inf

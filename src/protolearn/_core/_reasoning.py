@@ -1,0 +1,141 @@
+"""RBF detections and Classification-by-Components (CBC) reasoning.
+
+numpy or torch in, same kind out (torch functions are differentiable, so training
+and prediction share one formula).  Shapes: samples ``X`` (n, d), components ``W``
+(K, d), detections ``D`` (n, K), reasoning matrices (C, K) -- one row per class, one
+column per component.
+
+Detection
+    ``d_k(x) = exp(-dist(x, w_k) / sigma)`` with ``dist`` the euclidean distance
+    (``detection="exponential"``, the robust-CBC paper's choice: a proper metric, so the
+    certificate of :func:`protolearn._core._robustness.reasoning_radius` applies
+    directly) or the squared euclidean distance (``detection="gaussian"``, the classical
+    RBF kernel ``exp(-|x - w|^2 / (2 s^2))`` with ``sigma = 2 s^2``).
+
+Reasoning (Saralajew et al., 2019; 2024)
+    For class ``c`` and component ``k``: positive reasoning ``r+_ck`` (the component's
+    presence supports ``c``), negative ``r-_ck`` (its absence supports ``c``) and, in the
+    original CBC, indefinite ``r0_ck`` (the component is irrelevant).  The class
+    probability is
+
+        p_c(x) = sum_k (r+_ck d_k(x) + r-_ck (1 - d_k(x))) / sum_k (r+_ck + r-_ck).
+
+    *Original* CBC parametrises, per (c, k), ``r+ = q0`` and ``r- = (1 - q0) q1`` with
+    ``q = sigmoid(logits)`` (the "breaking chopstick" of the authors' code, which clips
+    ``q`` to [0, 1] after each step instead), ``r0 = 1 - r+ - r-``.  *Stable* CBC (2024)
+    drops the indefinite state and learns, per class, one probability vector over the
+    2K (component, sign) pairs: ``softmax`` over a (C, 2K) logit matrix, so
+    ``sum_k r+_ck + r-_ck = 1`` and the denominator is 1.  An RBF network with
+    normalised non-negative class weights is stable CBC without negative reasoning.
+"""
+
+import numpy as np
+
+from ..utils import _array_api as xp
+from ._distances import pairwise_distances
+
+DETECTIONS = ("exponential", "gaussian")
+
+
+def _exp(x):
+    return x.exp() if xp.is_torch(x) else np.exp(x)
+
+
+def _sigmoid(x):
+    if xp.is_torch(x):
+        return x.sigmoid()
+    from scipy.special import expit
+
+    return expit(x)
+
+
+def component_distances(X, components, detection="exponential"):
+    """The distances the detection squashes: euclidean ("exponential") or squared
+    euclidean ("gaussian"), shape (n, K), chunked."""
+    if detection not in DETECTIONS:
+        raise ValueError(f"detection must be one of {DETECTIONS}; got {detection!r}.")
+    W = xp.asarray_like(components, X) if not xp.is_torch(components) else components
+    if xp.is_torch(X) and xp.is_torch(W) and (W.requires_grad or X.requires_grad):
+        # Differentiable path (training): one product, sqrt kept away from 0.
+        D = (X * X).sum(1)[:, None] - 2 * X @ W.T + (W * W).sum(1)[None, :]
+        D = D.clamp(min=0)
+        return (D + 1e-12).sqrt() if detection == "exponential" else D
+    D = pairwise_distances(X, W, "sqeuclidean")
+    return xp.sqrt(D) if detection == "exponential" else D
+
+
+def detection_probabilities(X, components, sigma, detection="exponential"):
+    """``exp(-dist(x, w_k) / sigma)``, shape (n, K); `sigma` a positive scalar."""
+    return _exp(-component_distances(X, components, detection) / sigma)
+
+
+def decode_original_reasoning(logits):
+    """(2, C, K) unconstrained logits -> (positive, negative, indefinite), each (C, K).
+
+    ``q = sigmoid(logits)``; ``r+ = q[0]``, ``r- = (1 - q[0]) q[1]``,
+    ``r0 = 1 - r+ - r-`` (so the three are non-negative and sum to 1 per (c, k)).
+    """
+    q = _sigmoid(logits)
+    pos = q[0]
+    neg = (1 - q[0]) * q[1]
+    return pos, neg, 1 - pos - neg
+
+
+def decode_stable_reasoning(logits):
+    """(C, 2K) logits -> (positive, negative), each (C, K); per class the 2K values are
+    a probability vector (``softmax`` over the last axis)."""
+    P = xp.softmax(logits, axis=1)
+    K = P.shape[1] // 2
+    return P[:, :K], P[:, K:]
+
+
+def decode_rbf_weights(logits):
+    """(C, K) logits -> non-negative class weights summing to 1 over components."""
+    return xp.softmax(logits, axis=1)
+
+
+def effective_reasoning(positive, negative):
+    """Reasoning divided by the class normaliser ``sum_k r+_ck + r-_ck``.
+
+    With these the class probability is linear in the detections:
+    ``p_c = D @ (r+ - r-)_c + sum_k r-_ck``.  Stable reasoning is returned unchanged
+    (up to rounding: its normaliser is 1).
+    """
+    Z = (positive + negative).sum(1)
+    Z = Z.clamp(min=1e-30) if xp.is_torch(Z) else np.maximum(Z, 1e-30)
+    return positive / Z[:, None], negative / Z[:, None]
+
+
+def class_probabilities(D, positive, negative=None):
+    """CBC class probabilities ``p_c(x)`` (n, C) from detections ``D`` (n, K).
+
+    `negative` None means positive reasoning only (an RBF network whose class weights
+    `positive` sum to 1 per class).  See the module docstring for the formula.
+    """
+    if negative is None:
+        Z = positive.sum(1)
+        Z = Z.clamp(min=1e-30) if xp.is_torch(Z) else np.maximum(Z, 1e-30)
+        return D @ (positive / Z[:, None]).T
+    pos, neg = effective_reasoning(positive, negative)
+    return D @ (pos - neg).T + neg.sum(1)[None, :]
+
+
+def margin_loss(scores, y, margin):
+    """Per-sample margin loss ``max(0, max_{c != y} s_c - s_y + margin)`` (n,).
+
+    `scores` (n, C), `y` (n,) int class indices (same array kind as `scores`).
+    """
+    if xp.is_torch(scores):
+        import torch
+
+        own = scores.gather(1, y[:, None])[:, 0]
+        other = scores.masked_fill(
+            torch.nn.functional.one_hot(y, scores.shape[1]).bool(), -torch.inf
+        ).amax(1)
+        return (other - own + margin).clamp(min=0)
+    y = np.asarray(y)
+    rows = np.arange(scores.shape[0])
+    own = scores[rows, y]
+    masked = scores.copy()
+    masked[rows, y] = -np.inf
+    return np.maximum(masked.max(1) - own + margin, 0)

@@ -1,0 +1,516 @@
+"""Generalized Learning Vector Quantization: GLVQ and GMLVQ (learned metric)."""
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils import Bunch
+from sklearn.utils.validation import check_is_fitted
+
+from .._core import _distances, _lvq, _prototypes
+from ..base import NearestPrototypeMixin
+from ..utils import _array_api as xp
+from ..utils._sklearn_compat import Interval, StrOptions
+from ..utils._validation import validate_predict_data
+from ._trained import BaseTrainedPrototypeClassifier
+
+_TRAINING_DOC = """    max_iter : int, default=100
+        Most training iterations (L-BFGS steps, or Adam epochs).
+    tol : float, default=1e-4
+        An iteration improves when the loss (or, with ``early_stopping``, the
+        validation accuracy) beats the best so far by more than ``tol``.
+    optimizer : {"lbfgs", "adam"}, default="lbfgs"
+        Full-batch L-BFGS with a strong-Wolfe line search, or mini-batch Adam.
+    lr : float, default=0.01
+        Adam learning rate (ignored by L-BFGS).
+    batch_size : int or "auto", default="auto"
+        Adam mini-batch size; "auto" is ``min(200, n_samples)``.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data (stratified), stop when
+        its accuracy stops improving and keep the best parameters.
+    validation_fraction : float in (0, 1), default=0.1
+    n_iter_no_change : int, default=10
+        Iterations without improvement before stopping.
+    random_state : int, RandomState instance or None, default=None
+        Seeds k-means++ initialisation, the validation split and mini-batch shuffling
+        (a ``torch.Generator`` of its own; the global torch seed is never touched).
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where training runs ("auto": the input tensor's CUDA device, else CUDA when
+        available, else CPU).  Fitted attributes are numpy arrays either way.
+    verbose : int, default=0
+        Print the loss after every iteration."""
+
+_TRAINING_ATTRS_DOC = """    n_iter_ : int
+        Training iterations run.
+    loss_curve_ : list of float
+        Training loss after each iteration (epoch mean for Adam).
+    best_loss_ : float
+    validation_scores_ : list of float or None
+        Validation accuracy after each iteration (``early_stopping`` only).
+    best_validation_score_ : float or None"""
+
+
+class GLVQClassifier(NearestPrototypeMixin, BaseTrainedPrototypeClassifier):
+    """Generalized Learning Vector Quantization (GLVQ).
+
+    Labelled prototypes ``w_j`` classify by the nearest one (squared euclidean
+    distance).  Training minimises the mean of ``f(mu(x))`` with the relative distance
+    difference
+
+        mu(x) = (d+(x) - d-(x)) / (d+(x) + d-(x))  in [-1, 1],
+
+    ``d+`` the distance to the nearest prototype of the sample's class, ``d-`` to the
+    nearest of another class (``mu < 0`` iff the sample is classified correctly), and
+    ``f`` the identity or a sigmoid ``1 / (1 + exp(-beta mu))`` (Sato & Yamada, 1996).
+    Prototypes start at the class means (one per class) or per-class k-means centres
+    and are trained with torch autograd (L-BFGS by default).
+
+    Parameters
+    ----------
+    n_prototypes : int or dict, default=1
+        Prototypes per class; a dict maps class labels to counts (absent classes get 1).
+    activation : {"sigmoid", "identity"}, default="sigmoid"
+        ``f`` applied to ``mu``; the sigmoid (sklvq's default) weights samples near
+        the decision boundary most (prototorch and nec-research/enlaight default to the
+        identity).
+    beta : float > 0, default=10.0
+        Slope of the sigmoid (prototorch's default; sklvq uses 1, which on mu in
+        [-1, 1] is almost linear: 3-fold CV on the digits training split gave 0.904
+        with beta=1 vs 0.950 with 10, the CLINC150 validation split 0.904 vs 0.935).
+        A steep sigmoid can overfit very small training sets: lower it there.
+        Ignored for "identity".
+    temperature : float > 0, default=1.0
+        ``predict_proba`` is the softmax of ``-distance / temperature`` over classes
+        (squared distance to each class's nearest prototype).
+    TRAINING_PARAMETERS
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    prototypes_ : ndarray of shape (n_prototypes_total, n_features)
+        Trained prototypes, grouped by class in the order of ``classes_``.
+    prototype_labels_ : ndarray of shape (n_prototypes_total,)
+        Class label of each prototype.
+    TRAINING_ATTRIBUTES
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
+
+    See Also
+    --------
+    GMLVQClassifier : GLVQ with a learned (relevance) metric.
+    NearestPrototypeClassifier : untrained prototypes (class means / k-means).
+
+    Notes
+    -----
+    Training runs in the input's dtype (float32 stays float32); see
+    :mod:`protolearn.classification._trained` for the shared training loop.
+    :meth:`certified_radius` is exact with one prototype per class (the distance to the
+    nearest decision hyperplane) and a sound lower bound with several.
+
+    References
+    ----------
+    .. [1] Sato, Yamada. "Generalized learning vector quantization." Advances in
+       Neural Information Processing Systems 8 (NIPS 1995), 1996.
+    .. [2] Saralajew, Holdijk, Villmann. "Fast adversarial robustness certification of
+       nearest prototype classifiers for arbitrary seminorms." NeurIPS, 2020.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from protolearn.classification import GLVQClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = GLVQClassifier(n_prototypes=2, random_state=0).fit(X, y)
+    >>> clf.prototypes_.shape
+    (6, 4)
+    >>> float(clf.score(X, y)) > 0.9
+    True
+    >>> clf.certified_radius(X[:3]).shape
+    (3,)
+    """
+
+    _parameter_constraints = {
+        **BaseTrainedPrototypeClassifier._parameter_constraints,
+        "n_prototypes": [Interval(Integral, 1, None, closed="left"), dict],
+        "activation": [StrOptions({"sigmoid", "identity"})],
+        "beta": [Interval(Real, 0, None, closed="neither")],
+        "temperature": [Interval(Real, 0, None, closed="neither")],
+    }
+
+    def __init__(
+        self,
+        *,
+        n_prototypes=1,
+        activation="sigmoid",
+        beta=10.0,
+        temperature=1.0,
+        max_iter=100,
+        tol=1e-4,
+        optimizer="lbfgs",
+        lr=0.01,
+        batch_size="auto",
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        random_state=None,
+        device="cpu",
+        verbose=0,
+    ):
+        self.n_prototypes = n_prototypes
+        self.activation = activation
+        self.beta = beta
+        self.temperature = temperature
+        self.max_iter = max_iter
+        self.tol = tol
+        self.optimizer = optimizer
+        self.lr = lr
+        self.batch_size = batch_size
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+
+    # ------------------------------------------------------------- prototypes
+    def _prototypes_per_class(self):
+        classes = self.classes_
+        spec = self.n_prototypes
+        if not isinstance(spec, dict):
+            return np.full(len(classes), spec, dtype=np.intp)
+        known = set(classes.tolist())
+        unknown = [k for k in spec if k not in known]
+        if unknown:
+            raise ValueError(
+                f"n_prototypes names labels that are not in y: {unknown}; "
+                f"the classes are {classes.tolist()}."
+            )
+        if not all(
+            isinstance(v, (Integral, np.integer)) and not isinstance(v, bool) and v >= 1
+            for v in spec.values()
+        ):
+            raise ValueError(f"n_prototypes values must be ints >= 1; got {spec}.")
+        return np.array([spec.get(c, 1) for c in classes.tolist()], dtype=np.intp)
+
+    def _initial_prototypes(self, X, y, rng):
+        """Class means / per-class k-means centres (their class indices are kept in
+        ``_proto_cls``)."""
+        n_per_class = self._prototypes_per_class()
+        counts = np.bincount(xp.to_numpy(y), minlength=self.classes_.size)
+        short = [
+            (c, int(n), int(k))
+            for c, n, k in zip(self.classes_.tolist(), counts, n_per_class)
+            if n < k
+        ]
+        if short:
+            desc = ", ".join(f"{c!r} has {n} < {k}" for c, n, k in short)
+            raise ValueError(
+                "Each class needs at least as many training samples as prototypes: "
+                f"{desc}. Lower n_prototypes for these classes."
+            )
+        W, proto_cls, _ = _prototypes.class_prototypes(
+            X, y, self.classes_.size, n_per_class, metric="euclidean", random_state=rng
+        )
+        self._proto_cls = proto_cls
+        return W
+
+    # ------------------------------------------------------------------ hooks
+    def _init_params(self, X, y, rng):
+        return {"prototypes": self._initial_prototypes(X, y, rng)}
+
+    def _train_distances(self, params, X):
+        return _distances.squared_euclidean_distances(X, params["prototypes"])
+
+    def _loss(self, params, X, y):
+        mu = _lvq.glvq_mu(self._train_distances(params, X), y, self._proto_cls)
+        return _lvq.glvq_activation(mu, self.activation, self.beta).mean()
+
+    def _scores_torch(self, params, X):
+        D = self._train_distances(params, X)
+        return -_distances.min_per_group(D, self._proto_cls, self.classes_.size)
+
+    def _store(self, params):
+        self.prototypes_ = params["prototypes"]
+        self.prototype_labels_ = self.classes_[self._proto_cls]
+
+    # -------------------------------------------------------------- inference
+    def _proba_from_scores(self, scores):
+        return xp.softmax(scores / self.temperature, axis=1)
+
+    def _metric_times(self, R):
+        """``M r`` for residuals ``r`` (rows of R); the identity metric here."""
+        return R
+
+    def explain(self, X, n_prototypes=3):
+        """Why each sample got its label: nearest prototypes and feature contributions.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        n_prototypes : int, default=3
+            Nearest prototypes to return per sample.
+
+        Returns
+        -------
+        explanation : :class:`~sklearn.utils.Bunch` of numpy arrays with
+            ``prototype_index`` (n_samples, n_prototypes) indices into ``prototypes_``,
+            nearest first; ``prototype_label``; ``prototype_distance`` (squared, in the
+            model's metric); ``mu`` (n_samples,), the GLVQ relative distance
+            difference of the prediction ``(d_win - d_other) / (d_win + d_other)``
+            with ``d_other`` the distance to the nearest prototype of another class
+            (in [-1, 0]; nearer -1 = clearer decision); ``feature_contribution``
+            (n_samples, n_features), each feature's term of the squared distance to
+            the winning prototype (rows sum to ``prototype_distance[:, 0]``; for GMLVQ
+            ``(x - w)_j (Lambda (x - w))_j``).
+        """
+        check_is_fitted(self)
+        if not (
+            isinstance(n_prototypes, (Integral, np.integer))
+            and not isinstance(n_prototypes, bool)
+            and n_prototypes >= 1
+        ):
+            raise ValueError(f"n_prototypes must be an int >= 1; got {n_prototypes!r}.")
+        X = xp.to_numpy(validate_predict_data(self, X))
+        D = xp.to_numpy(self._prototype_distances(X))
+        k = min(n_prototypes, D.shape[1])
+        order = np.argsort(D, axis=1, kind="stable")
+        win = order[:, 0]
+        cls = self._prototype_class_index()
+        _, d_other = _lvq.nearest_correct_and_wrong(D, cls[win], cls)
+        mu = _lvq.relative_difference(D[np.arange(D.shape[0]), win], d_other)
+        R = X - self.prototypes_[win]
+        return Bunch(
+            prototype_index=order[:, :k],
+            prototype_label=self.prototype_labels_[order[:, :k]],
+            prototype_distance=np.take_along_axis(D, order[:, :k], axis=1),
+            mu=mu,
+            feature_contribution=R * self._metric_times(R),
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+class GMLVQClassifier(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, GLVQClassifier
+):
+    """Generalized Matrix LVQ (GMLVQ): GLVQ with a learned relevance metric.
+
+    The distance is ``d(x, w) = (x - w)^T Lambda (x - w) = ||Omega (x - w)||^2`` with a
+    learned ``Omega`` of shape (n_components, n_features), trained jointly with the
+    prototypes on the GLVQ cost (see :class:`GLVQClassifier`) plus the log-determinant
+    regulariser of Schneider et al. (2010).  ``Omega`` is used
+    normalised to unit Frobenius norm, so the relevance matrix
+    ``Lambda = Omega^T Omega`` has trace 1 (Schneider et al., 2009); its diagonal says
+    how much each feature matters, and ``n_components < n_features`` learns a
+    low-rank metric (a discriminative projection).
+
+    Parameters
+    ----------
+    n_prototypes : int or dict, default=1
+        Prototypes per class; a dict maps class labels to counts (absent classes get 1).
+    n_components : int or None, default=None
+        Rank of ``Omega`` (rows); None is ``n_features``.  ``Omega`` starts as the
+        identity (full rank) or as the top principal directions of the training data.
+    regularization : float >= 0, default=0.01
+        ``mu`` of the penalty ``-mu/2 log det(Omega Omega^T)`` added to the cost
+        (Schneider et al., 2010), which keeps the relevance matrix from collapsing
+        onto a few directions (an over-peaked metric overfits and shrinks the
+        certified radii).  0.01 was chosen by 5-fold CV on the training splits of
+        digits, wine and breast cancer (accuracy 0.953 -> 0.962, 0.959 -> 0.959,
+        0.982 -> 0.987 against 0; certified robust accuracy at L2 radius 1 0.53 ->
+        0.75, 0.58 -> 0.72, 0.67 -> 0.84) and on CLINC150's validation split (0.936
+        -> 0.944 with ``n_components=64``).  Needs ``Omega`` of full row rank.
+    activation : {"sigmoid", "identity"}, default="sigmoid"
+    beta : float > 0, default=10.0
+        Slope of the sigmoid (see :class:`GLVQClassifier`).
+    temperature : float > 0, default=1.0
+    TRAINING_PARAMETERS
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    prototypes_ : ndarray of shape (n_prototypes_total, n_features)
+    prototype_labels_ : ndarray of shape (n_prototypes_total,)
+    omega_ : ndarray of shape (n_components, n_features)
+        The learned projection, normalised so that ``sum(omega_**2) == 1``;
+        :meth:`transform` applies it.
+    relevance_matrix_ : ndarray of shape (n_features, n_features)
+        ``omega_.T @ omega_`` (positive semi-definite, trace 1).
+    TRAINING_ATTRIBUTES
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
+
+    See Also
+    --------
+    GLVQClassifier : the same cost with the euclidean distance.
+
+    Notes
+    -----
+    **Certified radius.**  :meth:`certified_radius` is an L2 radius in the *input*
+    space.  For prototypes ``w_i`` (winning) and ``w_j`` (another class),
+
+        d_j(x) - d_i(x) = 2 (w_i - w_j)^T Lambda x + w_j^T Lambda w_j - w_i^T Lambda w_i
+
+    is affine in ``x`` with normal ``a_ij = 2 Lambda (w_i - w_j)``, so no perturbation
+    with ``||delta||_2 < (d_j(x) - d_i(x)) / ||a_ij||`` can make ``w_j`` win over
+    ``w_i`` (the change of an affine function is at most ``||a_ij|| ||delta||`` by
+    Cauchy-Schwarz).  The radius is the minimum over wrong prototypes ``j`` (with
+    several prototypes per class, of the maximum over the winning class's ``i``), which
+    is sound, and exact with one prototype per class, where the decision region is the
+    polytope these hyperplanes cut.  It is never smaller than the bound obtained from
+    the projected space: there the radius is ``r_z = (d_j - d_i) / (2 ||Omega (w_i -
+    w_j)||)``, and since ``||Lambda v|| = ||Omega^T (Omega v)|| <= s_max ||Omega v||``
+    (``s_max`` the largest singular value of ``Omega``), ``r_x >= r_z / s_max``.
+
+    References
+    ----------
+    .. [1] Schneider, Biehl, Hammer. "Adaptive relevance matrices in learning vector
+       quantization." Neural Computation, 2009.
+    .. [2] Schneider, Bunte, Stiekema, Hammer, Villmann, Biehl. "Regularization in
+       matrix relevance learning." IEEE Transactions on Neural Networks, 2010.
+    .. [3] Bunte et al. "Limited rank matrix learning, discriminative dimension
+       reduction and visualization." Neural Networks, 2012.
+    .. [4] Saralajew, Holdijk, Villmann. "Fast adversarial robustness certification of
+       nearest prototype classifiers for arbitrary seminorms." NeurIPS, 2020.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from protolearn.classification import GMLVQClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = GMLVQClassifier(random_state=0).fit(X, y)
+    >>> clf.relevance_matrix_.shape
+    (4, 4)
+    >>> round(float(clf.relevance_matrix_.trace()), 6)
+    1.0
+    >>> float(clf.score(X, y)) > 0.9
+    True
+    """
+
+    _parameter_constraints = {
+        **GLVQClassifier._parameter_constraints,
+        "n_components": [None, Interval(Integral, 1, None, closed="left")],
+        "regularization": [Interval(Real, 0, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        *,
+        n_prototypes=1,
+        n_components=None,
+        regularization=0.01,
+        activation="sigmoid",
+        beta=10.0,
+        temperature=1.0,
+        max_iter=100,
+        tol=1e-4,
+        optimizer="lbfgs",
+        lr=0.01,
+        batch_size="auto",
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        random_state=None,
+        device="cpu",
+        verbose=0,
+    ):
+        super().__init__(
+            n_prototypes=n_prototypes,
+            activation=activation,
+            beta=beta,
+            temperature=temperature,
+            max_iter=max_iter,
+            tol=tol,
+            optimizer=optimizer,
+            lr=lr,
+            batch_size=batch_size,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
+            random_state=random_state,
+            device=device,
+            verbose=verbose,
+        )
+        self.n_components = n_components
+        self.regularization = regularization
+
+    def _initial_omega(self, X):
+        d = X.shape[1]
+        r = d if self.n_components is None else self.n_components
+        if r > d:
+            raise ValueError(f"n_components={r} must be <= n_features={d}.")
+        if r == d:
+            omega = np.eye(d)
+        else:  # top-r principal directions (rows), a deterministic start
+            Xn = xp.to_numpy(X).astype(np.float64)
+            C = np.cov(Xn, rowvar=False).reshape(d, d)
+            _, vecs = np.linalg.eigh(C)
+            omega = vecs[:, ::-1][:, :r].T.copy()
+        return xp.asarray_like(omega / np.sqrt((omega**2).sum()), X)
+
+    def _init_params(self, X, y, rng):
+        return {
+            "prototypes": self._initial_prototypes(X, y, rng),
+            "omega": self._initial_omega(X),
+        }
+
+    @staticmethod
+    def _normalized(omega):
+        return omega / xp.sqrt((omega * omega).sum())
+
+    def _train_distances(self, params, X):
+        L = self._normalized(params["omega"]).T
+        return _distances.mahalanobis_distances(X, params["prototypes"], L, "tied")
+
+    def _loss(self, params, X, y):
+        loss = super()._loss(params, X, y)
+        if self.regularization:
+            omega = self._normalized(params["omega"])
+            loss = loss - 0.5 * self.regularization * _lvq.omega_log_det(omega)
+        return loss
+
+    def _store(self, params):
+        super()._store(params)
+        self.omega_ = self._normalized(params["omega"])
+        self.relevance_matrix_ = self.omega_.T @ self.omega_
+
+    @property
+    def _n_features_out(self):
+        return self.omega_.shape[0]
+
+    def transform(self, X):
+        """Project onto the learned metric's space: ``X @ omega_.T``.
+
+        Euclidean distances between projected points are the model's distances, so
+        the projection (e.g. with ``n_components=2``) shows what the classifier sees,
+        like :class:`~sklearn.discriminant_analysis.LinearDiscriminantAnalysis`'s.
+
+        Parameters
+        ----------
+        X : array-like or torch tensor of shape (n_samples, n_features)
+
+        Returns
+        -------
+        X_new : ndarray (or tensor on X's device) of shape (n_samples, n_components)
+        """
+        check_is_fitted(self)
+        X = validate_predict_data(self, X)
+        return X @ xp.asarray_like(self.omega_, X).T
+
+    def _distance_spec(self):
+        return "mahalanobis", self.omega_.T
+
+    def _metric_times(self, R):
+        return R @ self.relevance_matrix_
+
+
+def _fill_doc(cls):
+    cls.__doc__ = cls.__doc__.replace(
+        "    TRAINING_PARAMETERS\n", _TRAINING_DOC + "\n"
+    ).replace("    TRAINING_ATTRIBUTES\n", _TRAINING_ATTRS_DOC + "\n")
+
+
+_fill_doc(GLVQClassifier)
+_fill_doc(GMLVQClassifier)
