@@ -21,12 +21,24 @@ from ._gaussian import (
     shrink_covariance,
     shrunk_precision_cholesky,
 )
+from ._graph import (
+    batched_knn_affinity,
+    graph_product,
+    kneighbors,
+    knn_affinity,
+    laplacian_solve,
+)
 from ._mixture import fit_vmf_mixtures, vmf_log_normalizer, vmf_mixture_log_density
 from ._neighbors import kth_neighbor_distance
 from ._prototypes import class_means, class_prototypes, kmeans
 from ._robustness import linear_form, nearest_prototype_index, nearest_prototype_radius
 
 __all__ = [
+    "batched_knn_affinity",
+    "graph_product",
+    "kneighbors",
+    "knn_affinity",
+    "laplacian_solve",
     "class_means",
     "class_prototypes",
     "cosine_distances",

@@ -151,3 +151,50 @@ def class_prototypes(
             blocks.append(centers)
         labels.append(np.full(k, c, dtype=np.intp))
     return xp.concat(blocks), np.concatenate(labels), n_iter
+
+
+def batched_class_means(Z, onehot):
+    """Class means of many tasks at once: ``Z`` (T, n, d), ``onehot`` (T, n, K) ->
+    (T, K, d).  Every class must have a member in every task."""
+    counts = onehot.sum(1)
+    if bool((counts <= 0).any()):
+        raise ValueError("every class needs at least one labelled sample in each task.")
+    return (onehot.swapaxes(1, 2) @ Z) / counts[:, :, None]
+
+
+def rectify_prototypes(support, support_onehot, query, prototypes, *, scale=10.0):
+    """Prototype rectification of BD-CSPN (Liu, Song, Qin, ECCV 2020), many tasks at once.
+
+    The query set is shifted by ``mean(support) - mean(query)`` (the intra-domain bias),
+    each shifted query is pseudo-labelled with its most cosine-similar prototype, and each
+    prototype becomes the weighted mean of its support samples and pseudo-labelled
+    queries, with weights ``exp(scale * cos(x, m_k))`` normalised over the class
+    (LaplacianShot's rectification; the paper uses ``scale=10``).
+
+    Parameters
+    ----------
+    support : (T, n_s, d), support_onehot : (T, n_s, K), query : (T, n_q, d),
+    prototypes : (T, K, d) (the support means), scale : float >= 0
+
+    Returns
+    -------
+    prototypes : (T, K, d)
+    """
+    T, nq, d = query.shape
+    shifted = query + (support.mean(1) - query.mean(1))[:, None, :]
+    K = prototypes.shape[1]
+    P = l2_normalize(prototypes.reshape(T * K, d)).reshape(T, K, d)
+
+    def cos(A):
+        n = A.shape[1]
+        return l2_normalize(A.reshape(T * n, d)).reshape(T, n, d) @ P.swapaxes(1, 2)
+
+    cs, cq = cos(support), cos(shifted)
+    q_onehot = xp.one_hot(xp.argmax(cq, axis=2), K, like=cq)
+    # exp(scale * (cos - 1)): the same normalised weights, no overflow
+    ws = support_onehot * xp.exp(scale * (cs - 1))
+    wq = q_onehot * xp.exp(scale * (cq - 1))
+    norm = ws.sum(1) + wq.sum(1)
+    return (ws.swapaxes(1, 2) @ support + wq.swapaxes(1, 2) @ shifted) / norm[
+        :, :, None
+    ]

@@ -1,0 +1,415 @@
+"""kNN affinity graphs and the Laplacian-regularised bound optimizer.
+
+The model (LaplacianShot, Ziko et al., ICML 2020; "Scalable Laplacian K-modes", Ziko et
+al., NeurIPS 2018; Ziko et al., 2021) assigns every point ``p`` a soft label ``y_p`` in
+the simplex and every class/cluster ``k`` a prototype ``m_k``, minimising
+
+    E(Y, M) = sum_p sum_k y_pk a_pk            a_pk = f(x_p, m_k) / temperature
+              + sum_{p free} sum_k y_pk log y_pk           (negative-entropy barrier)
+              - lam / 2 * sum_{p, q} w_pq y_p . y_q          (Laplacian term, kNN W)
+
+with the rows of labelled points held at their one-hot labels.  ``f`` is the squared
+euclidean distance ("kmeans") or minus a Gaussian kernel ``-exp(-|x - m|^2 / (2 h^2))``
+("kmodes").  One iteration of :func:`laplacian_solve` is
+
+1. the bound step: the concave pairwise term is replaced by its tangent at the current
+   ``Y``, whose minimiser over the simplex is, for every free point at once,
+   ``y_p <- softmax(-a_p + lam * (W Y)_p)`` (:func:`bound_step`);
+2. the prototype step: for fixed ``Y``, weighted means (K-means) or one mean-shift step
+   (K-modes), both of which cannot increase ``E``.
+
+For a symmetric ``W`` the bound step's direction ``Y_new - Y`` is a descent direction of
+``E`` (the tangent bound and ``E`` share their gradient at ``Y``, and the bound is convex
+in ``Y``), so when a full step would increase ``E`` (``W`` is not positive semi-definite
+in general) the step is halved until ``E`` does not increase: the objective history is
+non-increasing by construction.  For a directed ``W`` (the official LaplacianShot code and
+easyfsl) no such guarantee exists and full steps are always taken.
+
+Every array here carries a leading task axis ``T`` (many episodes solved as one
+computation); numpy or torch (any device) in, the same kind out.  The graph ``W`` is a
+dense (T, n, n) array for batches of small episodes, or, for one large problem (T == 1),
+a scipy.sparse matrix (numpy) or a torch sparse tensor (torch) built from a chunked
+neighbour search, so no n x n dense matrix is ever formed.
+"""
+
+import numpy as np
+from scipy import sparse
+
+from ..utils import _array_api as xp
+from ._distances import iter_distance_chunks, l2_normalize
+
+AFFINITIES = ("binary", "heat")
+PROTOTYPE_TERMS = ("kmeans", "kmodes")
+
+
+# --------------------------------------------------------------------------- helpers
+def _sum_tasks(A):
+    """Sum over every axis but the first: (T, ...) -> (T,)."""
+    return A.reshape(A.shape[0], -1).sum(1)
+
+
+def batched_sqeuclidean(A, B):
+    """Squared euclidean distances between the rows of ``A`` (T, n, d) and ``B`` (T, m, d)."""
+    D = A @ B.swapaxes(1, 2)
+    D *= -2
+    D += (A * A).sum(-1)[:, :, None]
+    D += (B * B).sum(-1)[:, None, :]
+    return xp.clip_min(D, 0)
+
+
+def center_l2_normalize(X, center=None, *, normalize=True):
+    """Centre (T, n, d) rows on `center` ((d,), (T, d) or None = each task's mean) and
+    divide them by their L2 norm ("CL2N", Wang et al., 2019)."""
+    if center is None:
+        Z = X - X.mean(1)[:, None, :]
+    else:
+        c = xp.asarray_like(center, X)
+        Z = X - (c[None, None, :] if c.ndim == 1 else c[:, None, :])
+    if not normalize:
+        return Z
+    T, n, d = Z.shape
+    return l2_normalize(Z.reshape(T * n, d)).reshape(T, n, d)
+
+
+# ------------------------------------------------------------------ neighbour search
+def kneighbors(X, n_neighbors, *, working_memory=None):
+    """Squared distances and indices of each row's nearest other rows, nearest first.
+
+    The row itself is excluded by index (not by assuming it comes first, which fails for
+    duplicated rows).  Computed chunk by chunk over rows with the distances of
+    :mod:`protolearn._core._distances`, so memory stays bounded by `working_memory`.
+
+    Parameters
+    ----------
+    X : (n, d) numpy array or torch tensor
+    n_neighbors : int in [1, n - 1]
+
+    Returns
+    -------
+    sqdist : (n, n_neighbors) like ``X``; indices : (n, n_neighbors) int64 (numpy or
+        torch on ``X``'s device).
+    """
+    n = X.shape[0]
+    if not 1 <= n_neighbors <= n - 1:
+        raise ValueError(
+            f"n_neighbors must be in [1, n_samples - 1] = [1, {n - 1}]; got {n_neighbors}."
+        )
+    dist, index = [], []
+    for sl, D in iter_distance_chunks(
+        X, X, "sqeuclidean", working_memory=working_memory
+    ):
+        rows = np.arange(sl.stop - sl.start)
+        if xp.is_torch(D):
+            import torch
+
+            r = torch.as_tensor(rows, device=D.device)
+            D[r, r + sl.start] = float("inf")
+        else:
+            D[rows, rows + sl.start] = np.inf
+        v, i = xp.smallest_k(D, n_neighbors)
+        dist.append(v)
+        index.append(i)
+    index = xp.concat(index)
+    if not xp.is_torch(index):
+        index = index.astype(np.int64)
+    return xp.concat(dist), index
+
+
+def heat_bandwidth(sqdist):
+    """Kernel bandwidth ``h`` with ``h^2`` the mean squared kNN distance (as SLK estimates
+    it); `sqdist` is (..., n, k): the mean is over the last two axes."""
+    s = sqdist.reshape(*sqdist.shape[:-2], -1).mean(-1)
+    tiny = float(np.finfo(np.float32).tiny)
+    if xp.is_torch(s):
+        return s.clamp(min=tiny).sqrt()
+    return np.sqrt(np.maximum(s, tiny))
+
+
+def _edge_weights(sqdist, kind, bandwidth):
+    if kind == "binary":
+        return sqdist * 0 + 1
+    if kind == "heat":
+        h2 = bandwidth * bandwidth
+        h2 = h2[..., None, None] if getattr(h2, "ndim", 0) else h2
+        return xp.exp(-sqdist / (2 * h2))
+    raise ValueError(f"affinity must be one of {AFFINITIES}; got {kind!r}.")
+
+
+def knn_affinity(
+    X,
+    n_neighbors,
+    *,
+    kind="binary",
+    symmetric=True,
+    bandwidth=None,
+    working_memory=None,
+):
+    """Sparse kNN affinity matrix ``W`` (n, n) of the rows of ``X``.
+
+    ``w_pq`` is nonzero when ``q`` is among the `n_neighbors` nearest other rows of
+    ``p``: 1 ("binary") or ``exp(-|x_p - x_q|^2 / (2 h^2))`` ("heat").  `symmetric`
+    replaces ``W`` by ``(W + W^T) / 2`` (as scikit-learn's spectral clustering does);
+    otherwise row ``p`` holds ``p``'s own neighbours (the official LaplacianShot graph).
+
+    Parameters
+    ----------
+    X : (n, d) numpy array or torch tensor
+    n_neighbors : int in [1, n - 1]
+    kind : {"binary", "heat"}
+    symmetric : bool
+    bandwidth : float or None
+        Heat-kernel ``h``; None: :func:`heat_bandwidth` of the kNN distances.
+
+    Returns
+    -------
+    W : scipy.sparse.csr_matrix (numpy ``X``) or a coalesced torch sparse COO tensor on
+        ``X``'s device, in ``X``'s dtype.
+    bandwidth : float, the ``h`` used (also returned for "binary").
+    """
+    sqdist, index = kneighbors(X, n_neighbors, working_memory=working_memory)
+    h = float(heat_bandwidth(sqdist)) if bandwidth is None else float(bandwidth)
+    w = _edge_weights(sqdist, kind, h)
+    n, k = index.shape
+    if xp.is_torch(X):
+        import torch
+
+        rows = torch.arange(n, device=X.device).repeat_interleave(k)
+        W = torch.sparse_coo_tensor(
+            torch.stack([rows, index.reshape(-1)]), w.reshape(-1), (n, n)
+        ).coalesce()
+        if symmetric:
+            W = ((W + W.t()) * 0.5).coalesce()
+        return W, h
+    rows = np.repeat(np.arange(n), k)
+    W = sparse.csr_matrix(
+        (np.asarray(w).ravel(), (rows, np.asarray(index).ravel())),
+        shape=(n, n),
+        dtype=X.dtype,
+    )
+    if symmetric:
+        W = ((W + W.T) * 0.5).tocsr().astype(X.dtype)
+    return W, h
+
+
+def batched_knn_affinity(
+    X, n_neighbors, *, kind="binary", symmetric=True, bandwidth=None
+):
+    """Dense kNN affinities of many small point sets at once: (T, n, d) -> (T, n, n).
+
+    Same weights as :func:`knn_affinity`, per task (the heat bandwidth is estimated per
+    task when `bandwidth` is None).  Returns ``W`` and the (T,) bandwidths.
+    """
+    T, n, _ = X.shape
+    if not 1 <= n_neighbors <= n - 1:
+        raise ValueError(
+            f"n_neighbors must be in [1, n_points - 1] = [1, {n - 1}]; got {n_neighbors}."
+        )
+    D = batched_sqeuclidean(X, X)
+    diag = np.arange(n)
+    if xp.is_torch(D):
+        import torch
+
+        r = torch.as_tensor(diag, device=D.device)
+        D[:, r, r] = float("inf")
+    else:
+        D[:, diag, diag] = np.inf
+    sqdist, index = xp.smallest_k(D, n_neighbors)
+    h = heat_bandwidth(sqdist) if bandwidth is None else xp.full((T,), bandwidth, D)
+    w = _edge_weights(sqdist, kind, h)
+    W = xp.full(tuple(D.shape), 0.0, D)
+    if xp.is_torch(W):
+        W.scatter_(2, index, w)
+    else:
+        np.put_along_axis(W, index, w, axis=2)
+    if symmetric:
+        W = (W + W.swapaxes(1, 2)) * 0.5
+    return W, h
+
+
+def embed_graph(W, index, n):
+    """Place a graph over a subset of the points (rows `index`) into an (n, n) graph.
+
+    Dense (T, m, m) graphs become (T, n, n) with zero rows/columns for the other points;
+    sparse (m, m) graphs are re-indexed without densifying.
+    """
+    index = np.asarray(xp.to_numpy(index))
+    if sparse.issparse(W):
+        C = W.tocoo()
+        return sparse.csr_matrix(
+            (C.data, (index[C.row], index[C.col])), shape=(n, n), dtype=W.dtype
+        )
+    if xp.is_torch(W) and W.is_sparse:
+        import torch
+
+        idx = torch.as_tensor(index, device=W.device)
+        ind = W.indices()
+        return torch.sparse_coo_tensor(
+            idx[ind], W.values(), (n, n), device=W.device
+        ).coalesce()
+    T = W.shape[0]
+    out = xp.full((T, n, n), 0.0, W)
+    ii = xp.as_index_like(index, W)
+    out[:, ii[:, None], ii[None, :]] = W
+    return out
+
+
+def graph_product(W, Y):
+    """``W Y`` for a graph ``W`` and soft labels ``Y`` (T, n, K); ``W=None`` means no edges.
+
+    ``W`` is dense (T, n, n), or sparse (n, n) (scipy or torch) when T == 1.
+    """
+    if W is None:
+        return Y * 0
+    if sparse.issparse(W):
+        return np.asarray(W @ Y[0])[None]
+    if xp.is_torch(W) and W.is_sparse:
+        import torch
+
+        return torch.sparse.mm(W, Y[0])[None]
+    return W @ Y
+
+
+# ------------------------------------------------------------------------ the model
+def prototype_term(Z, M, kind="kmeans", bandwidth=None):
+    """``f(z_p, m_k)`` (T, n, K): squared distance ("kmeans") or minus the Gaussian kernel
+    ``exp(-|z - m|^2 / (2 h^2))`` ("kmodes", `bandwidth` h of shape (T,))."""
+    D = batched_sqeuclidean(Z, M)
+    if kind == "kmeans":
+        return D
+    if kind == "kmodes":
+        h2 = bandwidth * bandwidth
+        return -xp.exp(-D / (2 * h2[:, None, None]))
+    raise ValueError(f"prototype must be one of {PROTOTYPE_TERMS}; got {kind!r}.")
+
+
+def update_prototypes(Z, Y, M, kind="kmeans", bandwidth=None):
+    """The prototype step for fixed ``Y``: K-means weighted means, or one mean-shift step
+    towards each weighted kernel mode (K-modes).  Neither increases ``E``; a prototype
+    whose total weight vanishes is kept."""
+    if kind == "kmeans":
+        G = Y
+    else:
+        G = Y * (-prototype_term(Z, M, "kmodes", bandwidth))
+    mass = G.sum(1)  # (T, K)
+    tiny = float(np.finfo(np.float32).tiny)
+    M_new = (G.swapaxes(1, 2) @ Z) / xp.clip_min(mass * 1, tiny)[:, :, None]
+    return xp.where((mass > tiny)[:, :, None], M_new, M)
+
+
+def laplacian_energy(Y, A, WY, lam, free):
+    """``E`` per task (T,) from soft labels ``Y``, unary ``A`` = f / temperature,
+    ``WY`` = :func:`graph_product` ``(W, Y)``, and the (T, n) mask of free rows."""
+    tiny = float(np.finfo(np.float32).tiny)
+    ent = Y * xp.log(xp.clip_min(Y * 1, tiny))
+    E = _sum_tasks(Y * A) + _sum_tasks(ent * free[:, :, None])
+    if lam:
+        E = E - 0.5 * lam * _sum_tasks(Y * WY)
+    return E
+
+
+def bound_step(A, WY, lam, Y_fixed, fixed):
+    """One bound update for every free point in parallel:
+    ``y_p <- softmax(-a_p + lam (W Y)_p)``; rows where `fixed` keep ``Y_fixed``."""
+    Y = xp.softmax(-A + lam * WY if lam else -A, axis=2)
+    return xp.where(fixed[:, :, None], Y_fixed, Y)
+
+
+def laplacian_solve(
+    Z,
+    Y_fixed,
+    fixed,
+    M,
+    W,
+    *,
+    lam,
+    prototype="kmeans",
+    update=True,
+    temperature=1.0,
+    bandwidth=None,
+    max_iter=20,
+    tol=1e-6,
+    safeguard=True,
+):
+    """Alternate bound steps on ``Y`` and prototype steps on ``M`` (see module docstring).
+
+    Parameters
+    ----------
+    Z : (T, n, d) features (already preprocessed)
+    Y_fixed : (T, n, K) one-hot rows for the labelled points (other rows ignored)
+    fixed : (T, n) bool, True for labelled points
+    M : (T, K, d) initial prototypes
+    W : graph for :func:`graph_product`, or None (``lam`` unused)
+    lam : float >= 0
+    prototype : {"kmeans", "kmodes"}
+    update : bool
+        Update the prototypes after each bound step (False: LaplacianShot's fixed
+        prototypes).
+    temperature : float > 0, or (T,) array
+        Divides the prototype term.
+    bandwidth : (T,) kernel bandwidths for "kmodes".
+    max_iter : int >= 1
+    tol : float >= 0
+        A task stops when ``|E_t - E_{t-1}| <= tol * |E_{t-1}|``; stopped tasks are left
+        untouched, so each task's result is the one it would get alone.
+    safeguard : bool
+        Halve steps that would increase ``E`` (valid for symmetric ``W`` only).
+
+    Returns
+    -------
+    Y : (T, n, K), M : (T, K, d), n_iter : (T,) int ndarray, objective : (T, max_iter + 1)
+    float64 ndarray (``E`` before the first step, then after each iteration; NaN after
+    a task stopped), converged : (T,) bool ndarray
+    """
+    T = Z.shape[0]
+    fixed = xp.asarray_like(fixed, Z) > 0.5
+
+    def unary(M_):
+        f = prototype_term(Z, M_, prototype, bandwidth)
+        if np.ndim(temperature):
+            return f / xp.asarray_like(temperature, Z)[:, None, None]
+        return f / temperature
+
+    freef = xp.where(fixed, Z[:, :, 0] * 0, Z[:, :, 0] * 0 + 1)
+    A = unary(M)
+    Y = bound_step(A, None, 0.0, Y_fixed, fixed)
+    WY = graph_product(W, Y) if lam else Y * 0
+    E = laplacian_energy(Y, A, WY, lam, freef)
+    history = np.full((T, max_iter + 1), np.nan)
+    history[:, 0] = xp.to_numpy(E)
+    n_iter = np.zeros(T, dtype=np.int64)
+    converged = np.zeros(T, dtype=bool)
+    active = np.ones(T, dtype=bool)
+    eps = 16 * float(np.finfo(xp.to_numpy(Z[:1, :1, :1]).dtype).eps)
+    for it in range(1, max_iter + 1):
+        act = xp.as_index_like(active, Z) > 0 if xp.is_torch(Z) else active
+        Yn = bound_step(A, WY, lam, Y_fixed, fixed)
+        WYn = graph_product(W, Yn) if lam else WY
+        if safeguard and lam:
+            En = laplacian_energy(Yn, A, WYn, lam, freef)
+            for _ in range(30):
+                E0, E1 = xp.to_numpy(E), xp.to_numpy(En)
+                worse = active & (E1 > E0 + eps * np.abs(E0))
+                if not worse.any():
+                    break
+                w = xp.asarray_like(worse.astype(np.float64), Z)[:, None, None]
+                # halve the step of the tasks whose energy went up
+                Yn = Y + (Yn - Y) * (1 - 0.5 * w)
+                WYn = WY + (WYn - WY) * (1 - 0.5 * w)
+                En = laplacian_energy(Yn, A, WYn, lam, freef)
+        a3 = act[:, None, None]
+        Y = xp.where(a3, Yn, Y)
+        WY = xp.where(a3, WYn, WY)
+        if update:
+            M = xp.where(a3, update_prototypes(Z, Y, M, prototype, bandwidth), M)
+            A = unary(M)
+        E_new = laplacian_energy(Y, A, WY, lam, freef)
+        E_np, En_np = xp.to_numpy(E).astype(np.float64), xp.to_numpy(E_new)
+        history[active, it] = En_np[active]
+        n_iter[active] = it
+        done = np.abs(En_np - E_np) <= tol * np.abs(E_np)
+        converged |= active & done
+        active &= ~done
+        E = xp.where(act, E_new, E)
+        if not active.any():
+            break
+    return Y, M, n_iter, history, converged
