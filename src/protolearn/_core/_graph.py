@@ -36,7 +36,7 @@ import numpy as np
 from scipy import sparse
 
 from ..utils import _array_api as xp
-from ._distances import iter_distance_chunks, l2_normalize
+from ._distances import iter_distance_chunks
 
 AFFINITIES = ("binary", "heat")
 PROTOTYPE_TERMS = ("kmeans", "kmodes")
@@ -67,8 +67,17 @@ def center_l2_normalize(X, center=None, *, normalize=True):
         Z = X - (c[None, None, :] if c.ndim == 1 else c[:, None, :])
     if not normalize:
         return Z
-    T, n, d = Z.shape
-    return l2_normalize(Z.reshape(T * n, d)).reshape(T, n, d)
+    return batched_l2_normalize(Z)
+
+
+def batched_l2_normalize(Z):
+    """Rows of (T, n, d) divided by their L2 norm (all-zero rows stay zero)."""
+    if xp.is_torch(Z):
+        norms = Z.norm(dim=-1, keepdim=True)
+    else:  # einsum: no (T, n, d) temporary for the squares
+        norms = np.sqrt(np.einsum("tnd,tnd->tn", Z, Z))[:, :, None]
+    norms[norms == 0] = 1
+    return Z / norms
 
 
 # ------------------------------------------------------------------ neighbour search
@@ -192,19 +201,27 @@ def knn_affinity(
 
 
 def batched_knn_affinity(
-    X, n_neighbors, *, kind="binary", symmetric=True, bandwidth=None
+    X, n_neighbors, *, kind="binary", symmetric=True, bandwidth=None, gram=None
 ):
     """Dense kNN affinities of many small point sets at once: (T, n, d) -> (T, n, n).
 
     Same weights as :func:`knn_affinity`, per task (the heat bandwidth is estimated per
-    task when `bandwidth` is None).  Returns ``W`` and the (T,) bandwidths.
+    task when `bandwidth` is None).  `gram` may pass ``X X^T`` (T, n, n) when it is
+    already computed.  Returns ``W`` and the (T,) bandwidths.
     """
     T, n, _ = X.shape
     if not 1 <= n_neighbors <= n - 1:
         raise ValueError(
             f"n_neighbors must be in [1, n_points - 1] = [1, {n - 1}]; got {n_neighbors}."
         )
-    D = batched_sqeuclidean(X, X)
+    if gram is None:
+        D = batched_sqeuclidean(X, X)
+    else:
+        zz = xp.diagonal(gram)
+        D = gram * -2
+        D += zz[:, :, None]
+        D += zz[:, None, :]
+        D = xp.clip_min(D, 0)
     diag = np.arange(n)
     if xp.is_torch(D):
         import torch
@@ -329,6 +346,7 @@ def laplacian_solve(
     max_iter=20,
     tol=1e-6,
     safeguard=True,
+    gram=None,
 ):
     """Alternate bound steps on ``Y`` and prototype steps on ``M`` (see module docstring).
 
@@ -353,6 +371,7 @@ def laplacian_solve(
         untouched, so each task's result is the one it would get alone.
     safeguard : bool
         Halve steps that would increase ``E`` (valid for symmetric ``W`` only).
+    gram : (T, n, n) ``Z Z^T`` when already computed (used when n <= d).
 
     Returns
     -------
@@ -363,14 +382,16 @@ def laplacian_solve(
     T = Z.shape[0]
     fixed = xp.asarray_like(fixed, Z) > 0.5
 
-    def unary(M_):
-        f = prototype_term(Z, M_, prototype, bandwidth)
+    protos = _Prototypes(Z, M, prototype, bandwidth, gram)
+
+    def unary():
+        f = protos.term()
         if np.ndim(temperature):
             return f / xp.asarray_like(temperature, Z)[:, None, None]
         return f / temperature
 
     freef = xp.where(fixed, Z[:, :, 0] * 0, Z[:, :, 0] * 0 + 1)
-    A = unary(M)
+    A = unary()
     Y = bound_step(A, None, 0.0, Y_fixed, fixed)
     WY = graph_product(W, Y) if lam else Y * 0
     E = laplacian_energy(Y, A, WY, lam, freef)
@@ -400,8 +421,8 @@ def laplacian_solve(
         Y = xp.where(a3, Yn, Y)
         WY = xp.where(a3, WYn, WY)
         if update:
-            M = xp.where(a3, update_prototypes(Z, Y, M, prototype, bandwidth), M)
-            A = unary(M)
+            protos.update(Y, a3)
+            A = unary()
         E_new = laplacian_energy(Y, A, WY, lam, freef)
         E_np, En_np = xp.to_numpy(E).astype(np.float64), xp.to_numpy(E_new)
         history[active, it] = En_np[active]
@@ -412,4 +433,72 @@ def laplacian_solve(
         E = xp.where(act, E_new, E)
         if not active.any():
             break
-    return Y, M, n_iter, history, converged
+    return Y, protos.prototypes(), n_iter, history, converged
+
+
+class _Prototypes:
+    """Prototypes during :func:`laplacian_solve`, explicit or through the Gram matrix.
+
+    Every prototype step gives ``M = C^T Z`` for per-point weights ``C`` (T, n, K)
+    (``Y`` or ``Y * kernel``, normalised per column).  When tasks have fewer points than
+    features (few-shot episodes), ``|z - m|^2`` is computed from ``G = Z Z^T`` as
+    ``G_pp - 2 (G C)_pk + (C^T G C)_kk`` -- O(n^2 K) per step instead of O(n K d) --
+    and ``M`` is formed once at the end.  Large problems (n > d) keep ``M`` explicit.
+    """
+
+    def __init__(self, Z, M, kind, bandwidth, gram=None):
+        self.Z, self.M, self.kind, self.bandwidth = Z, M, kind, bandwidth
+        self.C = None
+        n, d = Z.shape[1], Z.shape[2]
+        self.gram = n <= d
+        if self.gram:
+            self.G = Z @ Z.swapaxes(1, 2) if gram is None else gram
+            self.zz = xp.diagonal(self.G)
+        else:
+            self.zz = (Z * Z).sum(-1)
+
+    def sqdist(self):
+        if self.C is None or not self.gram:
+            D = self.Z @ self.M.swapaxes(1, 2)
+            mm = (self.M * self.M).sum(-1)
+        else:
+            D = self.G @ self.C
+            mm = (self.C * D).sum(1)
+        D *= -2
+        D += self.zz[:, :, None]
+        D += mm[:, None, :]
+        return xp.clip_min(D, 0)
+
+    def term(self):
+        D = self.sqdist()
+        if self.kind == "kmeans":
+            return D
+        if self.kind == "kmodes":
+            h2 = self.bandwidth * self.bandwidth
+            return -xp.exp(-D / (2 * h2[:, None, None]))
+        raise ValueError(
+            f"prototype must be one of {PROTOTYPE_TERMS}; got {self.kind!r}."
+        )
+
+    def update(self, Y, active):
+        """The prototype step (see :func:`update_prototypes`) for the `active` tasks."""
+        Gw = Y if self.kind == "kmeans" else Y * (-self.term())
+        mass = Gw.sum(1)  # (T, K)
+        tiny = float(np.finfo(np.float32).tiny)
+        keep = (mass > tiny)[:, None, :]
+        C = Gw / xp.clip_min(mass * 1, tiny)[:, None, :]
+        if not self.gram:
+            M_new = C.swapaxes(1, 2) @ self.Z
+            M_new = xp.where(keep.swapaxes(1, 2), M_new, self.M)
+            self.M = xp.where(active, M_new, self.M)
+            return
+        if self.C is None:  # first step: every task is active
+            self.M = None
+            self.C = C
+        else:
+            self.C = xp.where(active, xp.where(keep, C, self.C), self.C)
+
+    def prototypes(self):
+        if self.gram and self.C is not None:
+            return self.C.swapaxes(1, 2) @ self.Z
+        return self.M

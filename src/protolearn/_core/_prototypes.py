@@ -182,12 +182,13 @@ def rectify_prototypes(support, support_onehot, query, prototypes, *, scale=10.0
     """
     T, nq, d = query.shape
     shifted = query + (support.mean(1) - query.mean(1))[:, None, :]
+    from ._graph import batched_l2_normalize
+
     K = prototypes.shape[1]
-    P = l2_normalize(prototypes.reshape(T * K, d)).reshape(T, K, d)
+    P = batched_l2_normalize(prototypes)
 
     def cos(A):
-        n = A.shape[1]
-        return l2_normalize(A.reshape(T * n, d)).reshape(T, n, d) @ P.swapaxes(1, 2)
+        return batched_l2_normalize(A) @ P.swapaxes(1, 2)
 
     cs, cq = cos(support), cos(shifted)
     q_onehot = xp.one_hot(xp.argmax(cq, axis=2), K, like=cq)

@@ -76,13 +76,17 @@ def _transduce(Zs, onehot, Zq, p, *, sparse_graph):
     nodes = np.arange(ns, n) if p["graph"] == "query" else np.arange(n)
     k = min(p["n_neighbors"], nodes.size - 1)
     W, bandwidth = None, None
+    # one Gram matrix serves the kNN graph and the prototype steps of small tasks
+    G = Z @ Z.swapaxes(1, 2) if not sparse_graph and n <= d else None
     if nq and k >= 1 and (p["lam"] > 0 or p["prototype"] == "kmodes"):
         kw = dict(kind=p["affinity"], symmetric=p["symmetric"])
         if sparse_graph:
             W, h = _graph.knn_affinity(Z[0][xp.as_index_like(nodes, Z)], k, **kw)
             bandwidth = xp.full((1,), h, Z)
-        else:
-            W, bandwidth = _graph.batched_knn_affinity(Z[:, nodes], k, **kw)
+        else:  # basic slices keep the task matrices contiguous (fast matmul)
+            part = slice(ns, n) if nodes.size < n else slice(0, n)
+            Gg = None if G is None else G[:, part, part]
+            W, bandwidth = _graph.batched_knn_affinity(Z[:, part], k, gram=Gg, **kw)
         W = _graph.embed_graph(W, nodes, n) if nodes.size < n else W
     if p["prototype"] == "kmodes" and bandwidth is None:
         bandwidth = xp.full((T,), 1.0, Z)
@@ -100,6 +104,7 @@ def _transduce(Zs, onehot, Zq, p, *, sparse_graph):
         max_iter=p["max_iter"],
         tol=p["tol"],
         safeguard=p["symmetric"],
+        gram=G,
     ), bandwidth
 
 

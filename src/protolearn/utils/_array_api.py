@@ -186,3 +186,10 @@ def smallest_k(D, k):
     val = np.take_along_axis(D, idx, axis=-1)
     order = np.argsort(val, axis=-1, kind="stable")
     return np.take_along_axis(val, order, axis=-1), np.take_along_axis(idx, order, -1)
+
+
+def diagonal(A):
+    """Diagonals of a stack of square matrices (T, n, n) -> (T, n)."""
+    if is_torch(A):
+        return A.diagonal(dim1=1, dim2=2)
+    return np.diagonal(A, axis1=1, axis2=2).copy()
