@@ -205,3 +205,30 @@ def test_bad_input(rng):
         laplacian_fewshot_episodes(S, lab, Q, lam=-1)
     with pytest.raises(TypeError, match="unexpected parameters"):
         laplacian_fewshot_episodes(S, lab, Q, knn=3)
+
+
+@pytest.mark.cuda
+def test_batched_on_cuda_matches_cpu(rng):
+    torch = pytest.importorskip("torch")
+    Xs, ys, Xq, _ = _toy(rng)
+    S = torch.tensor(np.stack([Xs, Xs + 0.01]), dtype=torch.float32)
+    Q = torch.tensor(np.stack([Xq, Xq]), dtype=torch.float32)
+    lab = torch.tensor(np.stack([ys, ys]))
+    cpu = laplacian_fewshot_episodes(S, lab, Q)
+    gpu = laplacian_fewshot_episodes(S.cuda(), lab.cuda(), Q.cuda())
+    assert gpu.labels.device.type == "cuda"
+    np.testing.assert_array_equal(gpu.labels.cpu().numpy(), cpu.labels.numpy())
+    np.testing.assert_allclose(gpu.label_distributions.cpu().numpy(),
+                               cpu.label_distributions.numpy(), atol=1e-4)  # fmt: skip
+
+
+def test_evaluate_episodes_batched_equals_loop(clinc_pools):
+    X, y, _ = clinc_pools
+    eps = sample_episodes(y, n_way=5, n_shot=1, n_episodes=20, imbalance=2.0,
+                          random_state=2)  # fmt: skip
+    clf = LaplacianFewShotClassifier()
+    loop = evaluate_episodes(clf, X, eps, transductive=True)
+    fast = evaluate_episodes(clf, X, eps, transductive=True, batched=True)
+    np.testing.assert_allclose(fast.scores, loop.scores)
+    with pytest.raises(ValueError, match="solve_episodes"):
+        evaluate_episodes(NearestPrototypeClassifier(), X, eps, batched=True)

@@ -10,4 +10,5 @@ FAMILIES = [
     "protolearn.demo._nearest_prototype",
     "protolearn.demo._ood",
     "protolearn.demo._open_set",
+    "protolearn.demo._transductive",
 ]

@@ -10,6 +10,7 @@ from sklearn.utils import Bunch
 from sklearn.utils.multiclass import check_classification_targets
 
 from .._core import _graph, _prototypes
+from .._core._distances import l2_normalize
 from ..base import BasePrototypeClassifier
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
@@ -468,7 +469,7 @@ class LaplacianFewShotClassifier(BasePrototypeClassifier):
         if self.preprocessing is None:
             return X
         Z = X if self.center_ is None else X - xp.asarray_like(self.center_, X)
-        return _graph.l2_normalize(Z)
+        return l2_normalize(Z)
 
     def _class_scores(self, X):
         Z = self._transform(X)
