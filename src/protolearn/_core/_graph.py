@@ -418,8 +418,11 @@ def laplacian_solve(
                 WYn = WY + (WYn - WY) * (1 - 0.5 * w)
                 En = laplacian_energy(Yn, A, WYn, lam, freef)
         a3 = act[:, None, None]
-        Y = xp.where(a3, Yn, Y)
-        WY = xp.where(a3, WYn, WY)
+        if active.all():  # the common case: no task has stopped yet
+            Y, WY = Yn, WYn
+        else:
+            Y = xp.where(a3, Yn, Y)
+            WY = xp.where(a3, WYn, WY)
         if update:
             protos.update(Y, a3)
             A = unary()
