@@ -232,3 +232,34 @@ def test_evaluate_episodes_batched_equals_loop(clinc_pools):
     np.testing.assert_allclose(fast.scores, loop.scores)
     with pytest.raises(ValueError, match="solve_episodes"):
         evaluate_episodes(NearestPrototypeClassifier(), X, eps, batched=True)
+
+
+def test_batch_results_equal_tasks_solved_alone(clinc_pools):
+    # tasks stop at different iterations and the batch shrinks as they do; each task
+    # must still get exactly what it gets alone
+    X, y, _ = clinc_pools
+    eps = sample_episodes(y, n_way=5, n_shot=1, n_episodes=40, random_state=4)
+    S, s_lab, Q, _ = _stack(X.astype(np.float64), eps)
+    batch = laplacian_fewshot_episodes(S, s_lab, Q)
+    assert len(set(batch.n_iter)) > 1  # the shrinking path is exercised
+    for t in range(len(eps)):
+        alone = laplacian_fewshot_episodes(S[t : t + 1], s_lab[t : t + 1], Q[t : t + 1])
+        assert alone.n_iter[0] == batch.n_iter[t]
+        np.testing.assert_allclose(
+            alone.label_distributions[0], batch.label_distributions[t], atol=1e-10
+        )
+        np.testing.assert_allclose(alone.prototypes[0], batch.prototypes[t], atol=1e-10)
+        np.testing.assert_allclose(alone.objective[0], batch.objective[t], rtol=1e-10)
+
+
+def test_torch_batch_matches_numpy_batch(clinc_pools):
+    torch = pytest.importorskip("torch")
+    X, y, _ = clinc_pools
+    eps = sample_episodes(y, n_way=5, n_shot=5, n_episodes=40, imbalance=2.0,
+                          random_state=5)  # fmt: skip
+    S, s_lab, Q, _ = _stack(X.astype(np.float64), eps)
+    ref = laplacian_fewshot_episodes(S, s_lab, Q)
+    out = laplacian_fewshot_episodes(*map(torch.from_numpy, (S, s_lab, Q)))
+    np.testing.assert_array_equal(out.n_iter, ref.n_iter)
+    np.testing.assert_array_equal(out.labels.numpy(), ref.labels)
+    np.testing.assert_allclose(out.prototypes.numpy(), ref.prototypes, atol=1e-8)

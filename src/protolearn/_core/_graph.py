@@ -381,14 +381,12 @@ def laplacian_solve(
     """
     T = Z.shape[0]
     fixed = xp.asarray_like(fixed, Z) > 0.5
-
+    temp = xp.asarray_like(np.asarray(temperature), Z) if np.ndim(temperature) else None
     protos = _Prototypes(Z, M, prototype, bandwidth, gram)
 
     def unary():
         f = protos.term()
-        if np.ndim(temperature):
-            return f / xp.asarray_like(temperature, Z)[:, None, None]
-        return f / temperature
+        return f / temp[:, None, None] if temp is not None else f / temperature
 
     freef = xp.where(fixed, Z[:, :, 0] * 0, Z[:, :, 0] * 0 + 1)
     A = unary()
@@ -399,8 +397,15 @@ def laplacian_solve(
     history[:, 0] = xp.to_numpy(E)
     n_iter = np.zeros(T, dtype=np.int64)
     converged = np.zeros(T, dtype=bool)
-    active = np.ones(T, dtype=bool)
     eps = 16 * float(np.finfo(xp.to_numpy(Z[:1, :1, :1]).dtype).eps)
+    # Tasks stop at different iterations.  The working arrays hold the tasks `work`
+    # (indices into the batch); once half of them have stopped, the stopped ones are
+    # written out and the arrays shrink to the running ones (dense graphs only), so
+    # late iterations cost only what the slow tasks need.
+    work = np.arange(T)
+    active = np.ones(T, dtype=bool)  # over the working tasks
+    Y_out = M_out = None
+    compactable = W is None or not (sparse.issparse(W) or getattr(W, "is_sparse", 0))
     for it in range(1, max_iter + 1):
         act = xp.as_index_like(active, Z) > 0 if xp.is_torch(Z) else active
         Yn = bound_step(A, WY, lam, Y_fixed, fixed)
@@ -418,7 +423,7 @@ def laplacian_solve(
                 WYn = WY + (WYn - WY) * (1 - 0.5 * w)
                 En = laplacian_energy(Yn, A, WYn, lam, freef)
         a3 = act[:, None, None]
-        if active.all():  # the common case: no task has stopped yet
+        if active.all():  # no working task has stopped yet
             Y, WY = Yn, WYn
         else:
             Y = xp.where(a3, Yn, Y)
@@ -428,15 +433,35 @@ def laplacian_solve(
             A = unary()
         E_new = laplacian_energy(Y, A, WY, lam, freef)
         E_np, En_np = xp.to_numpy(E).astype(np.float64), xp.to_numpy(E_new)
-        history[active, it] = En_np[active]
-        n_iter[active] = it
+        history[work[active], it] = En_np[active]
+        n_iter[work[active]] = it
         done = np.abs(En_np - E_np) <= tol * np.abs(E_np)
-        converged |= active & done
+        converged[work[active & done]] = True
         active &= ~done
         E = xp.where(act, E_new, E)
         if not active.any():
             break
-    return Y, protos.prototypes(), n_iter, history, converged
+        if compactable and work.size >= 16 and active.sum() <= work.size // 2:
+            if Y_out is None:
+                Y_out = xp.empty(tuple(Y_fixed.shape), like=Y)
+                M_out = xp.empty((T,) + tuple(M.shape[1:]), like=Y)
+            stop = xp.as_index_like(np.flatnonzero(~active), Z)
+            Y_out[xp.as_index_like(work[~active], Z)] = Y[stop]
+            M_out[xp.as_index_like(work[~active], Z)] = protos.prototypes()[stop]
+            keep = xp.as_index_like(np.flatnonzero(active), Z)
+            Z, Y, WY, A, E = Z[keep], Y[keep], WY[keep], A[keep], E[keep]
+            Y_fixed, fixed, freef = Y_fixed[keep], fixed[keep], freef[keep]
+            W = None if W is None else W[keep]
+            temp = None if temp is None else temp[keep]
+            protos.subset(keep)
+            work = work[active]
+            active = np.ones(work.size, dtype=bool)
+    if Y_out is None:
+        return Y, protos.prototypes(), n_iter, history, converged
+    rows = xp.as_index_like(work, Z)
+    Y_out[rows] = Y
+    M_out[rows] = protos.prototypes()
+    return Y_out, M_out, n_iter, history, converged
 
 
 class _Prototypes:
@@ -500,6 +525,19 @@ class _Prototypes:
             self.C = C
         else:
             self.C = xp.where(active, xp.where(keep, C, self.C), self.C)
+
+    def subset(self, keep):
+        """Keep only the tasks `keep` (an index array)."""
+        self.Z = self.Z[keep]
+        self.zz = self.zz[keep]
+        if self.bandwidth is not None:
+            self.bandwidth = self.bandwidth[keep]
+        if self.gram:
+            self.G = self.G[keep]
+        if self.C is not None:
+            self.C = self.C[keep]
+        if self.M is not None:
+            self.M = self.M[keep]
 
     def prototypes(self):
         if self.gram and self.C is not None:
