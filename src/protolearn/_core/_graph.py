@@ -287,10 +287,7 @@ def graph_product(W, Y):
 
 
 # ------------------------------------------------------------------------ the model
-def prototype_term(Z, M, kind="kmeans", bandwidth=None):
-    """``f(z_p, m_k)`` (T, n, K): squared distance ("kmeans") or minus the Gaussian kernel
-    ``exp(-|z - m|^2 / (2 h^2))`` ("kmodes", `bandwidth` h of shape (T,))."""
-    D = batched_sqeuclidean(Z, M)
+def _term_from_sqdist(D, kind, bandwidth):
     if kind == "kmeans":
         return D
     if kind == "kmodes":
@@ -299,18 +296,31 @@ def prototype_term(Z, M, kind="kmeans", bandwidth=None):
     raise ValueError(f"prototype must be one of {PROTOTYPE_TERMS}; got {kind!r}.")
 
 
-def update_prototypes(Z, Y, M, kind="kmeans", bandwidth=None):
-    """The prototype step for fixed ``Y``: K-means weighted means, or one mean-shift step
-    towards each weighted kernel mode (K-modes).  Neither increases ``E``; a prototype
-    whose total weight vanishes is kept."""
-    if kind == "kmeans":
-        G = Y
-    else:
-        G = Y * (-prototype_term(Z, M, "kmodes", bandwidth))
+def prototype_term(Z, M, kind="kmeans", bandwidth=None):
+    """``f(z_p, m_k)`` (T, n, K): squared distance ("kmeans") or minus the Gaussian kernel
+    ``exp(-|z - m|^2 / (2 h^2))`` ("kmodes", `bandwidth` h of shape (T,))."""
+    return _term_from_sqdist(batched_sqeuclidean(Z, M), kind, bandwidth)
+
+
+def prototype_weights(Y, f, kind="kmeans"):
+    """Per-point weights ``C`` (T, n, K) of the prototype step, ``M_new = C^T Z``.
+
+    K-means: ``C = Y`` normalised per column (weighted means).  K-modes: ``Y`` times the
+    kernel ``-f`` at the current prototypes, normalised (one mean-shift step towards
+    each weighted mode).  Neither step increases ``E``.  Also returns the (T, K) mask of
+    prototypes whose total weight is positive (the others must be kept as they are).
+    """
+    G = Y if kind == "kmeans" else Y * (-f)
     mass = G.sum(1)  # (T, K)
     tiny = float(np.finfo(np.float32).tiny)
-    M_new = (G.swapaxes(1, 2) @ Z) / xp.clip_min(mass * 1, tiny)[:, :, None]
-    return xp.where((mass > tiny)[:, :, None], M_new, M)
+    return G / xp.clip_min(mass * 1, tiny)[:, None, :], mass > tiny
+
+
+def update_prototypes(Z, Y, M, kind="kmeans", bandwidth=None):
+    """The prototype step for fixed ``Y`` (see :func:`prototype_weights`)."""
+    f = prototype_term(Z, M, kind, bandwidth) if kind == "kmodes" else None
+    C, keep = prototype_weights(Y, f, kind)
+    return xp.where(keep[:, :, None], C.swapaxes(1, 2) @ Z, M)
 
 
 def laplacian_energy(Y, A, WY, lam, free):
@@ -498,33 +508,21 @@ class _Prototypes:
         return xp.clip_min(D, 0)
 
     def term(self):
-        D = self.sqdist()
-        if self.kind == "kmeans":
-            return D
-        if self.kind == "kmodes":
-            h2 = self.bandwidth * self.bandwidth
-            return -xp.exp(-D / (2 * h2[:, None, None]))
-        raise ValueError(
-            f"prototype must be one of {PROTOTYPE_TERMS}; got {self.kind!r}."
-        )
+        return _term_from_sqdist(self.sqdist(), self.kind, self.bandwidth)
 
     def update(self, Y, active):
-        """The prototype step (see :func:`update_prototypes`) for the `active` tasks."""
-        Gw = Y if self.kind == "kmeans" else Y * (-self.term())
-        mass = Gw.sum(1)  # (T, K)
-        tiny = float(np.finfo(np.float32).tiny)
-        keep = (mass > tiny)[:, None, :]
-        C = Gw / xp.clip_min(mass * 1, tiny)[:, None, :]
+        """The prototype step (:func:`prototype_weights`) for the `active` tasks."""
+        C, keep = prototype_weights(
+            Y, self.term() if self.kind == "kmodes" else None, self.kind
+        )
         if not self.gram:
-            M_new = C.swapaxes(1, 2) @ self.Z
-            M_new = xp.where(keep.swapaxes(1, 2), M_new, self.M)
+            M_new = xp.where(keep[:, :, None], C.swapaxes(1, 2) @ self.Z, self.M)
             self.M = xp.where(active, M_new, self.M)
-            return
-        if self.C is None:  # first step: every task is active
+        elif self.C is None:  # first step: every task is active
             self.M = None
             self.C = C
         else:
-            self.C = xp.where(active, xp.where(keep, C, self.C), self.C)
+            self.C = xp.where(active, xp.where(keep[:, None, :], C, self.C), self.C)
 
     def subset(self, keep):
         """Keep only the tasks `keep` (an index array)."""
