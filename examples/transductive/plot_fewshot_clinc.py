@@ -21,7 +21,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.decomposition import PCA
 
-from protolearn._core._graph import center_l2_normalize
 from protolearn.model_selection import sample_episodes, split_classes
 from protolearn.transductive import (
     LaplacianFewShotClassifier,
@@ -61,10 +60,16 @@ def stack(episodes):
     )
 
 
+def cl2n(A, center):
+    """Centre on `center`, then L2-normalise each row (SimpleShot's CL2N)."""
+    A = A - center
+    return A / np.linalg.norm(A, axis=-1, keepdims=True)
+
+
 def nearest_mean(S, s_lab, Q):
     """Inductive SimpleShot baseline: CL2N features (centred on the data set's mean,
     not the episode's), nearest support mean."""
-    Zs, Zq = center_l2_normalize(S, X.mean(0)), center_l2_normalize(Q, X.mean(0))
+    Zs, Zq = cl2n(S, X.mean(0)), cl2n(Q, X.mean(0))
     onehot = np.eye(s_lab.max() + 1)[s_lab]
     M = (onehot.transpose(0, 2, 1) @ Zs) / onehot.sum(1)[:, :, None]
     d = ((Zq[:, :, None, :] - M[:, None]) ** 2).sum(-1)
@@ -115,7 +120,7 @@ ep = sample_episodes(y, n_way=5, n_shot=1, n_query=15, n_episodes=1, random_stat
 Xe = np.vstack([X[ep.support_index], X[ep.query_index]])
 ye = np.r_[ep.support_labels, np.full(ep.query_index.size, -1)]
 clf = LaplacianFewShotClassifier().fit(Xe, ye)
-Z = clf._transform(Xe)
+Z = cl2n(Xe, clf.center_)  # the features the classifier works on
 pca = PCA(2).fit(Z)
 P2 = pca.transform(Z)
 ns = ep.support_index.size
