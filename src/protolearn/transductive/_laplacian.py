@@ -13,7 +13,12 @@ from .._core import _graph, _prototypes
 from .._core._distances import l2_normalize
 from ..base import BasePrototypeClassifier
 from ..utils import _array_api as xp
-from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
+from ..utils._sklearn_compat import (
+    Interval,
+    StrOptions,
+    _fit_context,
+    validate_parameter_constraints,
+)
 from ..utils._validation import validate_fit_data
 
 _PARAMS = {
@@ -114,8 +119,6 @@ def _check_params(params):
     if unknown:
         raise TypeError(f"unexpected parameters: {sorted(unknown)}.")
     p = {**_DEFAULTS, **params}
-    from sklearn.utils._param_validation import validate_parameter_constraints
-
     validate_parameter_constraints(_PARAMS, p, caller_name="laplacian_fewshot_episodes")
     return p
 
