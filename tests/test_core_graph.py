@@ -25,10 +25,11 @@ def _brute_affinity(X, k, kind, symmetric):
     return (W + W.T) / 2 if symmetric else W
 
 
-def test_kneighbors_excludes_self_and_matches_brute_force(rng):
+@pytest.mark.parametrize("algorithm", ["brute", "auto"])  # chunked / KD-tree
+def test_kneighbors_excludes_self_and_matches_brute_force(rng, algorithm):
     X = rng.normal(size=(60, 5))
     X[7] = X[3]  # a duplicate: excluding "the first neighbour" would be wrong here
-    d2, idx = _graph.kneighbors(X, 4, working_memory=0.01)  # many chunks
+    d2, idx = _graph.kneighbors(X, 4, working_memory=0.01, algorithm=algorithm)
     ref_d2, ref_idx = _brute_knn(X, 4)
     np.testing.assert_allclose(d2, ref_d2, atol=1e-10)
     assert not np.any(idx == np.arange(60)[:, None])

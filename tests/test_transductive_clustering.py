@@ -30,8 +30,9 @@ def test_digits_nmi_at_least_kmeans():
 
 def test_scales_without_dense_matrix():
     # 30,000 points: an n x n float64 matrix would be 7.2 GB; chunked neighbour search
-    # with a 16 MiB working memory and a sparse graph keep the peak far below that.
-    X, _ = make_blobs(30_000, centers=5, n_features=8, random_state=0)
+    # with a 16 MiB working memory and a sparse graph keep the peak far below that
+    # (20 features: the exact chunked search, not the KD-tree used for <= 15).
+    X, _ = make_blobs(30_000, centers=5, n_features=20, random_state=0)
     tracemalloc.start()
     with sklearn.config_context(working_memory=16):
         km = LaplacianKMeans(n_clusters=5, n_neighbors=5, random_state=0).fit(X)

@@ -81,17 +81,24 @@ def batched_l2_normalize(Z):
 
 
 # ------------------------------------------------------------------ neighbour search
-def kneighbors(X, n_neighbors, *, working_memory=None):
+TREE_MAX_FEATURES = 15
+
+
+def kneighbors(X, n_neighbors, *, working_memory=None, algorithm="auto"):
     """Squared distances and indices of each row's nearest other rows, nearest first.
 
     The row itself is excluded by index (not by assuming it comes first, which fails for
-    duplicated rows).  Computed chunk by chunk over rows with the distances of
-    :mod:`protolearn._core._distances`, so memory stays bounded by `working_memory`.
+    duplicated rows).  Exact search computed chunk by chunk over rows with the distances
+    of :mod:`protolearn._core._distances` (numpy or torch, any device), so memory stays
+    bounded by `working_memory`.  For numpy data with at most
+    :data:`TREE_MAX_FEATURES` features, ``algorithm="auto"`` uses scikit-learn's
+    KD-tree instead (exact too, and far faster for large ``n`` in few dimensions).
 
     Parameters
     ----------
     X : (n, d) numpy array or torch tensor
     n_neighbors : int in [1, n - 1]
+    algorithm : {"auto", "brute"}
 
     Returns
     -------
@@ -103,6 +110,12 @@ def kneighbors(X, n_neighbors, *, working_memory=None):
         raise ValueError(
             f"n_neighbors must be in [1, n_samples - 1] = [1, {n - 1}]; got {n_neighbors}."
         )
+    if algorithm == "auto" and not xp.is_torch(X) and X.shape[1] <= TREE_MAX_FEATURES:
+        from sklearn.neighbors import NearestNeighbors
+
+        nn = NearestNeighbors(n_neighbors=n_neighbors, algorithm="kd_tree").fit(X)
+        d, idx = nn.kneighbors()  # X=None: each point's neighbours, itself excluded
+        return (d * d).astype(X.dtype, copy=False), idx.astype(np.int64)
     dist, index = [], []
     for sl, D in iter_distance_chunks(
         X, X, "sqeuclidean", working_memory=working_memory
