@@ -34,6 +34,7 @@ neighbour search, so no n x n dense matrix is ever formed.
 
 import numpy as np
 from scipy import sparse
+from sklearn import get_config
 
 from ..utils import _array_api as xp
 from ._distances import iter_distance_chunks
@@ -82,6 +83,7 @@ def batched_l2_normalize(Z):
 
 # ------------------------------------------------------------------ neighbour search
 TREE_MAX_FEATURES = 15
+KNN_CHUNK_MIB = 64
 
 
 def kneighbors(X, n_neighbors, *, working_memory=None, algorithm="auto"):
@@ -90,7 +92,8 @@ def kneighbors(X, n_neighbors, *, working_memory=None, algorithm="auto"):
     The row itself is excluded by index (not by assuming it comes first, which fails for
     duplicated rows).  Exact search computed chunk by chunk over rows with the distances
     of :mod:`protolearn._core._distances` (numpy or torch, any device), so memory stays
-    bounded by `working_memory`.  For numpy data with at most
+    bounded by `working_memory` (scikit-learn's setting when None), and by
+    :data:`KNN_CHUNK_MIB` MiB at most.  For numpy data with at most
     :data:`TREE_MAX_FEATURES` features, ``algorithm="auto"`` uses scikit-learn's
     KD-tree instead (exact too, and far faster for large ``n`` in few dimensions).
 
@@ -116,6 +119,12 @@ def kneighbors(X, n_neighbors, *, working_memory=None, algorithm="auto"):
         nn = NearestNeighbors(n_neighbors=n_neighbors, algorithm="kd_tree").fit(X)
         d, idx = nn.kneighbors()  # X=None: each point's neighbours, itself excluded
         return (d * d).astype(X.dtype, copy=False), idx.astype(np.int64)
+    # Chunks of at most KNN_CHUNK_MIB (and `working_memory`): a chunk holds its distances
+    # and argpartition's int64 indices, and larger chunks do not search any faster
+    # (22,500 x 384: the same 6-7 s at 32 MiB and 1 GiB, but 33 MiB vs 770 MiB peak).
+    if working_memory is None:
+        working_memory = get_config()["working_memory"]
+    working_memory = min(working_memory, KNN_CHUNK_MIB)
     dist, index = [], []
     for sl, D in iter_distance_chunks(
         X, X, "sqeuclidean", working_memory=working_memory

@@ -199,3 +199,39 @@ def rectify_prototypes(support, support_onehot, query, prototypes, *, scale=10.0
     return (ws.swapaxes(1, 2) @ support + wq.swapaxes(1, 2) @ shifted) / norm[
         :, :, None
     ]
+
+
+def cluster_top_variances(X, labels, n_clusters, *, random_state=None):
+    """Largest eigenvalue of each cluster's covariance matrix, (n_clusters,) float64.
+
+    ``lambda_max`` of cluster ``k`` is the variance of its points along their main axis.
+    In deterministic annealing (Rose, 1998), soft K-means assignments
+    ``softmax(-|x - m|^2 / T)`` keep a cluster's centre from merging with another one
+    only while ``T < 2 lambda_max``.  Computed on a CPU float64 copy: from the smaller of
+    the two Gram matrices of the centred points when it is at most 512 x 512, else by
+    40 power iterations.  Clusters with fewer than two points get NaN.
+    """
+    Xn = xp.to_numpy(X)
+    labels = np.asarray(xp.to_numpy(labels))
+    rng = check_random_state(random_state)
+    out = np.full(n_clusters, np.nan)
+    for k in range(n_clusters):
+        P = Xn[labels == k].astype(np.float64)
+        nk = P.shape[0]
+        if nk < 2:
+            continue
+        P -= P.mean(0)
+        if min(P.shape) <= 512:
+            G = P @ P.T if nk <= P.shape[1] else P.T @ P
+            out[k] = np.linalg.eigvalsh(G)[-1] / nk
+            continue
+        v = rng.standard_normal(P.shape[1])
+        lam = 0.0
+        for _ in range(40):
+            u = P.T @ (P @ v)
+            lam = float(np.linalg.norm(u))
+            if lam == 0:
+                break
+            v = u / lam
+        out[k] = lam / nk
+    return out

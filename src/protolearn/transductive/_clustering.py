@@ -44,8 +44,13 @@ class LaplacianKMeans(ClusterMixin, BaseEstimator):
     affinity : {"binary", "heat"}, default="binary"
     prototype : {"kmeans", "kmodes"}, default="kmeans"
     temperature : "auto" or float > 0, default="auto"
-        Divides the prototype term; "auto" is the mean squared kNN distance ``h^2``, so
-        that distances are measured in units of the neighbourhood scale.
+        Divides the prototype term.  "auto" is the median, over the clusters of the
+        initial k-means solution, of the largest eigenvalue ``lambda_max`` of the
+        cluster's covariance: half the critical temperature ``2 lambda_max`` above which
+        soft K-means merges clusters (deterministic annealing, [3]_), so assignments
+        stay sharp at any number of clusters and dimension while the kNN graph still
+        reshapes the boundaries.  (The mean squared kNN distance is no substitute: it
+        grows with the dimension and made 150 clusters of 384-d embeddings collapse.)
     preprocessing : {"cl2n", "l2n"} or None, default=None
         As in :class:`LaplacianFewShotClassifier` (centring on the data mean).
     n_init : int >= 1, default=1
@@ -64,6 +69,7 @@ class LaplacianKMeans(ClusterMixin, BaseEstimator):
     bandwidth_ : float
         ``h``: root mean squared kNN distance.
     temperature_ : float
+        The temperature used (see `temperature`).
     n_iter_ : int
     objective_ : ndarray of shape (n_iter_ + 1,)
         Objective history of the kept run (non-increasing).
@@ -79,6 +85,8 @@ class LaplacianKMeans(ClusterMixin, BaseEstimator):
     .. [1] Ziko, Granger, Ben Ayed. "Scalable Laplacian K-modes." NeurIPS, 2018.
     .. [2] Ziko, Boudiaf, Dolz, Granger, Ben Ayed. "Transductive Few-Shot Learning:
        Clustering is All You Need?" arXiv:2106.09516, 2021.
+    .. [3] Rose. "Deterministic annealing for clustering, compression, classification,
+       regression, and related optimization problems." Proc. IEEE 86(11), 1998.
 
     Examples
     --------
@@ -167,13 +175,14 @@ class LaplacianKMeans(ClusterMixin, BaseEstimator):
             Z, min(self.n_neighbors, n - 1), kind=self.affinity, symmetric=True
         )
         self.bandwidth_ = h
-        T = h * h if self.temperature == "auto" else float(self.temperature)
-        self.temperature_ = T
         fixed = np.zeros((1, n), dtype=bool)
         Y0 = np.zeros((1, n, K), dtype=Z.dtype)
-        best = None
+        best, T = None, None
         for _ in range(self.n_init):
-            M0, _, _, _ = _prototypes.kmeans(Z, K, random_state=rng)
+            M0, labels0, _, _ = _prototypes.kmeans(Z, K, random_state=rng)
+            if T is None:  # one temperature for every restart (comparable objectives)
+                T = self._temperature(Z, labels0, h, rng)
+                self.temperature_ = T
             run = _graph.laplacian_solve(
                 Z[None], Y0, fixed, M0[None], W if self.lam > 0 else None,
                 lam=self.lam, prototype=self.prototype, update=True, temperature=T,
@@ -197,6 +206,18 @@ class LaplacianKMeans(ClusterMixin, BaseEstimator):
                 ConvergenceWarning,
             )
         return self
+
+    def _temperature(self, Z, labels, h, rng):
+        if self.temperature != "auto":
+            return float(self.temperature)
+        # Half the deterministic-annealing critical temperature 2 * lambda_max of the
+        # typical initial cluster: assignments stay sharp enough that no two centres
+        # merge, at any number of clusters and in any dimension (h^2, the kNN scale,
+        # grows with the dimension and is far too soft for many clusters).
+        top = _prototypes.cluster_top_variances(Z, labels, self.n_clusters,
+                                                random_state=rng)  # fmt: skip
+        top = top[np.isfinite(top) & (top > 0)]
+        return float(np.median(top)) if top.size else float(h * h)
 
     def score(self, X, y=None):
         """Minus the K-means inertia of ``X`` to the centres (higher is better), as
