@@ -140,12 +140,38 @@ def summary(sections):
         ]
         if sp is not None:
             parts.append(
-                f"vs SpectralClustering {sp['nmi'][0]:.3f} in {sp['time']:.3g} s "
-                f"({sp['time'] / r_best['time']:.2g}x ours' time, "
-                f"{sp['peak_mb']:.0f} vs {r_best['peak_mb']:.0f} MiB peak)"
+                f"SpectralClustering NMI {sp['nmi'][0]:.3f} in {sp['time']:.3g} s vs "
+                f"ours {r_best['time']:.3g} s ({sp['time'] / r_best['time']:.2g}x), "
+                f"peak memory {sp['peak_mb']:.0f} MiB vs ours {r_best['peak_mb']:.0f} MiB"
             )
         lines.append(f"- {dname}: " + ", ".join(parts) + ".")
     return lines
+
+
+def git_revision():
+    """Short commit of the checkout the script runs from (+ "-dirty" with local
+    changes), or "unknown"."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "src"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"commit {rev}" + (" + uncommitted changes in src/" if dirty else "")
 
 
 def main():
@@ -226,7 +252,7 @@ def main():
     md.append(
         f"Machine: {machine_line()}, one BLAS thread. Libraries: "
         + versions_line("protolearn", "sklearn", "numpy", "scipy")
-        + ".\n"
+        + f". Code: {git_revision()}.\n"
     )
     md.append(
         f"Total run time of `python benchmarks/clustering.py{' --quick' if args.quick else ''}`"

@@ -12,6 +12,9 @@ balanced or Dirichlet(2)-imbalanced query proportions, fixed seeds) for:
   inductive reference;
 - scikit-learn ``LabelSpreading`` (kNN kernel) on support + query.
 
+TIM and PT-MAP (per-episode gradient / Sinkhorn loops, 7-50 episodes/s) run on the first
+``SLOW_SUBSET`` (400) episodes of each column; paired comparisons use those episodes.
+
 Protocol: the 150 intents are split once (``split_classes``, seed 0) into 75 tuning and
 75 test classes.  Test episodes use the CLINC150 *test* split rows of the test classes;
 anything tuned is tuned on episodes from the train + val rows of the tuning classes.
@@ -279,7 +282,7 @@ def build_methods(pools, tune_cols, n_tune, notes, tuned_text):
             print("tuned", tuned_text[-1], flush=True)
         methods += [
             Method(
-                "**ours: laplacian_fewshot_episodes (batched, val-tuned lam/k)**",
+                "**ours: laplacian_fewshot_episodes (batched, val-tuned temperature/lam/k)**",
                 {s: ours_batched(**best[s]) for s in both},
                 role="ours",
                 repeat=3,
@@ -291,7 +294,7 @@ def build_methods(pools, tune_cols, n_tune, notes, tuned_text):
                 repeat=3,
             ),
             Method(
-                "ours: LaplacianFewShotClassifier (one fit per episode, same params)",
+                "ours: LaplacianFewShotClassifier (one fit per episode, same parameters)",
                 {s: ours_estimator(**best[s]) for s in both},
                 role="ours-estimator",
             ),
@@ -388,6 +391,32 @@ def build_methods(pools, tune_cols, n_tune, notes, tuned_text):
         )
     )
     return methods
+
+
+def git_revision():
+    """Short commit of the checkout the script runs from (+ "-dirty" with local
+    changes), or "unknown"."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "src"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"commit {rev}" + (" + uncommitted changes in src/" if dirty else "")
 
 
 def main():
@@ -546,7 +575,7 @@ def report(methods, results, notes, tuned_text, n_ep, n_tune, total, quick):
         f"Machine: {machine_line()}; one BLAS / torch thread for every method. "
         "Libraries: "
         + versions_line("protolearn", "sklearn", "numpy", "torch", "easyfsl")
-        + ".\n"
+        + f". Code: {git_revision()}.\n"
     )
     md.append(
         f"Whole script (`python benchmarks/transductive.py{' --quick' if quick else ''}`"
