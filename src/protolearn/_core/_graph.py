@@ -222,6 +222,33 @@ def knn_affinity(
     return W, h
 
 
+def _set_diagonal(D, value):
+    """Set the diagonal of every (n, n) matrix of the stack D (T, n, n) in place."""
+    r = np.arange(D.shape[1])
+    if xp.is_torch(D):
+        import torch
+
+        r = torch.as_tensor(r, device=D.device)
+    D[:, r, r] = value
+
+
+def _largest_k(B, k):
+    """Indices (T, n, k) of the k largest entries of each row of B, largest first
+    (B may be overwritten).  A few argmax passes beat a partition for small k."""
+    if xp.is_torch(B):
+        return B.topk(k, dim=-1, largest=True, sorted=True).indices
+    if k > 8:
+        return xp.smallest_k(-B, k)[1]
+    T, n, _ = B.shape
+    out = np.empty((T, n, k), dtype=np.int64)
+    t, i = np.ogrid[:T, :n]
+    for j in range(k):
+        a = B.argmax(-1)
+        out[:, :, j] = a
+        B[t, i, a] = -np.inf
+    return out
+
+
 def batched_knn_affinity(
     X, n_neighbors, *, kind="binary", symmetric=True, bandwidth=None, gram=None
 ):
@@ -238,21 +265,23 @@ def batched_knn_affinity(
         )
     if gram is None:
         D = batched_sqeuclidean(X, X)
+        _set_diagonal(D, float("inf"))
+        sqdist, index = xp.smallest_k(D, n_neighbors)
     else:
+        # |x_i - x_j|^2 = zz_i + zz_j - 2 G_ij: within row i, the nearest j maximise
+        # G_ij - zz_j / 2, so no distance matrix is formed; the k distances are then
+        # computed from the selected entries only.
         zz = xp.diagonal(gram)
-        D = gram * -2
-        D += zz[:, :, None]
-        D += zz[:, None, :]
-        D = xp.clip_min(D, 0)
-    diag = np.arange(n)
-    if xp.is_torch(D):
-        import torch
-
-        r = torch.as_tensor(diag, device=D.device)
-        D[:, r, r] = float("inf")
-    else:
-        D[:, diag, diag] = np.inf
-    sqdist, index = xp.smallest_k(D, n_neighbors)
+        D = gram - 0.5 * zz[:, None, :]
+        _set_diagonal(D, -float("inf"))
+        index = _largest_k(D, n_neighbors)
+        if xp.is_torch(gram):
+            g = gram.gather(2, index)
+            zj = zz.gather(1, index.reshape(T, -1)).reshape(index.shape)
+        else:
+            g = np.take_along_axis(gram, index, axis=2)
+            zj = zz[np.arange(T)[:, None, None], index]
+        sqdist = xp.clip_min(zz[:, :, None] + zj - 2 * g, 0)
     h = heat_bandwidth(sqdist) if bandwidth is None else xp.full((T,), bandwidth, D)
     w = _edge_weights(sqdist, kind, h)
     W = xp.full(tuple(D.shape), 0.0, D)
@@ -348,19 +377,51 @@ def update_prototypes(Z, Y, M, kind="kmeans", bandwidth=None):
 def laplacian_energy(Y, A, WY, lam, free):
     """``E`` per task (T,) from soft labels ``Y``, unary ``A`` = f / temperature,
     ``WY`` = :func:`graph_product` ``(W, Y)``, and the (T, n) mask of free rows."""
+    rest = _energy_rest(Y, lam * WY if lam else None, free)
+    return rest + _task_dot(Y, A)
+
+
+def _task_dot(A, B):
+    """``sum(A * B)`` over every axis but the first: (T, n, K) x 2 -> (T,)."""
+    if xp.is_torch(A):
+        import torch
+
+        return torch.einsum("tnk,tnk->t", A, B)
+    return np.einsum("tnk,tnk->t", A, B)
+
+
+def _energy_rest(Y, LWY, free):
+    """The parts of ``E`` that do not depend on the prototypes: the entropy of the free
+    rows minus half the Laplacian term (``LWY = lam * W Y``, or None when lam = 0)."""
     tiny = float(np.finfo(np.float32).tiny)
-    ent = Y * xp.log(xp.clip_min(Y * 1, tiny))
-    E = _sum_tasks(Y * A) + _sum_tasks(ent * free[:, :, None])
-    if lam:
-        E = E - 0.5 * lam * _sum_tasks(Y * WY)
+    logY = xp.log(xp.clip_min(Y * 1, tiny))
+    ent = (Y * logY).sum(-1)
+    ent *= free
+    E = ent.sum(1)
+    if LWY is not None:
+        E = E - 0.5 * _task_dot(Y, LWY)
     return E
+
+
+def _softmax(L):
+    """Softmax over the last axis of (T, n, K) logits (in place for numpy)."""
+    if xp.is_torch(L):
+        return L.softmax(dim=-1)
+    L -= L.max(-1, keepdims=True)
+    np.exp(L, out=L)
+    L /= L.sum(-1, keepdims=True)
+    return L
 
 
 def bound_step(A, WY, lam, Y_fixed, fixed):
     """One bound update for every free point in parallel:
     ``y_p <- softmax(-a_p + lam (W Y)_p)``; rows where `fixed` keep ``Y_fixed``."""
-    Y = xp.softmax(-A + lam * WY if lam else -A, axis=2)
-    return xp.where(fixed[:, :, None], Y_fixed, Y)
+    return _bound_step(A, lam * WY if lam else None, Y_fixed, fixed[:, :, None])
+
+
+def _bound_step(A, LWY, Y_fixed, fixed3):
+    L = -A if LWY is None else LWY - A
+    return xp.where(fixed3, Y_fixed, _softmax(L))
 
 
 def laplacian_solve(
@@ -379,15 +440,17 @@ def laplacian_solve(
     tol=1e-6,
     safeguard=True,
     gram=None,
+    coef=None,
+    row_scale=None,
 ):
     """Alternate bound steps on ``Y`` and prototype steps on ``M`` (see module docstring).
 
     Parameters
     ----------
-    Z : (T, n, d) features (already preprocessed)
+    Z : (T, n, d) features (already preprocessed; see `row_scale`)
     Y_fixed : (T, n, K) one-hot rows for the labelled points (other rows ignored)
     fixed : (T, n) bool, True for labelled points
-    M : (T, K, d) initial prototypes
+    M : (T, K, d) initial prototypes, or None when `coef` is given
     W : graph for :func:`graph_product`, or None (``lam`` unused)
     lam : float >= 0
     prototype : {"kmeans", "kmodes"}
@@ -403,7 +466,15 @@ def laplacian_solve(
         untouched, so each task's result is the one it would get alone.
     safeguard : bool
         Halve steps that would increase ``E`` (valid for symmetric ``W`` only).
-    gram : (T, n, n) ``Z Z^T`` when already computed (used when n <= d).
+    gram : (T, n, n) Gram matrix of the features when already computed (used when
+        n <= d).
+    coef : (T, n, K) or None
+        Initial prototypes as weights over the rows, ``M = coef^T Z`` (e.g. one-hot
+        support rows divided by the class sizes for class means); needs n <= d.
+    row_scale : (T, n) or None
+        The features are ``Z * row_scale[..., None]`` (e.g. the inverse row norms of
+        centred data, whose Gram matrix `gram` already includes the scaling): saves
+        forming the scaled (T, n, d) array when n <= d.
 
     Returns
     -------
@@ -413,18 +484,24 @@ def laplacian_solve(
     """
     T = Z.shape[0]
     fixed = xp.asarray_like(fixed, Z) > 0.5
+    fixed3 = fixed[:, :, None]
     temp = xp.asarray_like(np.asarray(temperature), Z) if np.ndim(temperature) else None
-    protos = _Prototypes(Z, M, prototype, bandwidth, gram)
+    protos = _Prototypes(Z, M, prototype, bandwidth, gram, coef, row_scale)
 
     def unary():
-        f = protos.term()
-        return f / temp[:, None, None] if temp is not None else f / temperature
+        A = protos.term()
+        if temp is None:
+            A /= temperature
+        else:
+            A /= temp[:, None, None]
+        return A
 
     freef = xp.where(fixed, Z[:, :, 0] * 0, Z[:, :, 0] * 0 + 1)
     A = unary()
-    Y = bound_step(A, None, 0.0, Y_fixed, fixed)
-    WY = graph_product(W, Y) if lam else Y * 0
-    E = laplacian_energy(Y, A, WY, lam, freef)
+    Y = _bound_step(A, None, Y_fixed, fixed3)
+    LWY = lam * graph_product(W, Y) if lam else None
+    R = _energy_rest(Y, LWY, freef)  # E = R + <Y, A>
+    E = R + _task_dot(Y, A)
     history = np.full((T, max_iter + 1), np.nan)
     history[:, 0] = xp.to_numpy(E)
     n_iter = np.zeros(T, dtype=np.int64)
@@ -436,14 +513,18 @@ def laplacian_solve(
     # late iterations cost only what the slow tasks need.
     work = np.arange(T)
     active = np.ones(T, dtype=bool)  # over the working tasks
-    Y_out = M_out = None
+    Y_out = None
     compactable = W is None or not (sparse.issparse(W) or getattr(W, "is_sparse", 0))
     for it in range(1, max_iter + 1):
-        act = xp.as_index_like(active, Z) > 0 if xp.is_torch(Z) else active
-        Yn = bound_step(A, WY, lam, Y_fixed, fixed)
-        WYn = graph_product(W, Yn) if lam else WY
+        all_active = bool(active.all())
+        act = None
+        if not all_active:
+            act = xp.as_index_like(active, Z) > 0 if xp.is_torch(Z) else active
+        Yn = _bound_step(A, LWY, Y_fixed, fixed3)
+        LWYn = lam * graph_product(W, Yn) if lam else None
+        Rn = _energy_rest(Yn, LWYn, freef)
         if safeguard and lam:
-            En = laplacian_energy(Yn, A, WYn, lam, freef)
+            En = Rn + _task_dot(Yn, A)
             for _ in range(30):
                 E0, E1 = xp.to_numpy(E), xp.to_numpy(En)
                 worse = active & (E1 > E0 + eps * np.abs(E0))
@@ -452,37 +533,44 @@ def laplacian_solve(
                 w = xp.asarray_like(worse.astype(np.float64), Z)[:, None, None]
                 # halve the step of the tasks whose energy went up
                 Yn = Y + (Yn - Y) * (1 - 0.5 * w)
-                WYn = WY + (WYn - WY) * (1 - 0.5 * w)
-                En = laplacian_energy(Yn, A, WYn, lam, freef)
-        a3 = act[:, None, None]
-        if active.all():  # no working task has stopped yet
-            Y, WY = Yn, WYn
+                LWYn = LWY + (LWYn - LWY) * (1 - 0.5 * w)
+                Rn = _energy_rest(Yn, LWYn, freef)
+                En = Rn + _task_dot(Yn, A)
+        if all_active:  # no working task has stopped yet
+            Y, LWY, R = Yn, LWYn, Rn
         else:
+            a3 = act[:, None, None]
             Y = xp.where(a3, Yn, Y)
-            WY = xp.where(a3, WYn, WY)
+            LWY = None if LWY is None else xp.where(a3, LWYn, LWY)
+            R = xp.where(act, Rn, R)
         if update:
-            protos.update(Y, a3)
+            protos.update(Y, None if all_active else act[:, None, None])
             A = unary()
-        E_new = laplacian_energy(Y, A, WY, lam, freef)
+        E_new = R + _task_dot(Y, A)
         E_np, En_np = xp.to_numpy(E).astype(np.float64), xp.to_numpy(E_new)
         history[work[active], it] = En_np[active]
         n_iter[work[active]] = it
         done = np.abs(En_np - E_np) <= tol * np.abs(E_np)
         converged[work[active & done]] = True
         active &= ~done
-        E = xp.where(act, E_new, E)
+        E = E_new if all_active else xp.where(act, E_new, E)
         if not active.any():
             break
         if compactable and work.size >= 16 and active.sum() <= work.size // 2:
             if Y_out is None:
                 Y_out = xp.empty(tuple(Y_fixed.shape), like=Y)
-                M_out = xp.empty((T,) + tuple(M.shape[1:]), like=Y)
             stop = xp.as_index_like(np.flatnonzero(~active), Z)
             Y_out[xp.as_index_like(work[~active], Z)] = Y[stop]
-            M_out[xp.as_index_like(work[~active], Z)] = protos.prototypes()[stop]
+            protos.store(stop, work[~active])
             keep = xp.as_index_like(np.flatnonzero(active), Z)
-            Z, Y, WY, A, E = Z[keep], Y[keep], WY[keep], A[keep], E[keep]
-            Y_fixed, fixed, freef = Y_fixed[keep], fixed[keep], freef[keep]
+            Y, A, E, R = Y[keep], A[keep], E[keep], R[keep]
+            LWY = None if LWY is None else LWY[keep]
+            Y_fixed, fixed, fixed3, freef = (
+                Y_fixed[keep],
+                fixed[keep],
+                fixed3[keep],
+                freef[keep],
+            )
             W = None if W is None else W[keep]
             temp = None if temp is None else temp[keep]
             protos.subset(keep)
@@ -490,10 +578,9 @@ def laplacian_solve(
             active = np.ones(work.size, dtype=bool)
     if Y_out is None:
         return Y, protos.prototypes(), n_iter, history, converged
-    rows = xp.as_index_like(work, Z)
-    Y_out[rows] = Y
-    M_out[rows] = protos.prototypes()
-    return Y_out, M_out, n_iter, history, converged
+    Y_out[xp.as_index_like(work, Z)] = Y
+    protos.store(xp.as_index_like(np.arange(work.size), Z), work)
+    return Y_out, protos.prototypes(), n_iter, history, converged
 
 
 class _Prototypes:
@@ -504,22 +591,34 @@ class _Prototypes:
     features (few-shot episodes), ``|z - m|^2`` is computed from ``G = Z Z^T`` as
     ``G_pp - 2 (G C)_pk + (C^T G C)_kk`` -- O(n^2 K) per step instead of O(n K d) --
     and ``M`` is formed once at the end.  Large problems (n > d) keep ``M`` explicit.
+    With a row scale ``s`` the features are ``Z * s``: ``M = (C * s)^T Z``.
     """
 
-    def __init__(self, Z, M, kind, bandwidth, gram=None):
-        self.Z, self.M, self.kind, self.bandwidth = Z, M, kind, bandwidth
-        self.C = None
+    def __init__(self, Z, M, kind, bandwidth, gram=None, coef=None, row_scale=None):
+        self.kind, self.bandwidth = kind, bandwidth
         n, d = Z.shape[1], Z.shape[2]
         self.gram = n <= d
+        if coef is not None and not self.gram:
+            raise ValueError("coef needs n_points <= n_features (the Gram path).")
+        if row_scale is not None and not self.gram:
+            Z, row_scale = Z * row_scale[:, :, None], None
+        self.Z, self.s, self.M, self.C = Z, row_scale, M, coef
+        self.n_tasks, self.out, self.s_all = Z.shape[0], None, row_scale
+        self.rows = xp.as_index_like(np.arange(Z.shape[0]), Z)
         if self.gram:
-            self.G = Z @ Z.swapaxes(1, 2) if gram is None else gram
+            if gram is None:
+                Zs = Z if row_scale is None else Z * row_scale[:, :, None]
+                gram = Zs @ Zs.swapaxes(1, 2)
+            self.G = gram
             self.zz = xp.diagonal(self.G)
         else:
             self.zz = (Z * Z).sum(-1)
 
     def sqdist(self):
         if self.C is None or not self.gram:
-            D = self.Z @ self.M.swapaxes(1, 2)
+            D = (self.features() if self.gram else self.Z) @ self.M.swapaxes(1, 2)
+            if self.s is not None:
+                D *= self.s[:, :, None]
             mm = (self.M * self.M).sum(-1)
         else:
             D = self.G @ self.C
@@ -532,24 +631,56 @@ class _Prototypes:
     def term(self):
         return _term_from_sqdist(self.sqdist(), self.kind, self.bandwidth)
 
-    def update(self, Y, active):
-        """The prototype step (:func:`prototype_weights`) for the `active` tasks."""
+    def update(self, Y, active=None):
+        """The prototype step (:func:`prototype_weights`) for the `active` tasks
+        ((T, 1, 1) mask; None: all)."""
         C, keep = prototype_weights(
             Y, self.term() if self.kind == "kmodes" else None, self.kind
         )
+        all_kept = bool(keep.all())
         if not self.gram:
-            M_new = xp.where(keep[:, :, None], C.swapaxes(1, 2) @ self.Z, self.M)
-            self.M = xp.where(active, M_new, self.M)
-        elif self.C is None:  # first step: every task is active
+            M_new = C.swapaxes(1, 2) @ self.Z
+            if not all_kept:
+                M_new = xp.where(keep[:, :, None], M_new, self.M)
+            self.M = M_new if active is None else xp.where(active, M_new, self.M)
+            return
+        if self.C is None:  # first step from explicit prototypes: every task active
+            if not all_kept:  # an empty cluster keeps its explicit prototype: rare,
+                M_new = C.swapaxes(1, 2) @ self.Z  # so leave the Gram path
+                self.M = xp.where(keep[:, :, None], M_new, self.M)
+                self.gram = False
+                if self.s is not None:
+                    self.Z, self.s = self.Z * self.s[:, :, None], None
+                self.zz = (self.Z * self.Z).sum(-1)
+                return
             self.M = None
             self.C = C
-        else:
-            self.C = xp.where(active, xp.where(keep[:, None, :], C, self.C), self.C)
+            return
+        if not all_kept:
+            C = xp.where(keep[:, None, :], C, self.C)
+        self.C = C if active is None else xp.where(active, C, self.C)
+
+    def store(self, tasks, rows):
+        """Set aside the state of the working tasks `tasks` (index array) as the
+        results of the batch's tasks `rows` (before :meth:`subset` drops them)."""
+        if self.out is None:
+            self.out = xp.empty((self.n_tasks,) + tuple(self.state().shape[1:]),
+                                like=self.zz)  # fmt: skip
+        self.out[xp.as_index_like(rows, self.zz)] = self.state()[tasks]
+
+    def state(self):
+        return self.C if self.gram and self.C is not None else self.M
 
     def subset(self, keep):
-        """Keep only the tasks `keep` (an index array)."""
-        self.Z = self.Z[keep]
+        """Keep only the tasks `keep` (an index array); the full-batch features stay
+        (only the final prototypes need them), indexed through ``self.rows``."""
+        if self.gram:
+            self.rows = self.rows[keep]
+        else:  # the explicit path works on the features every step
+            self.Z = self.Z[keep]
         self.zz = self.zz[keep]
+        if self.s is not None:
+            self.s = self.s[keep]
         if self.bandwidth is not None:
             self.bandwidth = self.bandwidth[keep]
         if self.gram:
@@ -559,7 +690,17 @@ class _Prototypes:
         if self.M is not None:
             self.M = self.M[keep]
 
+    def features(self):
+        """The working tasks' rows of ``Z`` (a copy once tasks have been dropped)."""
+        return self.Z if self.rows.shape[0] == self.Z.shape[0] else self.Z[self.rows]
+
     def prototypes(self):
-        if self.gram and self.C is not None:
-            return self.C.swapaxes(1, 2) @ self.Z
-        return self.M
+        """(T, K, d) prototypes: of every task of the batch once :meth:`store` has
+        been called for all of them, else of the working tasks."""
+        state = self.state() if self.out is None else self.out
+        if not (self.gram and self.C is not None):
+            return state
+        s = self.s if self.out is None else self.s_all
+        C = state if s is None else state * s[:, :, None]
+        Z = self.features() if self.out is None else self.Z
+        return C.swapaxes(1, 2) @ Z

@@ -56,34 +56,61 @@ _DEFAULTS = dict(
 )
 
 
-def _preprocess(X, preprocessing, center):
-    """(T, n, d) -> features the model works on (CL2N, L2N or unchanged)."""
-    if preprocessing is None:
-        return X
-    if preprocessing == "l2n":
-        return _graph.center_l2_normalize(X, X[0, 0] * 0)
-    return _graph.center_l2_normalize(X, center)
+def _centre(support, query, preprocessing, center):
+    """Support and query rows stacked (T, n, d) and centred as `preprocessing` asks
+    ("cl2n": on `center`, None meaning each task's mean), not yet L2-normalised."""
+    X = xp.concat([support, query], axis=1)
+    if preprocessing == "cl2n":
+        c = X.mean(1) if center is None else xp.asarray_like(center, X)
+        X -= c[None, None, :] if c.ndim == 1 else c[:, None, :]
+    return X
 
 
-def _transduce(Zs, onehot, Zq, p, *, sparse_graph):
-    """The shared pipeline on preprocessed features: support (T, n_s, d) with one-hot
-    labels (T, n_s, K), query (T, n_q, d) -> the outputs of ``laplacian_solve``."""
-    T, ns, d = Zs.shape
-    nq = Zq.shape[1]
-    K = onehot.shape[2]
-    M = _prototypes.batched_class_means(Zs, onehot)
-    if p["rectify"] and nq:
-        M = _prototypes.rectify_prototypes(Zs, onehot, Zq, M, scale=p["rectify_scale"])
-    Z = xp.concat([Zs, Zq], axis=1)
-    n = ns + nq
-    Y_fixed = xp.concat([onehot, xp.full((T, nq, K), 0.0, Zs)], axis=1)
+def _transduce(Z, onehot, p, *, sparse_graph, normalize=False):
+    """The shared pipeline: points (T, n, d) whose first ``n_s`` rows are the supports,
+    with one-hot labels (T, n_s, K) -> the outputs of ``laplacian_solve``.
+
+    `normalize`: the rows of `Z` still have to be L2-normalised.  For small tasks
+    (n <= d, dense graphs) the normalised rows are never formed: one Gram matrix of the
+    centred rows, rescaled, serves the kNN graph and every prototype step, and the
+    prototypes are carried as weights over the rows (class means: the one-hot support
+    rows over the class sizes) until the end.
+    """
+    T, n, d = Z.shape
+    ns, K = onehot.shape[1], onehot.shape[2]
+    nq = n - ns
+    gram = not sparse_graph and n <= d
+    rectify = p["rectify"] and nq > 0
+    Y_fixed = xp.concat([onehot, xp.full((T, nq, K), 0.0, Z)], axis=1)
     fixed = np.zeros((T, n), dtype=bool)
     fixed[:, :ns] = True
+    G = scale = None
+    if gram:
+        G = Z @ Z.swapaxes(1, 2)
+        if normalize:
+            norms = xp.sqrt(xp.clip_min(xp.diagonal(G), 0))
+            norms[norms == 0] = 1
+            scale = 1 / norms
+            G *= scale[:, :, None]
+            G *= scale[:, None, :]
+            if rectify:  # the rectification needs the normalised rows themselves
+                Z, scale = Z * scale[:, :, None], None
+    elif normalize:
+        Z = _graph.batched_l2_normalize(Z)
+    M = coef = None
+    if rectify:
+        Zs = Z[:, :ns]
+        M = _prototypes.batched_class_means(Zs, onehot)
+        M = _prototypes.rectify_prototypes(
+            Zs, onehot, Z[:, ns:], M, scale=p["rectify_scale"]
+        )
+    elif gram:  # class means as weights over the rows
+        coef = Y_fixed / onehot.sum(1)[:, None, :]
+    else:
+        M = _prototypes.batched_class_means(Z[:, :ns], onehot)
     nodes = np.arange(ns, n) if p["graph"] == "query" else np.arange(n)
     k = min(p["n_neighbors"], nodes.size - 1)
     W, bandwidth = None, None
-    # one Gram matrix serves the kNN graph and the prototype steps of small tasks
-    G = Z @ Z.swapaxes(1, 2) if not sparse_graph and n <= d else None
     if nq and k >= 1 and (p["lam"] > 0 or p["prototype"] == "kmodes"):
         kw = dict(kind=p["affinity"], symmetric=p["symmetric"])
         if sparse_graph:
@@ -111,6 +138,8 @@ def _transduce(Zs, onehot, Zq, p, *, sparse_graph):
         tol=p["tol"],
         safeguard=p["symmetric"],
         gram=G,
+        coef=coef,
+        row_scale=scale,
     ), bandwidth
 
 
@@ -224,12 +253,11 @@ def laplacian_fewshot_episodes(support, support_labels, query, **params):
             f"task {t} has no support sample of class {c}: every class 0..{K - 1} must "
             "appear in every task."
         )
-    X = _preprocess(
-        xp.concat([support, query], axis=1), p["preprocessing"], p["center"]
+    X = _centre(support, query, p["preprocessing"], p["center"])
+    onehot = xp.one_hot(labels, K, like=X)
+    (Y, M, n_iter, hist, conv), _ = _transduce(
+        X, onehot, p, sparse_graph=False, normalize=p["preprocessing"] is not None
     )
-    Zs, Zq = X[:, :ns], X[:, ns:]
-    onehot = xp.one_hot(labels, K, like=Zs)
-    (Y, M, n_iter, hist, conv), _ = _transduce(Zs, onehot, Zq, p, sparse_graph=False)
     Yq = Y[:, ns:]
     return Bunch(
         labels=xp.argmax(Yq, axis=2),
@@ -456,8 +484,9 @@ class LaplacianFewShotClassifier(BasePrototypeClassifier):
         Z = self._transform(X)
         sup, qry = np.flatnonzero(~query), np.flatnonzero(query)
         onehot = xp.one_hot(y_idx, classes.size, like=Z)[None]
+        order = xp.as_index_like(np.r_[sup, qry], Z)
         (Y, M, n_iter, hist, conv), h = _transduce(
-            Z[sup][None], onehot, Z[qry][None], self._params(), sparse_graph=True
+            Z[order][None], onehot, self._params(), sparse_graph=True
         )
         dist = np.empty((X.shape[0], classes.size), dtype=Z.dtype)
         dist[sup], dist[qry] = Y[0, : sup.size], Y[0, sup.size :]
