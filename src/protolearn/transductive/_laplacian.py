@@ -59,10 +59,24 @@ _DEFAULTS = dict(
 def _centre(support, query, preprocessing, center):
     """Support and query rows stacked (T, n, d) and centred as `preprocessing` asks
     ("cl2n": on `center`, None meaning each task's mean), not yet L2-normalised."""
-    X = xp.concat([support, query], axis=1)
-    if preprocessing == "cl2n":
-        c = X.mean(1) if center is None else xp.asarray_like(center, X)
-        X -= c[None, None, :] if c.ndim == 1 else c[:, None, :]
+    if preprocessing != "cl2n":
+        return xp.concat([support, query], axis=1)
+    T, ns, d = support.shape
+    n = ns + query.shape[1]
+    if center is None:
+        c = (support.sum(1) + query.sum(1)) / n
+    else:
+        c = xp.asarray_like(center, support)
+    c = c[None, None, :] if c.ndim == 1 else c[:, None, :]
+    X = xp.empty((T, n, d), like=support)  # stacked and centred in one pass
+    if xp.is_torch(X):
+        import torch
+
+        torch.sub(support, c, out=X[:, :ns])
+        torch.sub(query, c, out=X[:, ns:])
+    else:
+        np.subtract(support, c, out=X[:, :ns])
+        np.subtract(query, c, out=X[:, ns:])
     return X
 
 
@@ -86,7 +100,7 @@ def _transduce(Z, onehot, p, *, sparse_graph, normalize=False):
     fixed[:, :ns] = True
     G = scale = None
     if gram:
-        G = Z @ Z.swapaxes(1, 2)
+        G = _graph.bmm(Z, Z.swapaxes(1, 2))
         if normalize:
             norms = xp.sqrt(xp.clip_min(xp.diagonal(G), 0))
             norms[norms == 0] = 1
@@ -241,8 +255,7 @@ def laplacian_fewshot_episodes(support, support_labels, query, **params):
     if ns == 0 or labels.min() < 0:
         raise ValueError("support_labels must be class indices >= 0 (and non-empty).")
     for name, A in (("support", support), ("query", query)):
-        finite = bool(A.isfinite().all()) if xp.is_torch(A) else np.isfinite(A).all()
-        if not finite:
+        if not _graph.all_finite(A):
             raise ValueError(f"{name} contains NaN or infinity.")
     K = int(labels.max()) + 1
     present = np.zeros((T, K), dtype=bool)
