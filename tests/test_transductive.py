@@ -10,6 +10,7 @@ from protolearn.classification import NearestPrototypeClassifier
 from protolearn.model_selection import evaluate_episodes, sample_episodes, split_classes
 from protolearn.transductive import (
     LaplacianFewShotClassifier,
+    _laplacian,
     laplacian_fewshot_episodes,
 )
 
@@ -242,13 +243,19 @@ def test_evaluate_episodes_batched_equals_loop(clinc_pools):
         evaluate_episodes(NearestPrototypeClassifier(), X, eps, batched=True)
 
 
-def test_batch_results_equal_tasks_solved_alone(clinc_pools):
+def test_batch_results_equal_tasks_solved_alone(clinc_pools, monkeypatch):
     # tasks stop at different iterations and the batch shrinks as they do; each task
-    # must still get exactly what it gets alone
+    # must still get exactly what it gets alone -- and so when the batch is solved in
+    # chunks of tasks (here 7 tasks of 80 x 80 float64 per 0.35 MiB chunk)
     X, y, _ = clinc_pools
     eps = sample_episodes(y, n_way=5, n_shot=1, n_episodes=40, random_state=4)
     S, s_lab, Q, _ = _stack(X.astype(np.float64), eps)
     batch = laplacian_fewshot_episodes(S, s_lab, Q)
+    monkeypatch.setattr(_laplacian, "TASK_CHUNK_MIB", 0.35)
+    chunked = laplacian_fewshot_episodes(S, s_lab, Q)
+    np.testing.assert_array_equal(chunked.n_iter, batch.n_iter)
+    for key in ("label_distributions", "prototypes", "objective"):
+        np.testing.assert_allclose(chunked[key], batch[key], rtol=1e-10, atol=1e-12)
     assert len(set(batch.n_iter)) > 1  # the shrinking path is exercised
     for t in range(len(eps)):
         alone = laplacian_fewshot_episodes(S[t : t + 1], s_lab[t : t + 1], Q[t : t + 1])
