@@ -172,7 +172,9 @@ def laplacian_fewshot_episodes(support, support_labels, query, **params):
 
     Each task is solved exactly as :class:`LaplacianFewShotClassifier` solves one
     episode (same model, same stopping rule per task), but all tasks move together:
-    batched matrix products over a leading task axis, with dense per-task kNN graphs.
+    batched matrix products over a leading task axis, with dense per-task kNN graphs,
+    taken in chunks of tasks so that memory stays bounded (``TASK_CHUNK_MIB`` on the
+    CPU, scikit-learn's ``working_memory`` on a GPU).
     numpy arrays run on the CPU; torch tensors run on their device (GPU when they are
     on one), and the results come back as tensors there.
 
