@@ -209,8 +209,12 @@ def cluster_top_variances(X, labels, n_clusters, *, random_state=None):
     ``softmax(-|x - m|^2 / T)`` keep a cluster's centre from merging with another one
     only while ``T < 2 lambda_max``.  Computed on a CPU float64 copy: from the smaller of
     the two Gram matrices of the centred points when it is at most 512 x 512, else by
-    40 power iterations.  Clusters with fewer than two points get NaN.
+    Lanczos iterations (:func:`scipy.sparse.linalg.eigsh` on ``P^T P`` applied as an
+    operator, start vector from `random_state`).  Clusters with fewer than two points
+    get NaN.
     """
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
     Xn = xp.to_numpy(X)
     labels = np.asarray(xp.to_numpy(labels))
     rng = check_random_state(random_state)
@@ -225,13 +229,8 @@ def cluster_top_variances(X, labels, n_clusters, *, random_state=None):
             G = P @ P.T if nk <= P.shape[1] else P.T @ P
             out[k] = np.linalg.eigvalsh(G)[-1] / nk
             continue
-        v = rng.standard_normal(P.shape[1])
-        lam = 0.0
-        for _ in range(40):
-            u = P.T @ (P @ v)
-            lam = float(np.linalg.norm(u))
-            if lam == 0:
-                break
-            v = u / lam
-        out[k] = lam / nk
+        d = P.shape[1]
+        op = LinearOperator((d, d), matvec=lambda v, P=P: P.T @ (P @ v), dtype=P.dtype)
+        top = eigsh(op, k=1, which="LA", v0=rng.standard_normal(d), tol=1e-8)[0]
+        out[k] = float(top[0]) / nk
     return out
