@@ -313,13 +313,15 @@ def batched_knn_affinity(
         sqdist = xp.clip_min(zz[:, :, None] + zj - 2 * g, 0)
     h = heat_bandwidth(sqdist) if bandwidth is None else xp.full((T,), bandwidth, D)
     w = _edge_weights(sqdist, kind, h)
-    W = xp.full(tuple(D.shape), 0.0, D)
+    W = D  # the ranking buffer is no longer needed: reuse its memory
+    W[...] = 0
     if xp.is_torch(W):
         W.scatter_(2, index, w)
     else:
         np.put_along_axis(W, index, w, axis=2)
     if symmetric:
-        W = (W + W.swapaxes(1, 2)) * 0.5
+        W = W + W.swapaxes(1, 2)
+        W *= 0.5
     return W, h
 
 
