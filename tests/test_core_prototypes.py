@@ -81,3 +81,14 @@ def test_pooled_covariance_and_precision_cholesky(rng):
     np.testing.assert_allclose(Sh, 0.7 * S + 0.3 * np.trace(S) / 3 * np.eye(3))
     with pytest.raises(ValueError, match="shrinkage"):
         _gaussian.precision_cholesky(np.zeros((3, 3)))
+
+
+@pytest.mark.parametrize("n_features", [5, 530])  # small Gram / Lanczos branch
+def test_cluster_top_variances_match_covariance_eigenvalues(rng, n_features):
+    X = rng.normal(size=(1250, n_features))
+    labels = np.repeat([0, 1, 2], [600, 649, 1])  # the last cluster is a singleton
+    top = _prototypes.cluster_top_variances(X, labels, 3, random_state=0)
+    for k in (0, 1):
+        C = np.cov(X[labels == k].T, bias=True)
+        np.testing.assert_allclose(top[k], np.linalg.eigvalsh(C)[-1], rtol=1e-6)
+    assert np.isnan(top[2])

@@ -21,6 +21,13 @@ from ._gaussian import (
     shrink_covariance,
     shrunk_precision_cholesky,
 )
+from ._graph import (
+    batched_knn_affinity,
+    graph_product,
+    kneighbors,
+    knn_affinity,
+    laplacian_solve,
+)
 from ._mixture import fit_vmf_mixtures, vmf_log_normalizer, vmf_mixture_log_density
 from ._neighbors import kth_neighbor_distance
 from ._prototypes import class_means, class_prototypes, kmeans
@@ -39,6 +46,11 @@ from ._robustness import (
 )
 
 __all__ = [
+    "batched_knn_affinity",
+    "graph_product",
+    "kneighbors",
+    "knn_affinity",
+    "laplacian_solve",
     "class_means",
     "class_probabilities",
     "class_prototypes",

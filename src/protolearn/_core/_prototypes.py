@@ -151,3 +151,86 @@ def class_prototypes(
             blocks.append(centers)
         labels.append(np.full(k, c, dtype=np.intp))
     return xp.concat(blocks), np.concatenate(labels), n_iter
+
+
+def batched_class_means(Z, onehot):
+    """Class means of many tasks at once: ``Z`` (T, n, d), ``onehot`` (T, n, K) ->
+    (T, K, d).  Every class must have a member in every task."""
+    counts = onehot.sum(1)
+    if bool((counts <= 0).any()):
+        raise ValueError("every class needs at least one labelled sample in each task.")
+    return (onehot.swapaxes(1, 2) @ Z) / counts[:, :, None]
+
+
+def rectify_prototypes(support, support_onehot, query, prototypes, *, scale=10.0):
+    """Prototype rectification of BD-CSPN (Liu, Song, Qin, ECCV 2020), many tasks at once.
+
+    The query set is shifted by ``mean(support) - mean(query)`` (the intra-domain bias),
+    each shifted query is pseudo-labelled with its most cosine-similar prototype, and each
+    prototype becomes the weighted mean of its support samples and pseudo-labelled
+    queries, with weights ``exp(scale * cos(x, m_k))`` normalised over the class
+    (LaplacianShot's rectification; the paper uses ``scale=10``).
+
+    Parameters
+    ----------
+    support : (T, n_s, d), support_onehot : (T, n_s, K), query : (T, n_q, d),
+    prototypes : (T, K, d) (the support means), scale : float >= 0
+
+    Returns
+    -------
+    prototypes : (T, K, d)
+    """
+    T, nq, d = query.shape
+    shifted = query + (support.mean(1) - query.mean(1))[:, None, :]
+    from ._graph import batched_l2_normalize
+
+    K = prototypes.shape[1]
+    P = batched_l2_normalize(prototypes)
+
+    def cos(A):
+        return batched_l2_normalize(A) @ P.swapaxes(1, 2)
+
+    cs, cq = cos(support), cos(shifted)
+    q_onehot = xp.one_hot(xp.argmax(cq, axis=2), K, like=cq)
+    # exp(scale * (cos - 1)): the same normalised weights, no overflow
+    ws = support_onehot * xp.exp(scale * (cs - 1))
+    wq = q_onehot * xp.exp(scale * (cq - 1))
+    norm = ws.sum(1) + wq.sum(1)
+    return (ws.swapaxes(1, 2) @ support + wq.swapaxes(1, 2) @ shifted) / norm[
+        :, :, None
+    ]
+
+
+def cluster_top_variances(X, labels, n_clusters, *, random_state=None):
+    """Largest eigenvalue of each cluster's covariance matrix, (n_clusters,) float64.
+
+    ``lambda_max`` of cluster ``k`` is the variance of its points along their main axis.
+    In deterministic annealing (Rose, 1998), soft K-means assignments
+    ``softmax(-|x - m|^2 / T)`` keep a cluster's centre from merging with another one
+    only while ``T < 2 lambda_max``.  Computed on a CPU float64 copy: from the smaller of
+    the two Gram matrices of the centred points when it is at most 512 x 512, else by
+    Lanczos iterations (:func:`scipy.sparse.linalg.eigsh` on ``P^T P`` applied as an
+    operator, start vector from `random_state`).  Clusters with fewer than two points
+    get NaN.
+    """
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    Xn = xp.to_numpy(X)
+    labels = np.asarray(xp.to_numpy(labels))
+    rng = check_random_state(random_state)
+    out = np.full(n_clusters, np.nan)
+    for k in range(n_clusters):
+        P = Xn[labels == k].astype(np.float64)
+        nk = P.shape[0]
+        if nk < 2:
+            continue
+        P -= P.mean(0)
+        if min(P.shape) <= 512:
+            G = P @ P.T if nk <= P.shape[1] else P.T @ P
+            out[k] = np.linalg.eigvalsh(G)[-1] / nk
+            continue
+        d = P.shape[1]
+        op = LinearOperator((d, d), matvec=lambda v, P=P: P.T @ (P @ v), dtype=P.dtype)
+        top = eigsh(op, k=1, which="LA", v0=rng.standard_normal(d), tol=1e-8)[0]
+        out[k] = float(top[0]) / nk
+    return out

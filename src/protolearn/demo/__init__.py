@@ -11,4 +11,5 @@ FAMILIES = [
     "protolearn.demo._ood",
     "protolearn.demo._open_set",
     "protolearn.demo._prototype_classifiers",
+    "protolearn.demo._transductive",
 ]

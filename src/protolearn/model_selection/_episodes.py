@@ -183,7 +183,9 @@ def sample_episodes(
     return episodes
 
 
-def evaluate_episodes(estimator, X, episodes, *, transductive=False, unlabeled=-1):
+def evaluate_episodes(
+    estimator, X, episodes, *, transductive=False, unlabeled=-1, batched=False
+):
     """Mean accuracy over episodes with its 95% confidence interval.
 
     Parameters
@@ -199,6 +201,12 @@ def evaluate_episodes(estimator, X, episodes, *, transductive=False, unlabeled=-
     transductive : bool, default=False
     unlabeled : scalar, default=-1
         Label marking query rows in transductive mode.
+    batched : bool, default=False
+        Transductive mode only: solve all episodes at once with the estimator's
+        ``solve_episodes(support, support_labels, query)`` (e.g.
+        :meth:`protolearn.transductive.LaplacianFewShotClassifier.solve_episodes`),
+        one call per group of episodes with the same shape.  Same predictions as the
+        per-episode loop, much faster.
 
     Returns
     -------
@@ -207,6 +215,15 @@ def evaluate_episodes(estimator, X, episodes, *, transductive=False, unlabeled=-
     """
     X = np.asarray(X)
     scores = np.empty(len(episodes))
+    if batched:
+        if not transductive or not hasattr(estimator, "solve_episodes"):
+            raise ValueError(
+                "batched=True needs transductive=True and an estimator with a "
+                f"solve_episodes method; got {type(estimator).__name__}."
+            )
+        _evaluate_batched(estimator, X, episodes, scores)
+        mean, ci = mean_confidence_interval(scores)
+        return Bunch(mean=mean, ci95=ci, scores=scores)
     for i, ep in enumerate(episodes):
         est = clone(estimator)
         if transductive:
@@ -231,3 +248,23 @@ def evaluate_episodes(estimator, X, episodes, *, transductive=False, unlabeled=-
         scores[i] = np.mean(np.asarray(pred) == ep.query_labels)
     mean, ci = mean_confidence_interval(scores)
     return Bunch(mean=mean, ci95=ci, scores=scores)
+
+
+def _evaluate_batched(estimator, X, episodes, scores):
+    """Per-episode accuracies into `scores`, episodes of one shape solved together."""
+    groups = {}
+    for i, ep in enumerate(episodes):
+        key = (ep.support_index.size, ep.query_index.size, ep.classes.size)
+        groups.setdefault(key, []).append(i)
+    for idx in groups.values():
+        eps = [episodes[i] for i in idx]
+        S = np.stack([X[e.support_index] for e in eps])
+        Q = np.stack([X[e.query_index] for e in eps])
+        # class indices in the order of each episode's sorted classes (as fit would)
+        s_lab = np.stack([np.searchsorted(np.sort(e.classes), e.support_labels)
+                          for e in eps])  # fmt: skip
+        out = estimator.solve_episodes(S, s_lab, Q)
+        pred = np.asarray(out.labels)
+        for row, (i, e) in enumerate(zip(idx, eps)):
+            labels = np.sort(e.classes)[pred[row]]
+            scores[i] = np.mean(labels == e.query_labels)

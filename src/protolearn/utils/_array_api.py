@@ -144,3 +144,52 @@ def float_dtype(x):
     return (
         np.dtype(np.float32) if dt in (np.float16, np.float32) else np.dtype(np.float64)
     )
+
+
+def exp(x):
+    if is_torch(x):
+        return x.exp()
+    return np.exp(x)
+
+
+def log(x):
+    if is_torch(x):
+        return x.log()
+    return np.log(x)
+
+
+def where(cond, a, b):
+    """``a`` where `cond` else ``b`` (broadcasting), same kind as `a`."""
+    if is_torch(a):
+        import torch
+
+        return torch.where(cond, a, b)
+    return np.where(cond, a, b)
+
+
+def one_hot(index, n_classes, like):
+    """(..., n_classes) one-hot rows of integer `index`, dtype and kind of `like`."""
+    if is_torch(like):
+        import torch
+
+        idx = torch.as_tensor(index, device=like.device).to(torch.int64)
+        return torch.nn.functional.one_hot(idx, n_classes).to(like.dtype)
+    return np.eye(n_classes, dtype=like.dtype)[np.asarray(index)]
+
+
+def smallest_k(D, k):
+    """Values and indices of the `k` smallest entries along the last axis, ascending."""
+    if is_torch(D):
+        v, i = D.topk(k, dim=-1, largest=False, sorted=True)
+        return v, i
+    idx = np.argpartition(D, k - 1, axis=-1)[..., :k]
+    val = np.take_along_axis(D, idx, axis=-1)
+    order = np.argsort(val, axis=-1, kind="stable")
+    return np.take_along_axis(val, order, axis=-1), np.take_along_axis(idx, order, -1)
+
+
+def diagonal(A):
+    """Diagonals of a stack of square matrices (T, n, n) -> (T, n)."""
+    if is_torch(A):
+        return A.diagonal(dim1=1, dim2=2)
+    return np.diagonal(A, axis1=1, axis2=2).copy()

@@ -12,6 +12,7 @@ from sklearn.utils._param_validation import (
     Interval,
     RealNotInt,
     StrOptions,
+    validate_parameter_constraints,
 )
 from sklearn.utils.validation import validate_data
 
@@ -24,5 +25,6 @@ __all__ = [
     "StrOptions",
     "_fit_context",
     "get_chunk_n_rows",
+    "validate_parameter_constraints",
     "validate_data",
 ]

@@ -1,0 +1,171 @@
+"""kNN affinities and the Laplacian bound optimizer against brute-force numpy references."""
+
+import numpy as np
+import pytest
+from scipy import sparse
+
+from protolearn._core import _graph, _prototypes
+
+
+def _brute_knn(X, k):
+    D = ((X[:, None, :] - X[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(D, np.inf)
+    idx = np.argsort(D, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(D, idx, 1), idx
+
+
+def _brute_affinity(X, k, kind, symmetric):
+    d2, idx = _brute_knn(X, k)
+    n = X.shape[0]
+    h2 = d2.mean()
+    W = np.zeros((n, n))
+    for p in range(n):
+        for j, q in enumerate(idx[p]):
+            W[p, q] = 1.0 if kind == "binary" else np.exp(-d2[p, j] / (2 * h2))
+    return (W + W.T) / 2 if symmetric else W
+
+
+@pytest.mark.parametrize("algorithm", ["brute", "auto"])  # chunked / KD-tree
+def test_kneighbors_excludes_self_and_matches_brute_force(rng, algorithm):
+    X = rng.normal(size=(60, 5))
+    X[7] = X[3]  # a duplicate: excluding "the first neighbour" would be wrong here
+    d2, idx = _graph.kneighbors(X, 4, working_memory=0.01, algorithm=algorithm)
+    ref_d2, ref_idx = _brute_knn(X, 4)
+    np.testing.assert_allclose(d2, ref_d2, atol=1e-10)
+    assert not np.any(idx == np.arange(60)[:, None])
+    assert idx[3, 0] == 7 and idx[7, 0] == 3
+    np.testing.assert_array_equal(np.sort(idx, 1), np.sort(ref_idx, 1))
+    with pytest.raises(ValueError, match="n_neighbors must be in"):
+        _graph.kneighbors(X, 60)
+
+
+@pytest.mark.parametrize("kind", ["binary", "heat"])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_knn_affinity_sparse_and_batched_match_brute_force(rng, kind, symmetric):
+    X = rng.normal(size=(3, 40, 6))
+    Wb, h = _graph.batched_knn_affinity(X, 5, kind=kind, symmetric=symmetric)
+    for t in range(3):
+        ref = _brute_affinity(X[t], 5, kind, symmetric)
+        W, ht = _graph.knn_affinity(X[t], 5, kind=kind, symmetric=symmetric)
+        assert sparse.issparse(W) and W.nnz <= 2 * 5 * 40
+        np.testing.assert_allclose(W.toarray(), ref, atol=1e-12)
+        np.testing.assert_allclose(Wb[t], ref, atol=1e-12)
+        assert ht == pytest.approx(float(h[t]))
+    with pytest.raises(ValueError, match="affinity must be one of"):
+        _graph.knn_affinity(X[0], 3, kind="gauss")
+
+
+def test_embed_graph_places_subgraph(rng):
+    X = rng.normal(size=(10, 3))
+    W, _ = _graph.knn_affinity(X, 2)
+    idx = np.arange(4, 14)
+    E = _graph.embed_graph(W, idx, 14)
+    np.testing.assert_array_equal(E.toarray()[4:, 4:], W.toarray())
+    assert E[:4].nnz == 0
+    Ed = _graph.embed_graph(W.toarray()[None], idx, 14)
+    np.testing.assert_array_equal(Ed[0], E.toarray())
+
+
+def _reference_iteration(Z, Yfix, fixed, M, W, lam, T):
+    """One iteration written out point by point: bound step, then K-means means."""
+    n, K = Yfix.shape
+    A = np.array([[((Z[p] - M[k]) ** 2).sum() / T for k in range(K)] for p in range(n)])
+    Y0 = np.exp(-A) / np.exp(-A).sum(1, keepdims=True)
+    Y0[fixed] = Yfix[fixed]
+    Y1 = np.empty_like(Y0)
+    for p in range(n):
+        if fixed[p]:
+            Y1[p] = Yfix[p]
+            continue
+        s = -A[p] + lam * sum(W[p, q] * Y0[q] for q in range(n))
+        Y1[p] = np.exp(s - s.max()) / np.exp(s - s.max()).sum()
+    M1 = np.array(
+        [sum(Y1[p, k] * Z[p] for p in range(n)) / Y1[:, k].sum() for k in range(K)]
+    )
+
+    def energy(Y, M_):
+        A_ = np.array(
+            [[((Z[p] - M_[k]) ** 2).sum() / T for k in range(K)] for p in range(n)]
+        )
+        e = (Y * A_).sum()
+        e += sum((Y[p] * np.log(Y[p])).sum() for p in range(n) if not fixed[p])
+        e -= lam / 2 * sum(W[p, q] * Y[p] @ Y[q] for p in range(n) for q in range(n))
+        return e
+
+    return Y1, M1, energy(Y0, M), energy(Y1, M1)
+
+
+def test_one_iteration_equals_brute_force_reference(rng):
+    n, K, d = 25, 3, 4
+    Z = rng.normal(size=(n, d))
+    fixed = np.zeros(n, dtype=bool)
+    fixed[:3] = True
+    Yfix = np.zeros((n, K))
+    Yfix[np.arange(3), np.arange(3)] = 1
+    M = rng.normal(size=(K, d))
+    W = _brute_affinity(Z, 4, "binary", True)
+    lam, T = 0.8, 2.0
+    Y1, M1, E0, E1 = _reference_iteration(Z, Yfix, fixed, M, W, lam, T)
+    for graph in (W[None], sparse.csr_matrix(W)):
+        Y, Mo, n_iter, hist, _ = _graph.laplacian_solve(
+            Z[None], Yfix[None], fixed[None], M[None], graph, lam=lam,
+            temperature=T, max_iter=1, tol=0.0, safeguard=False,
+        )  # fmt: skip
+        np.testing.assert_allclose(Y[0], Y1, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(Mo[0], M1, rtol=1e-10)
+        np.testing.assert_allclose(hist[0], [E0, E1], rtol=1e-10)
+        assert n_iter[0] == 1
+
+
+def test_kmodes_prototype_step_is_a_mean_shift_step(rng):
+    Z = rng.normal(size=(1, 30, 3))
+    Y = rng.dirichlet(np.ones(2), size=(1, 30))
+    M = rng.normal(size=(1, 2, 3))
+    h = np.array([1.3])
+    M1 = _graph.update_prototypes(Z, Y, M, "kmodes", h)
+    for k in range(2):
+        g = Y[0, :, k] * np.exp(-((Z[0] - M[0, k]) ** 2).sum(1) / (2 * 1.69))
+        np.testing.assert_allclose(M1[0, k], g @ Z[0] / g.sum(), rtol=1e-10)
+    # the weighted kernel sum cannot decrease (so the objective cannot increase)
+    f0 = (Y * _graph.prototype_term(Z, M, "kmodes", h)).sum()
+    f1 = (Y * _graph.prototype_term(Z, M1, "kmodes", h)).sum()
+    assert f1 <= f0
+
+
+def test_rectification_matches_bdcspn_formula(rng):
+    S = rng.normal(size=(1, 6, 4))
+    lab = np.array([0, 0, 1, 1, 2, 2])
+    Q = rng.normal(size=(1, 9, 4))
+    oh = np.eye(3)[lab][None]
+    P0 = _prototypes.batched_class_means(S, oh)
+    P = _prototypes.rectify_prototypes(S, oh, Q, P0, scale=10.0)
+    Qs = Q[0] + S[0].mean(0) - Q[0].mean(0)
+
+    def cos(a, b):
+        return a @ b / np.linalg.norm(a) / np.linalg.norm(b)
+
+    pseudo = np.array([np.argmax([cos(q, P0[0, k]) for k in range(3)]) for q in Qs])
+    for k in range(3):
+        pts = np.vstack([S[0][lab == k], Qs[pseudo == k]])
+        w = np.exp([10 * cos(x, P0[0, k]) for x in pts])
+        np.testing.assert_allclose(P[0, k], w @ pts / w.sum(), rtol=1e-10)
+
+
+def test_safeguard_keeps_objective_non_increasing():
+    # Two linked points with opposite preferences and a large lam: the plain parallel
+    # step makes each adopt the other's label (a swap that raises E); halved steps do not.
+    Z = np.array([[[0.0], [2.0]]])  # unary (z - m)^2 to m = 0, 1: [0, 1] and [4, 1]
+    M = np.array([[[0.0], [1.0]]])
+    W = np.array([[[0.0, 1.0], [1.0, 0.0]]])
+    Yfix, fixed = np.zeros((1, 2, 2)), np.zeros((1, 2), dtype=bool)
+    kw = dict(lam=10.0, update=False, max_iter=10, tol=0.0)
+    _, _, _, raw, _ = _graph.laplacian_solve(
+        Z, Yfix, fixed, M, W, safeguard=False, **kw
+    )
+    assert raw[0, 1] > raw[0, 0] + 1  # the plain step goes up
+    _, _, _, safe, _ = _graph.laplacian_solve(
+        Z, Yfix, fixed, M, W, safeguard=True, **kw
+    )
+    E = safe[0][~np.isnan(safe[0])]
+    assert np.all(np.diff(E) <= 1e-12 * np.abs(E[:-1]))
+    assert E[-1] < E[0] - 1
