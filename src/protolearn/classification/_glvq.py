@@ -34,7 +34,7 @@ _TRAINING_DOC = """    max_iter : int, default=100
     random_state : int, RandomState instance or None, default=None
         Seeds k-means++ initialisation, the validation split and mini-batch shuffling
         (a ``torch.Generator`` of its own; the global torch seed is never touched).
-    device : {"cpu", "cuda", "auto"}, default="cpu"
+    device : {"auto", "cpu", "cuda"}, default="auto"
         Where training runs ("auto": the input tensor's CUDA device, else CUDA when
         available, else CPU).  Fitted attributes are numpy arrays either way.
     verbose : int, default=0
@@ -152,7 +152,7 @@ class GLVQClassifier(NearestPrototypeMixin, BaseTrainedPrototypeClassifier):
         validation_fraction=0.1,
         n_iter_no_change=10,
         random_state=None,
-        device="cpu",
+        device="auto",
         verbose=0,
     ):
         self.n_prototypes = n_prototypes
@@ -413,7 +413,7 @@ class GMLVQClassifier(
         validation_fraction=0.1,
         n_iter_no_change=10,
         random_state=None,
-        device="cpu",
+        device="auto",
         verbose=0,
     ):
         super().__init__(
