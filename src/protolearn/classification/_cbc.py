@@ -424,7 +424,7 @@ _COMMON_ATTRS_DOC = """
     validation_scores_ : list of float or None
     best_validation_score_ : float or None
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
 """
 
 

@@ -71,7 +71,7 @@ class LaplacianKMeans(ClusterMixin, BaseEstimator):
     temperature_ : float
         The temperature used (see `temperature`).
     n_iter_ : int
-    objective_ : ndarray of shape (n_iter_ + 1,)
+    objective_ : ndarray of shape (``n_iter_ + 1``,)
         Objective history of the kept run (non-increasing).
     n_features_in_ : int
 

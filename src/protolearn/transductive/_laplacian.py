@@ -404,7 +404,7 @@ class LaplacianFewShotClassifier(BasePrototypeClassifier):
     bandwidth_ : float or None
         Kernel bandwidth used by "kmodes".
     n_iter_ : int
-    objective_ : ndarray of shape (n_iter_ + 1,)
+    objective_ : ndarray of shape (``n_iter_ + 1``,)
         Objective before the first step and after each iteration (non-increasing).
     n_features_in_ : int
 
