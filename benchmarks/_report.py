@@ -35,6 +35,26 @@ def machine_line():
     )
 
 
+def git_revision():
+    """``"commit <short sha>"`` of the checkout the benchmark runs from (with a remark when
+    ``src/`` has uncommitted changes), or ``"unknown"`` outside a git checkout."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args):
+        return subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        rev = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "src")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"commit {rev}" + (" + uncommitted changes in src/" if dirty else "")
+
+
 def versions_line(*modules):
     out = []
     for m in modules:

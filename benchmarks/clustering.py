@@ -28,7 +28,13 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine_line, markdown_table, versions_line, write_results
+from _report import (
+    git_revision,
+    machine_line,
+    markdown_table,
+    versions_line,
+    write_results,
+)
 
 from protolearn.datasets import load_clinc150
 
@@ -146,32 +152,6 @@ def summary(sections):
             )
         lines.append(f"- {dname}: " + ", ".join(parts) + ".")
     return lines
-
-
-def git_revision():
-    """Short commit of the checkout the script runs from (+ "-dirty" with local
-    changes), or "unknown"."""
-    import subprocess
-
-    root = Path(__file__).resolve().parents[1]
-    try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "src"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"commit {rev}" + (" + uncommitted changes in src/" if dirty else "")
 
 
 def main():

@@ -51,7 +51,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import machine_line, markdown_table, versions_line, write_results  # noqa: E402, I001
+from _report import (  # noqa: I001
+    git_revision,
+    machine_line,
+    markdown_table,
+    versions_line,
+    write_results,
+)
 
 from protolearn._core._robustness import (  # noqa: E402
     nearest_prototype_radius,
@@ -696,28 +702,10 @@ def nc_check():
 
 
 def git_line():
-    import subprocess
-
-    try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "src"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except Exception:  # noqa: BLE001 - not a checkout
+    rev = git_revision()
+    if rev == "unknown":
         return ""
-    return (
-        f" Code: commit {rev}" + (" (src/ with local changes)" if dirty else "") + "."
-    )
+    return f" Code: {rev}."
 
 
 def report(results, notes, n_splits, code=None, assembled=False):
