@@ -304,15 +304,17 @@ def batched_knn_affinity(
         D = gram - 0.5 * zz[:, None, :]
         _set_diagonal(D, -float("inf"))
         index = _largest_k(D, n_neighbors)
-        if xp.is_torch(gram):
-            g = gram.gather(2, index)
-            zj = zz.gather(1, index.reshape(T, -1)).reshape(index.shape)
-        else:
-            g = np.take_along_axis(gram, index, axis=2)
-            zj = zz[np.arange(T)[:, None, None], index]
-        sqdist = xp.clip_min(zz[:, :, None] + zj - 2 * g, 0)
+        sqdist = None  # binary weights with a given bandwidth need no distances
+        if kind != "binary" or bandwidth is None:
+            if xp.is_torch(gram):
+                g = gram.gather(2, index)
+                zj = zz.gather(1, index.reshape(T, -1)).reshape(index.shape)
+            else:
+                g = np.take_along_axis(gram, index, axis=2)
+                zj = zz[np.arange(T)[:, None, None], index]
+            sqdist = xp.clip_min(zz[:, :, None] + zj - 2 * g, 0)
     h = heat_bandwidth(sqdist) if bandwidth is None else xp.full((T,), bandwidth, D)
-    w = _edge_weights(sqdist, kind, h)
+    w = 1.0 if sqdist is None else _edge_weights(sqdist, kind, h)
     W = D  # the ranking buffer is no longer needed: reuse its memory
     W[...] = 0
     if xp.is_torch(W):
@@ -423,7 +425,11 @@ def _energy_rest(Y, LWY, free):
     """The parts of ``E`` that do not depend on the prototypes: the entropy of the free
     rows minus half the Laplacian term (``LWY = lam * W Y``, or None when lam = 0)."""
     tiny = float(np.finfo(np.float32).tiny)
-    logY = xp.log(xp.clip_min(Y * 1, tiny))
+    if xp.is_torch(Y):
+        logY = xp.log(xp.clip_min(Y * 1, tiny))
+    else:  # one temporary, updated in place
+        logY = np.maximum(Y, tiny)
+        np.log(logY, out=logY)
     logY *= Y
     ent = logY.sum(-1) if xp.is_torch(logY) else _last_axis(logY, np.add)
     ent *= free
@@ -466,7 +472,16 @@ def bound_step(A, WY, lam, Y_fixed, fixed):
 
 def _bound_step(A, LWY, Y_fixed, fixed3):
     L = -A if LWY is None else LWY - A
-    return xp.where(fixed3, Y_fixed, _softmax(L))
+    if xp.is_torch(L):
+        return xp.where(fixed3, Y_fixed, _softmax(L))
+    L = _softmax(L)  # a new array, softmax-ed in place: fixed rows copied into it
+    np.copyto(L, Y_fixed, where=fixed3)
+    return L
+
+
+# The working batch shrinks to the running tasks once at most COMPACT_FRAC of it still
+# runs (and it holds at least COMPACT_MIN tasks).
+COMPACT_FRAC, COMPACT_MIN = 0.75, 4
 
 
 def laplacian_solve(
@@ -575,12 +590,20 @@ def laplacian_solve(
                 worse = active & (E1 > E0 + eps * np.abs(E0))
                 if not worse.any():
                     break
-                w = xp.asarray_like(worse.astype(np.float64), Z)[:, None, None]
-                # halve the step of the tasks whose energy went up
-                Yn = Y + (Yn - Y) * (1 - 0.5 * w)
-                LWYn = LWY + (LWYn - LWY) * (1 - 0.5 * w)
-                Rn = _energy_rest(Yn, LWYn, freef)
-                En = Rn + _task_dot(Yn, A)
+                # halve the step of the tasks whose energy went up (only those: the
+                # others keep exactly the step they would take alone)
+                b = xp.as_index_like(np.flatnonzero(worse), Z)
+                Yb, LWYb = Yn[b], LWYn[b]
+                Yb -= Y[b]
+                Yb *= 0.5
+                Yb += Y[b]
+                LWYb -= LWY[b]
+                LWYb *= 0.5
+                LWYb += LWY[b]
+                Yn[b], LWYn[b] = Yb, LWYb
+                Rb = _energy_rest(Yb, LWYb, freef[b])
+                Rn[b] = Rb
+                En[b] = Rb + _task_dot(Yb, A[b])
         if all_active:  # no working task has stopped yet
             Y, LWY, R = Yn, LWYn, Rn
         else:
@@ -601,7 +624,11 @@ def laplacian_solve(
         E = E_new if all_active else xp.where(act, E_new, E)
         if not active.any():
             break
-        if compactable and work.size >= 16 and active.sum() <= work.size // 2:
+        if (
+            compactable
+            and work.size >= COMPACT_MIN
+            and active.sum() <= COMPACT_FRAC * work.size
+        ):
             if Y_out is None:
                 Y_out = xp.empty(tuple(Y_fixed.shape), like=Y)
             stop = xp.as_index_like(np.flatnonzero(~active), Z)

@@ -134,6 +134,8 @@ def _transduce(Z, onehot, p, *, sparse_graph, normalize=False):
         else:  # basic slices keep the task matrices contiguous (fast matmul)
             part = slice(ns, n) if nodes.size < n else slice(0, n)
             Gg = None if G is None else G[:, part, part]
+            if p["affinity"] == "binary" and p["prototype"] == "kmeans":
+                kw["bandwidth"] = 1.0  # unused: skips the kNN distances
             W, bandwidth = _graph.batched_knn_affinity(Z[:, part], k, gram=Gg, **kw)
         W = _graph.embed_graph(W, nodes, n) if nodes.size < n else W
     if p["prototype"] == "kmodes" and bandwidth is None:
