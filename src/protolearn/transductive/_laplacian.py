@@ -1,6 +1,7 @@
 """Laplacian-regularised transductive few-shot classification (LaplacianShot and its
 K-means / K-modes generalisation), one episode (estimator) or many at once (function)."""
 
+import inspect
 import warnings
 from numbers import Integral, Real
 
@@ -38,23 +39,6 @@ _PARAMS = {
     "max_iter": [Interval(Integral, 1, None, closed="left")],
     "tol": [Interval(Real, 0, None, closed="left")],
 }
-
-_DEFAULTS = dict(
-    lam=0.7,
-    n_neighbors=3,
-    affinity="binary",
-    symmetric=True,
-    graph="all",
-    prototype="kmeans",
-    update_prototypes=True,
-    temperature=0.1,
-    preprocessing="cl2n",
-    center=None,
-    rectify=False,
-    rectify_scale=10.0,
-    max_iter=50,
-    tol=1e-4,
-)
 
 
 def _centre(support, query, preprocessing, center):
@@ -570,3 +554,10 @@ class LaplacianFewShotClassifier(BasePrototypeClassifier):
         return laplacian_fewshot_episodes(
             support, support_labels, query, **self._params()
         )
+
+
+# The batched function shares the estimator's defaults: one list, read off its signature.
+_DEFAULTS = {
+    name: param.default
+    for name, param in inspect.signature(LaplacianFewShotClassifier).parameters.items()
+}
