@@ -151,6 +151,37 @@ def test_rectification_matches_bdcspn_formula(rng):
         np.testing.assert_allclose(P[0, k], w @ pts / w.sum(), rtol=1e-10)
 
 
+@pytest.mark.parametrize("shot", [1, 3])
+def test_rectification_weights_from_gram_match_explicit_rectification(rng, shot):
+    # n-space rectification: the weights C over the rows (from the Gram matrix only)
+    # give the prototypes of the explicit formula, C^T Z, on raw (unnormalised) rows,
+    # zero rows included (their cosines are 0, as l2_normalize leaves them zero).
+    T, K, nq, d = 4, 3, 10, 40
+    lab = np.tile(np.repeat(np.arange(K), shot), (T, 1))
+    oh = np.eye(K)[lab]
+    S = rng.normal(size=(T, K * shot, d)) + 2 * rng.normal(size=(T, 1, d))
+    Q = rng.normal(size=(T, nq, d)) * 1.5
+    Q[1, 4] = 0
+    S[2, 0] = 0  # a zero support row (a zero prototype at 1-shot)
+    Z = np.concatenate([S, Q], axis=1)
+    for scale in (0.0, 1.0, 10.0):
+        P0 = _prototypes.batched_class_means(S, oh)
+        ref = _prototypes.rectify_prototypes(S, oh, Q, P0, scale=scale)
+        C = _prototypes.rectify_prototype_weights(Z @ Z.swapaxes(1, 2), oh, scale=scale)
+        assert C.shape == (T, K * shot + nq, K)
+        np.testing.assert_allclose(C.swapaxes(1, 2) @ Z, ref, rtol=1e-9, atol=1e-12)
+    # float32 in -> float32 out, torch in -> torch out
+    G32 = (Z @ Z.swapaxes(1, 2)).astype(np.float32)
+    C32 = _prototypes.rectify_prototype_weights(G32, oh.astype(np.float32))
+    assert C32.dtype == np.float32
+    torch = pytest.importorskip("torch")
+    Ct = _prototypes.rectify_prototype_weights(
+        torch.from_numpy(G32), torch.from_numpy(oh.astype(np.float32))
+    )
+    assert isinstance(Ct, torch.Tensor) and Ct.dtype == torch.float32
+    np.testing.assert_allclose(Ct.numpy(), C32, rtol=1e-4, atol=1e-6)
+
+
 def test_safeguard_keeps_objective_non_increasing():
     # Two linked points with opposite preferences and a large lam: the plain parallel
     # step makes each adopt the other's label (a swap that raises E); halved steps do not.

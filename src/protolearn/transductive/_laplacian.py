@@ -73,7 +73,9 @@ def _transduce(Z, onehot, p, *, sparse_graph, normalize=False):
     (n <= d, dense graphs) the normalised rows are never formed: one Gram matrix of the
     centred rows, rescaled, serves the kNN graph and every prototype step, and the
     prototypes are carried as weights over the rows (class means: the one-hot support
-    rows over the class sizes) until the end.
+    rows over the class sizes; rectified prototypes: weights of the supports and of the
+    shifted queries, :func:`~protolearn._core._prototypes.rectify_prototype_weights`)
+    until the end.
     """
     T, n, d = Z.shape
     ns, K = onehot.shape[1], onehot.shape[2]
@@ -92,12 +94,14 @@ def _transduce(Z, onehot, p, *, sparse_graph, normalize=False):
             scale = 1 / norms
             G *= scale[:, :, None]
             G *= scale[:, None, :]
-            if rectify:  # the rectification needs the normalised rows themselves
-                Z, scale = Z * scale[:, :, None], None
     elif normalize:
         Z = _graph.batched_l2_normalize(Z)
     M = coef = None
-    if rectify:
+    if rectify and gram:  # rectified prototypes as weights over the rows too
+        coef = _prototypes.rectify_prototype_weights(
+            G, onehot, scale=p["rectify_scale"]
+        )
+    elif rectify:
         Zs = Z[:, :ns]
         M = _prototypes.batched_class_means(Zs, onehot)
         M = _prototypes.rectify_prototypes(
