@@ -64,6 +64,14 @@ def test_embed_graph_places_subgraph(rng):
     assert E[:4].nnz == 0
     Ed = _graph.embed_graph(W.toarray()[None], idx, 14)
     np.testing.assert_array_equal(Ed[0], E.toarray())
+    # scattered rows (the fancy-index path) against a loop
+    idx = rng.permutation(14)[:10]
+    ref = np.zeros((14, 14))
+    for i, p in enumerate(idx):
+        for j, q in enumerate(idx):
+            ref[p, q] = W[i, j]
+    np.testing.assert_array_equal(_graph.embed_graph(W.toarray()[None], idx, 14)[0], ref)
+    np.testing.assert_array_equal(_graph.embed_graph(W, idx, 14).toarray(), ref)
 
 
 def _reference_iteration(Z, Yfix, fixed, M, W, lam, T):

@@ -1,6 +1,8 @@
 """LaplacianFewShotClassifier and the batched episode solver: accuracy on CLINC150,
 monotone objective, scikit-learn conventions, numpy/torch, bad input."""
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
@@ -214,6 +216,28 @@ def test_bad_input(rng):
         laplacian_fewshot_episodes(S, lab, Q, lam=-1)
     with pytest.raises(TypeError, match="unexpected parameters"):
         laplacian_fewshot_episodes(S, lab, Q, knn=3)
+
+
+@pytest.mark.parametrize("preprocessing", ["cl2n", None])
+def test_batched_non_finite_input_raises_on_the_gram_path(rng, monkeypatch, preprocessing):
+    # n <= d: the check reads the Gram diagonal; NaN / inf raise the same errors, in
+    # any chunk of tasks, and finite values whose squares overflow are not rejected.
+    monkeypatch.setattr(_laplacian, "TASK_CHUNK_MIB", 1e-4)  # one task per chunk
+    Xs, ys, Xq, _ = _toy(rng, d=60)
+    S, Q = np.stack([Xs] * 3).astype(np.float32), np.stack([Xq] * 3).astype(np.float32)
+    lab = np.stack([ys] * 3)
+    kw = dict(preprocessing=preprocessing)
+    for name, bad in (("support", np.inf), ("query", np.nan), ("query", -np.inf)):
+        S1, Q1 = S.copy(), Q.copy()
+        (S1 if name == "support" else Q1)[2, 1, 5] = bad
+        with pytest.raises(ValueError, match=f"{name} contains NaN or infinity"):
+            laplacian_fewshot_episodes(S1, lab, Q1, **kw)
+    huge = Q.copy()
+    huge[1, 0, :] = 3e38  # finite float32; its squared norm overflows
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = laplacian_fewshot_episodes(S, lab, huge, **kw)
+    assert out.labels.shape == (3, Xq.shape[0])
 
 
 @pytest.mark.cuda

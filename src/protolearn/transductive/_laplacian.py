@@ -65,7 +65,7 @@ def _centre(support, query, preprocessing, center):
     return X
 
 
-def _transduce(Z, onehot, p, *, sparse_graph, normalize=False):
+def _transduce(Z, onehot, p, *, sparse_graph, normalize=False, check_finite=None):
     """The shared pipeline: points (T, n, d) whose first ``n_s`` rows are the supports,
     with one-hot labels (T, n_s, K) -> the outputs of ``laplacian_solve``.
 
@@ -76,6 +76,12 @@ def _transduce(Z, onehot, p, *, sparse_graph, normalize=False):
     rows over the class sizes; rectified prototypes: weights of the supports and of the
     shifted queries, :func:`~protolearn._core._prototypes.rectify_prototype_weights`)
     until the end.
+
+    `check_finite`: None, or a function that raises when the input rows are not all
+    finite.  It is called when the Gram diagonal (the squared row norms) is not finite
+    -- as it is whenever a row holds NaN or infinity, at no extra pass over the data;
+    it can also be finite rows overflowing, which the exact check lets through -- and
+    always when there is no Gram matrix.
     """
     T, n, d = Z.shape
     ns, K = onehot.shape[1], onehot.shape[2]
@@ -87,15 +93,21 @@ def _transduce(Z, onehot, p, *, sparse_graph, normalize=False):
     fixed[:, :ns] = True
     G = scale = None
     if gram:
-        G = _graph.bmm(Z, Z.swapaxes(1, 2))
+        with np.errstate(invalid="ignore", over="ignore"):  # checked just below
+            G = _graph.bmm(Z, Z.swapaxes(1, 2))
+        if check_finite is not None and not _graph.all_finite(xp.diagonal(G)):
+            check_finite()
         if normalize:
             norms = xp.sqrt(xp.clip_min(xp.diagonal(G), 0))
             norms[norms == 0] = 1
             scale = 1 / norms
             G *= scale[:, :, None]
             G *= scale[:, None, :]
-    elif normalize:
-        Z = _graph.batched_l2_normalize(Z)
+    else:
+        if check_finite is not None:
+            check_finite()
+        if normalize:
+            Z = _graph.batched_l2_normalize(Z)
     M = coef = None
     if rectify and gram:  # rectified prototypes as weights over the rows too
         coef = _prototypes.rectify_prototype_weights(
@@ -247,9 +259,6 @@ def laplacian_fewshot_episodes(support, support_labels, query, **params):
         )
     if ns == 0 or labels.min() < 0:
         raise ValueError("support_labels must be class indices >= 0 (and non-empty).")
-    for name, A in (("support", support), ("query", query)):
-        if not _graph.all_finite(A):
-            raise ValueError(f"{name} contains NaN or infinity.")
     K = int(labels.max()) + 1
     present = np.zeros((T, K), dtype=bool)
     present[np.repeat(np.arange(T), ns), labels.ravel()] = True
@@ -290,12 +299,24 @@ def laplacian_fewshot_episodes(support, support_labels, query, **params):
 TASK_CHUNK_MIB = 4
 
 
+def _check_finite(support, query):
+    for name, A in (("support", support), ("query", query)):
+        if not _graph.all_finite(A):
+            raise ValueError(f"{name} contains NaN or infinity.")
+
+
 def _solve_tasks(support, labels, query, K, p):
     ns = support.shape[1]
-    X = _centre(support, query, p["preprocessing"], p["center"])
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN / inf: checked later
+        X = _centre(support, query, p["preprocessing"], p["center"])
     onehot = xp.one_hot(labels, K, like=X)
     (Y, M, n_iter, hist, conv), _ = _transduce(
-        X, onehot, p, sparse_graph=False, normalize=p["preprocessing"] is not None
+        X,
+        onehot,
+        p,
+        sparse_graph=False,
+        normalize=p["preprocessing"] is not None,
+        check_finite=lambda: _check_finite(support, query),
     )
     return Y[:, ns:], M, n_iter, hist, conv
 
