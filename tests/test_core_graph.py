@@ -70,7 +70,9 @@ def test_embed_graph_places_subgraph(rng):
     for i, p in enumerate(idx):
         for j, q in enumerate(idx):
             ref[p, q] = W[i, j]
-    np.testing.assert_array_equal(_graph.embed_graph(W.toarray()[None], idx, 14)[0], ref)
+    np.testing.assert_array_equal(
+        _graph.embed_graph(W.toarray()[None], idx, 14)[0], ref
+    )
     np.testing.assert_array_equal(_graph.embed_graph(W, idx, 14).toarray(), ref)
 
 

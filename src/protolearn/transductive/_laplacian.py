@@ -3,9 +3,11 @@ K-means / K-modes generalisation), one episode (estimator) or many at once (func
 
 import inspect
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
 
 import numpy as np
+from joblib import effective_n_jobs
 from sklearn import get_config
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import Bunch
@@ -169,7 +171,9 @@ def _check_params(params):
     return p
 
 
-def laplacian_fewshot_episodes(support, support_labels, query, **params):
+def laplacian_fewshot_episodes(
+    support, support_labels, query, *, n_jobs=None, **params
+):
     """Solve many few-shot episodes at once, as one (n_tasks, n_points, d) computation.
 
     Each task is solved exactly as :class:`LaplacianFewShotClassifier` solves one
@@ -194,6 +198,12 @@ def laplacian_fewshot_episodes(support, support_labels, query, **params):
         `graph`, `prototype`, `update_prototypes`, `temperature`, `preprocessing`,
         `center` (None: each task's own mean; or a (d,) vector, e.g. the mean of base
         features), `rectify`, `rectify_scale`, `max_iter`, `tol`.
+    n_jobs : int or None, default=None
+        Threads solving chunks of tasks concurrently (numpy and torch release the GIL
+        in their matrix products and elementwise loops); None means 1, -1 all CPUs
+        (joblib's convention).  The chunks are then made of equal size, a multiple of
+        `n_jobs` in number.  Results do not depend on it: every task's result is the
+        one it gets alone.
 
     Returns
     -------
@@ -230,6 +240,9 @@ def laplacian_fewshot_episodes(support, support_labels, query, **params):
     ((4, 30), 1.0)
     """
     p = _check_params(params)
+    if n_jobs is not None and (not isinstance(n_jobs, Integral) or n_jobs == 0):
+        raise ValueError(f"n_jobs must be None or a nonzero integer; got {n_jobs!r}.")
+    n_jobs = effective_n_jobs(n_jobs)
     if xp.is_torch(support) != xp.is_torch(query):
         raise TypeError("support and query must both be numpy arrays or torch tensors.")
     if not xp.is_torch(support):
@@ -273,12 +286,22 @@ def laplacian_fewshot_episodes(support, support_labels, query, **params):
     on_gpu = xp.is_torch(support) and support.device.type != "cpu"
     budget = (get_config()["working_memory"] if on_gpu else TASK_CHUNK_MIB) * 2**20
     step = max(1, int(budget // (n * max(n, K) * itemsize)))
-    parts = [
-        _solve_tasks(
+    if n_jobs > 1:  # chunks of equal size, as many per thread
+        n_chunks = -(-T // step)
+        n_chunks = min(T, -(-n_chunks // n_jobs) * n_jobs)
+        step = -(-T // n_chunks)
+
+    def solve(a):
+        return _solve_tasks(
             support[a : a + step], labels[a : a + step], query[a : a + step], K, p
         )  # fmt: skip
-        for a in range(0, T, step)
-    ]
+
+    starts = range(0, T, step)
+    if n_jobs > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(max_workers=min(n_jobs, len(starts))) as pool:
+            parts = list(pool.map(solve, starts))
+    else:
+        parts = [solve(a) for a in starts]
     Yq, M, n_iter, hist, conv = (
         xp.concat(r) if i < 2 else np.concatenate(r) for i, r in enumerate(zip(*parts))
     )
@@ -570,14 +593,14 @@ class LaplacianFewShotClassifier(BasePrototypeClassifier):
         f = _graph.prototype_term(Z[None], M[None], self.prototype, h)[0]
         return -f / self.temperature
 
-    def solve_episodes(self, support, support_labels, query):
+    def solve_episodes(self, support, support_labels, query, *, n_jobs=None):
         """:func:`laplacian_fewshot_episodes` with this estimator's hyperparameters.
 
-        Needs no fitting (nothing is stored); see that function for the arguments and
-        the returned Bunch.
+        Needs no fitting (nothing is stored); see that function for the arguments
+        (`n_jobs` included) and the returned Bunch.
         """
         return laplacian_fewshot_episodes(
-            support, support_labels, query, **self._params()
+            support, support_labels, query, n_jobs=n_jobs, **self._params()
         )
 
 
