@@ -49,6 +49,15 @@ def _sum_tasks(A):
     return A.reshape(A.shape[0], -1).sum(1)
 
 
+def _sum_points(A):
+    """Sum of (T, n, K) over its middle axis -> (T, K).  For numpy a product with a
+    vector of ones: numpy's reduction over a middle axis with a short last axis takes
+    ~10x longer ((163, 80, 5): 150 vs 15 us)."""
+    if xp.is_torch(A):
+        return A.sum(1)
+    return np.ones(A.shape[1], dtype=A.dtype) @ A
+
+
 def _on_cpu_torch(A):
     return xp.is_torch(A) and A.device.type == "cpu"
 
@@ -399,7 +408,7 @@ def prototype_weights(Y, f, kind="kmeans"):
     prototypes whose total weight is positive (the others must be kept as they are).
     """
     G = Y if kind == "kmeans" else Y * (-f)
-    mass = G.sum(1)  # (T, K)
+    mass = _sum_points(G)  # (T, K)
     tiny = float(np.finfo(np.float32).tiny)
     return G / xp.clip_min(mass * 1, tiny)[:, None, :], mass > tiny
 
@@ -416,6 +425,11 @@ def laplacian_energy(Y, A, WY, lam, free):
     ``WY`` = :func:`graph_product` ``(W, Y)``, and the (T, n) mask of free rows."""
     rest = _energy_rest(Y, lam * WY if lam else None, free)
     return rest + _task_dot(Y, A)
+
+
+def _colwise_dot(A, B):
+    """``sum_p A_pk B_pk`` per task and column, numpy (T, n, K) x 2 -> (T, K)."""
+    return np.einsum("tnk,tnk->tk", A, B)
 
 
 def _task_dot(A, B):
@@ -698,7 +712,7 @@ class _Prototypes:
             mm = (self.M * self.M).sum(-1)
         else:
             D = bmm(self.G, self.C)
-            mm = (self.C * D).sum(1)
+            mm = _sum_points(self.C * D) if xp.is_torch(D) else _colwise_dot(self.C, D)
         D *= -2
         D += self.zz[:, :, None]
         D += mm[:, None, :]
