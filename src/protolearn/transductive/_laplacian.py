@@ -12,6 +12,7 @@ from sklearn import get_config
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import Bunch
 from sklearn.utils.multiclass import check_classification_targets
+from threadpoolctl import threadpool_limits
 
 from .._core import _graph, _prototypes
 from .._core._distances import l2_normalize
@@ -202,8 +203,8 @@ def laplacian_fewshot_episodes(
         Threads solving chunks of tasks concurrently (numpy and torch release the GIL
         in their matrix products and elementwise loops); None means 1, -1 all CPUs
         (joblib's convention).  The chunks are then made of equal size, a multiple of
-        `n_jobs` in number.  Results do not depend on it: every task's result is the
-        one it gets alone.
+        `n_jobs` in number, and BLAS runs one thread per worker.  Results do not depend
+        on it: every task's result is the one it gets alone.
 
     Returns
     -------
@@ -298,7 +299,12 @@ def laplacian_fewshot_episodes(
 
     starts = range(0, T, step)
     if n_jobs > 1 and len(starts) > 1:
-        with ThreadPoolExecutor(max_workers=min(n_jobs, len(starts))) as pool:
+        # one BLAS thread per worker: BLAS threads of concurrent calls would compete
+        # for the same cores (no faster than n_jobs=1 on 2 cores without this limit)
+        with (
+            threadpool_limits(limits=1, user_api="blas"),
+            ThreadPoolExecutor(max_workers=min(n_jobs, len(starts))) as pool,
+        ):
             parts = list(pool.map(solve, starts))
     else:
         parts = [solve(a) for a in starts]
