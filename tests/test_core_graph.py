@@ -44,13 +44,20 @@ def test_kneighbors_excludes_self_and_matches_brute_force(rng, algorithm):
 def test_knn_affinity_sparse_and_batched_match_brute_force(rng, kind, symmetric):
     X = rng.normal(size=(3, 40, 6))
     Wb, h = _graph.batched_knn_affinity(X, 5, kind=kind, symmetric=symmetric)
+    gram = X @ X.swapaxes(1, 2)  # the Gram path: argmax passes (k <= 8) or partition
+    kw = dict(kind=kind, symmetric=symmetric, gram=gram)
+    Wg, hg = _graph.batched_knn_affinity(X, 5, **kw)
+    W12, _ = _graph.batched_knn_affinity(X, 12, **kw)
     for t in range(3):
         ref = _brute_affinity(X[t], 5, kind, symmetric)
         W, ht = _graph.knn_affinity(X[t], 5, kind=kind, symmetric=symmetric)
         assert sparse.issparse(W) and W.nnz <= 2 * 5 * 40
         np.testing.assert_allclose(W.toarray(), ref, atol=1e-12)
         np.testing.assert_allclose(Wb[t], ref, atol=1e-12)
-        assert ht == pytest.approx(float(h[t]))
+        np.testing.assert_allclose(Wg[t], ref, atol=1e-12)
+        np.testing.assert_allclose(W12[t], _brute_affinity(X[t], 12, kind, symmetric),
+                                   atol=1e-12)  # fmt: skip
+        assert ht == pytest.approx(float(h[t])) == pytest.approx(float(hg[t]))
     with pytest.raises(ValueError, match="affinity must be one of"):
         _graph.knn_affinity(X[0], 3, kind="gauss")
 

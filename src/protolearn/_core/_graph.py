@@ -277,13 +277,15 @@ def _largest_k(B, k):
         return torch.from_numpy(_largest_k(B.numpy(), k))
     if k > 8:
         return xp.smallest_k(-B, k)[1]
-    T, n, _ = B.shape
+    T, n, m = B.shape
     out = np.empty((T, n, k), dtype=np.int64)
-    t, i = np.ogrid[:T, :n]
+    flat = B.reshape(-1)  # a view: B is contiguous here
+    row_start = np.arange(0, T * n * m, m).reshape(T, n)
     for j in range(k):
         a = B.argmax(-1)
         out[:, :, j] = a
-        B[t, i, a] = -np.inf
+        a += row_start
+        flat[a] = -np.inf
     return out
 
 
@@ -328,11 +330,19 @@ def batched_knn_affinity(
     W[...] = 0
     if xp.is_torch(W):
         W.scatter_(2, index, w)
-    else:
+        if symmetric:
+            W = W + W.swapaxes(1, 2)
+            W *= 0.5
+        return W, h
+    if not symmetric:
         np.put_along_axis(W, index, w, axis=2)
-    if symmetric:
-        W = W + W.swapaxes(1, 2)
-        W *= 0.5
+        return W, h
+    # (W + W^T) / 2 from the edge lists: w/2 at (i, j), then w/2 added at (j, i) (the
+    # pairs (i, j) are distinct, so one buffered += per entry is exact; halving is exact)
+    half = np.broadcast_to(np.asarray(w * 0.5, dtype=W.dtype), index.shape)
+    t, i = np.arange(T)[:, None, None], np.arange(n)[None, :, None]
+    W[t, i, index] = half
+    W[t, index, i] += half
     return W, h
 
 
