@@ -44,13 +44,20 @@ def test_kneighbors_excludes_self_and_matches_brute_force(rng, algorithm):
 def test_knn_affinity_sparse_and_batched_match_brute_force(rng, kind, symmetric):
     X = rng.normal(size=(3, 40, 6))
     Wb, h = _graph.batched_knn_affinity(X, 5, kind=kind, symmetric=symmetric)
+    gram = X @ X.swapaxes(1, 2)  # the Gram path: argmax passes (k <= 8) or partition
+    kw = dict(kind=kind, symmetric=symmetric, gram=gram)
+    Wg, hg = _graph.batched_knn_affinity(X, 5, **kw)
+    W12, _ = _graph.batched_knn_affinity(X, 12, **kw)
     for t in range(3):
         ref = _brute_affinity(X[t], 5, kind, symmetric)
         W, ht = _graph.knn_affinity(X[t], 5, kind=kind, symmetric=symmetric)
         assert sparse.issparse(W) and W.nnz <= 2 * 5 * 40
         np.testing.assert_allclose(W.toarray(), ref, atol=1e-12)
         np.testing.assert_allclose(Wb[t], ref, atol=1e-12)
-        assert ht == pytest.approx(float(h[t]))
+        np.testing.assert_allclose(Wg[t], ref, atol=1e-12)
+        np.testing.assert_allclose(W12[t], _brute_affinity(X[t], 12, kind, symmetric),
+                                   atol=1e-12)  # fmt: skip
+        assert ht == pytest.approx(float(h[t])) == pytest.approx(float(hg[t]))
     with pytest.raises(ValueError, match="affinity must be one of"):
         _graph.knn_affinity(X[0], 3, kind="gauss")
 
@@ -64,6 +71,16 @@ def test_embed_graph_places_subgraph(rng):
     assert E[:4].nnz == 0
     Ed = _graph.embed_graph(W.toarray()[None], idx, 14)
     np.testing.assert_array_equal(Ed[0], E.toarray())
+    # scattered rows (the fancy-index path) against a loop
+    idx = rng.permutation(14)[:10]
+    ref = np.zeros((14, 14))
+    for i, p in enumerate(idx):
+        for j, q in enumerate(idx):
+            ref[p, q] = W[i, j]
+    np.testing.assert_array_equal(
+        _graph.embed_graph(W.toarray()[None], idx, 14)[0], ref
+    )
+    np.testing.assert_array_equal(_graph.embed_graph(W, idx, 14).toarray(), ref)
 
 
 def _reference_iteration(Z, Yfix, fixed, M, W, lam, T):
@@ -149,6 +166,37 @@ def test_rectification_matches_bdcspn_formula(rng):
         pts = np.vstack([S[0][lab == k], Qs[pseudo == k]])
         w = np.exp([10 * cos(x, P0[0, k]) for x in pts])
         np.testing.assert_allclose(P[0, k], w @ pts / w.sum(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("shot", [1, 3])
+def test_rectification_weights_from_gram_match_explicit_rectification(rng, shot):
+    # n-space rectification: the weights C over the rows (from the Gram matrix only)
+    # give the prototypes of the explicit formula, C^T Z, on raw (unnormalised) rows,
+    # zero rows included (their cosines are 0, as l2_normalize leaves them zero).
+    T, K, nq, d = 4, 3, 10, 40
+    lab = np.tile(np.repeat(np.arange(K), shot), (T, 1))
+    oh = np.eye(K)[lab]
+    S = rng.normal(size=(T, K * shot, d)) + 2 * rng.normal(size=(T, 1, d))
+    Q = rng.normal(size=(T, nq, d)) * 1.5
+    Q[1, 4] = 0
+    S[2, 0] = 0  # a zero support row (a zero prototype at 1-shot)
+    Z = np.concatenate([S, Q], axis=1)
+    for scale in (0.0, 1.0, 10.0):
+        P0 = _prototypes.batched_class_means(S, oh)
+        ref = _prototypes.rectify_prototypes(S, oh, Q, P0, scale=scale)
+        C = _prototypes.rectify_prototype_weights(Z @ Z.swapaxes(1, 2), oh, scale=scale)
+        assert C.shape == (T, K * shot + nq, K)
+        np.testing.assert_allclose(C.swapaxes(1, 2) @ Z, ref, rtol=1e-9, atol=1e-12)
+    # float32 in -> float32 out, torch in -> torch out
+    G32 = (Z @ Z.swapaxes(1, 2)).astype(np.float32)
+    C32 = _prototypes.rectify_prototype_weights(G32, oh.astype(np.float32))
+    assert C32.dtype == np.float32
+    torch = pytest.importorskip("torch")
+    Ct = _prototypes.rectify_prototype_weights(
+        torch.from_numpy(G32), torch.from_numpy(oh.astype(np.float32))
+    )
+    assert isinstance(Ct, torch.Tensor) and Ct.dtype == torch.float32
+    np.testing.assert_allclose(Ct.numpy(), C32, rtol=1e-4, atol=1e-6)
 
 
 def test_safeguard_keeps_objective_non_increasing():

@@ -1,6 +1,8 @@
 """LaplacianFewShotClassifier and the batched episode solver: accuracy on CLINC150,
 monotone objective, scikit-learn conventions, numpy/torch, bad input."""
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
@@ -214,6 +216,62 @@ def test_bad_input(rng):
         laplacian_fewshot_episodes(S, lab, Q, lam=-1)
     with pytest.raises(TypeError, match="unexpected parameters"):
         laplacian_fewshot_episodes(S, lab, Q, knn=3)
+
+
+@pytest.mark.parametrize("preprocessing", ["cl2n", None])
+def test_batched_non_finite_input_raises_on_the_gram_path(
+    rng, monkeypatch, preprocessing
+):
+    # n <= d: the check reads the Gram diagonal; NaN / inf raise the same errors, in
+    # any chunk of tasks, and finite values whose squares overflow are not rejected.
+    monkeypatch.setattr(_laplacian, "TASK_CHUNK_MIB", 1e-4)  # one task per chunk
+    Xs, ys, Xq, _ = _toy(rng, d=60)
+    S, Q = np.stack([Xs] * 3).astype(np.float32), np.stack([Xq] * 3).astype(np.float32)
+    lab = np.stack([ys] * 3)
+    kw = dict(preprocessing=preprocessing)
+    for name, bad in (("support", np.inf), ("query", np.nan), ("query", -np.inf)):
+        S1, Q1 = S.copy(), Q.copy()
+        (S1 if name == "support" else Q1)[2, 1, 5] = bad
+        with pytest.raises(ValueError, match=f"{name} contains NaN or infinity"):
+            laplacian_fewshot_episodes(S1, lab, Q1, **kw)
+    huge = Q.copy()
+    huge[1, 0, :] = 3e38  # finite float32; its squared norm overflows
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = laplacian_fewshot_episodes(S, lab, huge, **kw)
+    assert out.labels.shape == (3, Xq.shape[0])
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        dict(rectify=True, graph="query", symmetric=False, update_prototypes=False),
+        dict(prototype="kmodes", affinity="heat", lam=1.5),
+    ],
+)
+def test_batched_n_jobs_gives_identical_results(rng, monkeypatch, params):
+    # threads over chunks of tasks (re-balanced into equal chunks): bit for bit the
+    # results of n_jobs=1, and of one-task-per-chunk solving
+    tasks = [_toy(rng, d=50) for _ in range(23)]
+    S, lab, Q = (np.stack([t[i] for t in tasks]).astype(np.float32) for i in range(3))
+    lab = lab.astype(np.int64)
+    monkeypatch.setattr(_laplacian, "TASK_CHUNK_MIB", 0.02)  # a few tasks per chunk
+    ref = laplacian_fewshot_episodes(S, lab, Q, **params)
+    runs = [laplacian_fewshot_episodes(S, lab, Q, n_jobs=j, **params) for j in (2, -1)]
+    runs.append(
+        LaplacianFewShotClassifier(**params).solve_episodes(S, lab, Q, n_jobs=2)
+    )
+    monkeypatch.setattr(_laplacian, "TASK_CHUNK_MIB", 1e-4)  # one task per chunk
+    runs.append(laplacian_fewshot_episodes(S, lab, Q, n_jobs=3, **params))
+    for out in runs:
+        assert set(out) == set(ref)
+        for key in ref:
+            np.testing.assert_array_equal(out[key], ref[key], err_msg=key)
+    assert (ref.labels == np.stack([t[3] for t in tasks])).mean() > 0.9
+    for bad in (0, 1.5, "2"):
+        with pytest.raises(ValueError, match="n_jobs must be None or a nonzero"):
+            laplacian_fewshot_episodes(S, lab, Q, n_jobs=bad)
 
 
 @pytest.mark.cuda

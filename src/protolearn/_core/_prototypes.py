@@ -201,6 +201,61 @@ def rectify_prototypes(support, support_onehot, query, prototypes, *, scale=10.0
     ]
 
 
+def rectify_prototype_weights(gram, support_onehot, *, scale=10.0):
+    """:func:`rectify_prototypes` through the Gram matrix of the rows, many tasks at once.
+
+    The rectified prototypes are weighted means of support rows and shifted query rows,
+    and the shift ``mean(support) - mean(query)`` is itself a combination of the rows,
+    so they are ``M = C^T Z`` for weights ``C`` over the rows ``Z`` (first ``n_s``
+    supports, then the queries); every cosine they need comes from ``G = Z Z^T``.
+    O(n^2 K) per task instead of O(n K d): no normalised or shifted (T, n, d) rows are
+    formed.  Same formula, same results up to rounding.
+
+    Parameters
+    ----------
+    gram : (T, n, n) Gram matrix ``Z Z^T`` of the support rows then the query rows
+    support_onehot : (T, n_s, K), with ``n_s < n``; every class present in every task
+    scale : float >= 0
+
+    Returns
+    -------
+    C : (T, n, K), the rectified prototypes being ``C^T Z``
+    """
+    T, n, _ = gram.shape
+    ns, K = support_onehot.shape[1], support_onehot.shape[2]
+    nq = n - ns
+    Gs = gram[:, :, :ns]  # (T, n, n_s): every row against the supports
+    GM = Gs @ (support_onehot / support_onehot.sum(1)[:, None, :])  # z_i . m_k
+    mm = (GM[:, :ns] * support_onehot).sum(1) / support_onehot.sum(1)  # |m_k|^2
+    # the shift delta = u^T Z, u = 1/n_s on the supports and -1/n_q on the queries
+    Gu = Gs.sum(2) / ns - gram[:, :, ns:].sum(2) / nq  # z_i . delta
+    uGu = Gu[:, :ns].sum(1) / ns - Gu[:, ns:].sum(1) / nq  # |delta|^2
+    uGM = GM[:, :ns].sum(1) / ns - GM[:, ns:].sum(1) / nq  # delta . m_k
+    zz = xp.diagonal(gram)
+
+    def inverse_norm(sq):  # as l2_normalize: zero vectors stay zero
+        r = xp.sqrt(xp.clip_min(sq, 0))
+        r[r == 0] = 1
+        return 1 / r
+
+    inv_m = inverse_norm(mm)[:, None, :]
+    cs = GM[:, :ns] * inverse_norm(zz[:, :ns])[:, :, None] * inv_m
+    # shifted queries z_q + delta: dots and squared norms from the same Gram entries
+    qq = zz[:, ns:] + 2 * Gu[:, ns:] + uGu[:, None]
+    cq = (GM[:, ns:] + uGM[:, None, :]) * inverse_norm(qq)[:, :, None] * inv_m
+    q_onehot = xp.one_hot(xp.argmax(cq, axis=2), K, like=cq)
+    # exp(scale * (cos - 1)): the same normalised weights, no overflow
+    ws = support_onehot * xp.exp(scale * (cs - 1))
+    wq = q_onehot * xp.exp(scale * (cq - 1))
+    wq_sum = wq.sum(1)
+    norm = ws.sum(1) + wq_sum
+    C = xp.concat([ws, wq], axis=1)
+    C[:, :ns] += wq_sum[:, None, :] / ns  # each query's share of the shift
+    C[:, ns:] -= wq_sum[:, None, :] / nq
+    C /= norm[:, None, :]
+    return C
+
+
 def cluster_top_variances(X, labels, n_clusters, *, random_state=None):
     """Largest eigenvalue of each cluster's covariance matrix, (n_clusters,) float64.
 

@@ -3,13 +3,16 @@ K-means / K-modes generalisation), one episode (estimator) or many at once (func
 
 import inspect
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
 
 import numpy as np
+from joblib import effective_n_jobs
 from sklearn import get_config
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import Bunch
 from sklearn.utils.multiclass import check_classification_targets
+from threadpoolctl import threadpool_limits
 
 from .._core import _graph, _prototypes
 from .._core._distances import l2_normalize
@@ -67,7 +70,7 @@ def _centre(support, query, preprocessing, center):
     return X
 
 
-def _transduce(Z, onehot, p, *, sparse_graph, normalize=False):
+def _transduce(Z, onehot, p, *, sparse_graph, normalize=False, check_finite=None):
     """The shared pipeline: points (T, n, d) whose first ``n_s`` rows are the supports,
     with one-hot labels (T, n_s, K) -> the outputs of ``laplacian_solve``.
 
@@ -75,7 +78,15 @@ def _transduce(Z, onehot, p, *, sparse_graph, normalize=False):
     (n <= d, dense graphs) the normalised rows are never formed: one Gram matrix of the
     centred rows, rescaled, serves the kNN graph and every prototype step, and the
     prototypes are carried as weights over the rows (class means: the one-hot support
-    rows over the class sizes) until the end.
+    rows over the class sizes; rectified prototypes: weights of the supports and of the
+    shifted queries, :func:`~protolearn._core._prototypes.rectify_prototype_weights`)
+    until the end.
+
+    `check_finite`: None, or a function that raises when the input rows are not all
+    finite.  It is called when the Gram diagonal (the squared row norms) is not finite
+    -- as it is whenever a row holds NaN or infinity, at no extra pass over the data;
+    it can also be finite rows overflowing, which the exact check lets through -- and
+    always when there is no Gram matrix.
     """
     T, n, d = Z.shape
     ns, K = onehot.shape[1], onehot.shape[2]
@@ -87,19 +98,27 @@ def _transduce(Z, onehot, p, *, sparse_graph, normalize=False):
     fixed[:, :ns] = True
     G = scale = None
     if gram:
-        G = _graph.bmm(Z, Z.swapaxes(1, 2))
+        with np.errstate(invalid="ignore", over="ignore"):  # checked just below
+            G = _graph.bmm(Z, Z.swapaxes(1, 2))
+        if check_finite is not None and not _graph.all_finite(xp.diagonal(G)):
+            check_finite()
         if normalize:
             norms = xp.sqrt(xp.clip_min(xp.diagonal(G), 0))
             norms[norms == 0] = 1
             scale = 1 / norms
             G *= scale[:, :, None]
             G *= scale[:, None, :]
-            if rectify:  # the rectification needs the normalised rows themselves
-                Z, scale = Z * scale[:, :, None], None
-    elif normalize:
-        Z = _graph.batched_l2_normalize(Z)
+    else:
+        if check_finite is not None:
+            check_finite()
+        if normalize:
+            Z = _graph.batched_l2_normalize(Z)
     M = coef = None
-    if rectify:
+    if rectify and gram:  # rectified prototypes as weights over the rows too
+        coef = _prototypes.rectify_prototype_weights(
+            G, onehot, scale=p["rectify_scale"]
+        )
+    elif rectify:
         Zs = Z[:, :ns]
         M = _prototypes.batched_class_means(Zs, onehot)
         M = _prototypes.rectify_prototypes(
@@ -178,7 +197,9 @@ def _check_params(params):
     return p
 
 
-def laplacian_fewshot_episodes(support, support_labels, query, **params):
+def laplacian_fewshot_episodes(
+    support, support_labels, query, *, n_jobs=None, **params
+):
     """Solve many few-shot episodes at once, as one (n_tasks, n_points, d) computation.
 
     Each task is solved exactly as :class:`LaplacianFewShotClassifier` solves one
@@ -204,6 +225,12 @@ def laplacian_fewshot_episodes(support, support_labels, query, **params):
         `center` (None: each task's own mean; or a (d,) vector, e.g. the mean of base
         features), `rectify`, `rectify_scale`, `balance`, `balance_tol`, `max_iter`,
         `tol`.
+    n_jobs : int or None, default=None
+        Threads solving chunks of tasks concurrently (numpy and torch release the GIL
+        in their matrix products and elementwise loops); None means 1, -1 all CPUs
+        (joblib's convention).  The chunks are then made of equal size, a multiple of
+        `n_jobs` in number, and BLAS runs one thread per worker.  Results do not depend
+        on it: every task's result is the one it gets alone.
 
     Returns
     -------
@@ -242,6 +269,9 @@ def laplacian_fewshot_episodes(support, support_labels, query, **params):
     ((4, 30), 1.0)
     """
     p = _check_params(params)
+    if n_jobs is not None and (not isinstance(n_jobs, Integral) or n_jobs == 0):
+        raise ValueError(f"n_jobs must be None or a nonzero integer; got {n_jobs!r}.")
+    n_jobs = effective_n_jobs(n_jobs)
     if xp.is_torch(support) != xp.is_torch(query):
         raise TypeError("support and query must both be numpy arrays or torch tensors.")
     if not xp.is_torch(support):
@@ -271,9 +301,6 @@ def laplacian_fewshot_episodes(support, support_labels, query, **params):
         )
     if ns == 0 or labels.min() < 0:
         raise ValueError("support_labels must be class indices >= 0 (and non-empty).")
-    for name, A in (("support", support), ("query", query)):
-        if not _graph.all_finite(A):
-            raise ValueError(f"{name} contains NaN or infinity.")
     K = int(labels.max()) + 1
     present = np.zeros((T, K), dtype=bool)
     present[np.repeat(np.arange(T), ns), labels.ravel()] = True
@@ -288,12 +315,27 @@ def laplacian_fewshot_episodes(support, support_labels, query, **params):
     on_gpu = xp.is_torch(support) and support.device.type != "cpu"
     budget = (get_config()["working_memory"] if on_gpu else TASK_CHUNK_MIB) * 2**20
     step = max(1, int(budget // (n * max(n, K) * itemsize)))
-    parts = [
-        _solve_tasks(
+    if n_jobs > 1:  # chunks of equal size, as many per thread
+        n_chunks = -(-T // step)
+        n_chunks = min(T, -(-n_chunks // n_jobs) * n_jobs)
+        step = -(-T // n_chunks)
+
+    def solve(a):
+        return _solve_tasks(
             support[a : a + step], labels[a : a + step], query[a : a + step], K, p
         )  # fmt: skip
-        for a in range(0, T, step)
-    ]
+
+    starts = range(0, T, step)
+    if n_jobs > 1 and len(starts) > 1:
+        # one BLAS thread per worker: BLAS threads of concurrent calls would compete
+        # for the same cores (no faster than n_jobs=1 on 2 cores without this limit)
+        with (
+            threadpool_limits(limits=1, user_api="blas"),
+            ThreadPoolExecutor(max_workers=min(n_jobs, len(starts))) as pool,
+        ):
+            parts = list(pool.map(solve, starts))
+    else:
+        parts = [solve(a) for a in starts]
     Yq, M, n_iter, hist, conv, bal = (
         xp.concat(r) if i < 2 else np.concatenate(r) for i, r in enumerate(zip(*parts))
     )
@@ -315,12 +357,24 @@ def laplacian_fewshot_episodes(support, support_labels, query, **params):
 TASK_CHUNK_MIB = 4
 
 
+def _check_finite(support, query):
+    for name, A in (("support", support), ("query", query)):
+        if not _graph.all_finite(A):
+            raise ValueError(f"{name} contains NaN or infinity.")
+
+
 def _solve_tasks(support, labels, query, K, p):
     ns = support.shape[1]
-    X = _centre(support, query, p["preprocessing"], p["center"])
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN / inf: checked later
+        X = _centre(support, query, p["preprocessing"], p["center"])
     onehot = xp.one_hot(labels, K, like=X)
     (Y, M, n_iter, hist, conv, bal), _ = _transduce(
-        X, onehot, p, sparse_graph=False, normalize=p["preprocessing"] is not None
+        X,
+        onehot,
+        p,
+        sparse_graph=False,
+        normalize=p["preprocessing"] is not None,
+        check_finite=lambda: _check_finite(support, query),
     )
     return Y[:, ns:], M, n_iter, hist, conv, bal
 
@@ -601,14 +655,14 @@ class LaplacianFewShotClassifier(BasePrototypeClassifier):
         f = _graph.prototype_term(Z[None], M[None], self.prototype, h)[0]
         return -f / self.temperature
 
-    def solve_episodes(self, support, support_labels, query):
+    def solve_episodes(self, support, support_labels, query, *, n_jobs=None):
         """:func:`laplacian_fewshot_episodes` with this estimator's hyperparameters.
 
-        Needs no fitting (nothing is stored); see that function for the arguments and
-        the returned Bunch.
+        Needs no fitting (nothing is stored); see that function for the arguments
+        (`n_jobs` included) and the returned Bunch.
         """
         return laplacian_fewshot_episodes(
-            support, support_labels, query, **self._params()
+            support, support_labels, query, n_jobs=n_jobs, **self._params()
         )
 
 
