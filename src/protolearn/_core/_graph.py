@@ -579,12 +579,14 @@ def balanced_softmax(L, free, marginals, log_v=None):
         err = float(xp.to_numpy(grad * grad / (r * r)).max()) ** 0.5
         if err <= BALANCE_TOL:
             break
-        H = Yf.swapaxes(1, 2) @ Y  # sum_p y_p y_p^T over the free rows
-        H = -H
-        d = mass + 1e-6 * r.sum(1)[:, None]  # a ridge for classes of ~zero mass
-        H = H + eye * d[:, :, None] + ones * r.sum(1)[:, None, None] / K
+        # Hessian diag(mass) - sum_p y_p y_p^T over the free rows, with a small ridge
+        # (classes of ~zero mass) and a multiple of 1 1^T: the dual is flat along
+        # g + c 1 (the gradient sums to zero), so the step keeps sum(step) = 0
+        d = mass + 1e-6 * r.sum(1)[:, None]
+        H = eye * d[:, :, None] - Yf.swapaxes(1, 2) @ Y
+        H = H + ones * r.sum(1)[:, None, None] / K
         step = -_solve_small(H, grad)
-        step = xp.clip_min(step, -20.0)
+        step = xp.clip_min(step, -20.0)  # at most 20 in log units either way
         step = -xp.clip_min(-step, -20.0)
         slope = (grad * step).sum(1)
         t = xp.full((T,), 1.0, L)
@@ -601,7 +603,7 @@ def balanced_softmax(L, free, marginals, log_v=None):
 
 class _Balance:
     """The class-marginal constraint of :func:`laplacian_solve`: its targets and the
-    Sinkhorn potentials carried from one bound step to the next (warm start)."""
+    class potentials carried from one bound step to the next (warm start)."""
 
     def __init__(self, marginals, fixed3):
         self.r, self.g = marginals, None
