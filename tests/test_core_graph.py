@@ -83,6 +83,25 @@ def test_embed_graph_places_subgraph(rng):
     np.testing.assert_array_equal(_graph.embed_graph(W, idx, 14).toarray(), ref)
 
 
+def test_graph_product_over_the_last_points(rng):
+    # a dense (T, m, m) graph with m < n is the graph over the last m points: the same
+    # product as the embedded (T, n, n) graph, numpy and torch, zero rows elsewhere
+    W = rng.random((3, 6, 6)).astype(np.float32)
+    Y = rng.random((3, 9, 4)).astype(np.float32)
+    full = _graph.embed_graph(W, np.arange(3, 9), 9)
+    ref = np.einsum("tij,tjk->tik", full.astype(np.float64), Y.astype(np.float64))
+    out = _graph.graph_product(W, Y)
+    assert out.shape == Y.shape and out.dtype == np.float32
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
+    assert not out[:, :3].any()
+    torch = pytest.importorskip("torch")
+    out_t = _graph.graph_product(torch.from_numpy(W), torch.from_numpy(Y))
+    assert isinstance(out_t, torch.Tensor)
+    np.testing.assert_allclose(out_t.numpy(), ref, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="graph over 6 points"):
+        _graph.graph_product(W, Y[:, :4])
+
+
 def _reference_iteration(Z, Yfix, fixed, M, W, lam, T):
     """One iteration written out point by point: bound step, then K-means means."""
     n, K = Yfix.shape

@@ -386,7 +386,10 @@ def embed_graph(W, index, n):
 def graph_product(W, Y):
     """``W Y`` for a graph ``W`` and soft labels ``Y`` (T, n, K); ``W=None`` means no edges.
 
-    ``W`` is dense (T, n, n), or sparse (n, n) (scipy or torch) when T == 1.
+    ``W`` is dense (T, n, n), or sparse (n, n) (scipy or torch) when T == 1.  A dense
+    (T, m, m) ``W`` with m < n is a graph over the last m points only (the queries of
+    episodes whose supports come first; the other rows of ``W Y`` are zero): for
+    5-shot episodes a (75, 75) product per task instead of a (100, 100) one.
     """
     if W is None:
         return Y * 0
@@ -396,7 +399,18 @@ def graph_product(W, Y):
         import torch
 
         return torch.sparse.mm(W, Y[0])[None]
-    return bmm(W, Y)
+    n, m = Y.shape[1], W.shape[1]
+    if m == n:
+        return bmm(W, Y)
+    if m > n:
+        raise ValueError(f"graph over {m} points for soft labels of {n} points.")
+    if xp.is_torch(Y):
+        out = Y.new_zeros(Y.shape)
+        out[:, n - m :] = bmm(W, Y[:, n - m :])
+        return out
+    out = np.zeros(Y.shape, dtype=np.result_type(W, Y))
+    np.matmul(W, Y[:, n - m :], out=out[:, n - m :])  # per-task BLAS calls, no copy
+    return out
 
 
 # ------------------------------------------------------------------------ the model
