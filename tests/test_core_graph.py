@@ -62,6 +62,39 @@ def test_knn_affinity_sparse_and_batched_match_brute_force(rng, kind, symmetric)
         _graph.knn_affinity(X[0], 3, kind="gauss")
 
 
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_binary_graph_from_sorted_scores_matches_argmax_passes(rng, symmetric):
+    # binary weights with a given bandwidth: the graph comes from one sort of each
+    # row (k-th largest score as threshold); tasks with a tie at the k-th place go
+    # through the argmax passes, so the result is the argmax graph everywhere
+    X = rng.normal(size=(6, 30, 5)).astype(np.float32)
+    X[1, 7] = X[1, 3]  # duplicated rows: equal scores, ties in their neighbours' rows
+    X[1, 12] = X[1, 3]
+    X[4, :10] = X[4, 10:20]
+    gram = X @ X.swapaxes(1, 2)
+    kw = dict(kind="binary", symmetric=symmetric, gram=gram)
+    for k in (1, 2, 3, 4, 5, 29):
+        fast, h = _graph.batched_knn_affinity(X, k, bandwidth=1.0, **kw)
+        ref, _ = _graph.batched_knn_affinity(X, k, **kw)  # index path (no bandwidth)
+        assert fast.dtype == np.float32 and np.all(h == 1.0)
+        np.testing.assert_array_equal(fast, ref)
+        assert np.all(fast.sum(-1) >= (k / 2 if symmetric else k))
+    # the fallback is exercised: in task 4 (rows in pairs) the 2nd and 3rd largest
+    # scores of a row are a tied pair, i.e. a tie at the k-th place for k = 2
+    scores = gram[4] - 0.5 * np.diag(gram[4])[None, :]
+    np.fill_diagonal(scores, -np.inf)
+    top = np.sort(scores, axis=1)[:, ::-1]
+    assert np.any(top[:, 1] == top[:, 2])
+    torch = pytest.importorskip("torch")
+    Wt, _ = _graph.batched_knn_affinity(
+        torch.from_numpy(X), 3, bandwidth=1.0, kind="binary", symmetric=symmetric,
+        gram=torch.from_numpy(gram),
+    )  # fmt: skip
+    assert isinstance(Wt, torch.Tensor)
+    ref, _ = _graph.batched_knn_affinity(X, 3, **kw)
+    np.testing.assert_array_equal(Wt.numpy(), ref)
+
+
 def test_embed_graph_places_subgraph(rng):
     X = rng.normal(size=(10, 3))
     W, _ = _graph.knn_affinity(X, 2)

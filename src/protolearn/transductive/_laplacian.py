@@ -1,6 +1,7 @@
 """Laplacian-regularised transductive few-shot classification (LaplacianShot and its
 K-means / K-modes generalisation), one episode (estimator) or many at once (function)."""
 
+import functools
 import inspect
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +13,7 @@ from sklearn import get_config
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import Bunch
 from sklearn.utils.multiclass import check_classification_targets
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from .._core import _graph, _prototypes
 from .._core._distances import l2_normalize
@@ -332,19 +333,34 @@ def laplacian_fewshot_episodes(
         )  # fmt: skip
 
     starts = range(0, T, step)
-    if n_jobs > 1 and len(starts) > 1:
-        # one BLAS thread per worker: BLAS threads of concurrent calls would compete
-        # for the same cores (no faster than n_jobs=1 on 2 cores without this limit)
-        with (
-            threadpool_limits(limits=1, user_api="blas"),
-            ThreadPoolExecutor(max_workers=min(n_jobs, len(starts))) as pool,
-        ):
-            parts = list(pool.map(solve, starts))
-    else:
-        parts = [solve(a) for a in starts]
-    Yq, M, n_iter, hist, conv, bal = (
-        xp.concat(r) if i < 2 else np.concatenate(r) for i, r in enumerate(zip(*parts))
-    )
+    if len(starts) == 1:
+        Yq, M, n_iter, hist, conv, bal = solve(0)
+    else:  # every chunk writes its rows of the outputs (in its own thread)
+        out = (
+            xp.empty((T, n - ns, K), like=support),
+            xp.empty((T, K, d), like=support),
+            np.empty(T, dtype=np.int64),
+            np.empty((T, p["max_iter"] + 1)),
+            np.empty(T, dtype=bool),
+            np.empty(T, dtype=bool),
+        )
+
+        def solve_into(a):
+            for o, r in zip(out, solve(a)):
+                o[a : a + r.shape[0]] = r
+
+        if n_jobs > 1:
+            # one BLAS thread per worker: BLAS threads of concurrent calls would
+            # compete for the same cores (no faster than n_jobs=1 on 2 cores without)
+            with (
+                _blas_controller().limit(limits=1, user_api="blas"),
+                ThreadPoolExecutor(max_workers=min(n_jobs, len(starts))) as pool,
+            ):
+                list(pool.map(solve_into, starts))
+        else:
+            for a in starts:
+                solve_into(a)
+        Yq, M, n_iter, hist, conv, bal = out
     return Bunch(
         labels=xp.argmax(Yq, axis=2),
         label_distributions=Yq,
@@ -366,6 +382,13 @@ TASK_CHUNK_MIB = 4
 # better (measured on 2 cores, 1,000 CLINC150 episodes: 8 MiB chunks 5-10% faster than
 # 4 MiB ones, 12 MiB ones slower again).
 THREAD_CHUNK_FACTOR = 2
+
+
+@functools.cache
+def _blas_controller():
+    """threadpoolctl's view of the loaded BLAS libraries, found once: a fresh
+    ``threadpool_limits`` scans the process's libraries on every call (~1-3 ms)."""
+    return ThreadpoolController()
 
 
 def _check_finite(support, query):
