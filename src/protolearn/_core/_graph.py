@@ -295,10 +295,6 @@ def _largest_k(B, k):
     return out
 
 
-def _on_cpu(A):
-    return not xp.is_torch(A) or A.device.type == "cpu"
-
-
 def _binary_knn_graph(D, k, symmetric):
     """Binary kNN graph (T, m, m) from numpy ranking scores `D` (larger is nearer, the
     diagonal -inf): ``A_ij = 1`` for the k largest ``D_ij`` of row i, symmetrised to
@@ -351,7 +347,8 @@ def batched_knn_affinity(
         zz = xp.diagonal(gram)
         D = gram - 0.5 * zz[:, None, :]
         _set_diagonal(D, -float("inf"))
-        if kind == "binary" and bandwidth is not None and _on_cpu(D):
+        on_cpu = not xp.is_torch(D) or _on_cpu_torch(D)
+        if kind == "binary" and bandwidth is not None and on_cpu:
             h = xp.full((T,), bandwidth, D)
             if xp.is_torch(D):
                 W = _binary_knn_graph(D.numpy(), n_neighbors, symmetric)

@@ -234,8 +234,8 @@ def laplacian_fewshot_episodes(
         in their matrix products and elementwise loops); None means 1, -1 all CPUs
         (joblib's convention).  The chunks are then ``THREAD_CHUNK_FACTOR`` times
         larger, of equal size and a multiple of `n_jobs` in number, and BLAS runs one
-        thread per worker.  Results do not depend
-        on it: every task's result is the one it gets alone.
+        thread per worker.  Results do not depend on it: every task's result is the
+        one it gets alone.
 
     Returns
     -------
