@@ -537,16 +537,22 @@ def report(methods, results, notes, tuned_text, n_ep, n_tune, total, quick):
     ref = [m for m in methods if m.role == "speed-reference"]
     peers = [m for m in methods if m.role in ("peer", "speed-reference")]
     targets = []
+
+    def against_best_peer(name, j):
+        """Column j: our row's accuracies, the best peer, its accuracies, and the
+        paired difference (mean, CI) over the episodes both ran."""
+        oacc = results[name, j][0]
+        best = max(peers, key=lambda m: results[m.name, j][0].mean())
+        pacc = results[best.name, j][0]
+        n = min(oacc.size, pacc.size)
+        return oacc, best, pacc, n, *mean_confidence_interval(oacc[:n] - pacc[:n])
+
     if ours and peers:
         o = ours[0].name
         met_all = True
         lines = []
         for j in range(ncol):
-            oacc = results[o, j][0]
-            best = max(peers, key=lambda m: results[m.name, j][0].mean())
-            pacc = results[best.name, j][0]
-            n = min(oacc.size, pacc.size)
-            diff, dci = mean_confidence_interval(oacc[:n] - pacc[:n])
+            oacc, best, pacc, n, diff, dci = against_best_peer(o, j)
             ok = oacc.mean() >= max(results[m.name, j][0].mean() for m in peers)
             met_all &= ok
             lines.append(
@@ -562,16 +568,12 @@ def report(methods, results, notes, tuned_text, n_ep, n_tune, total, quick):
         )
         targets += lines
         equal = [m for m in methods if m.role == "ours-equal"]
-        if equal:  # the balanced columns, for a user who knows the classes are
+        if equal:  # balanced columns only: the assumption holds there
             parts = []
             for j, (_, a) in enumerate(COLUMNS):
                 if a is not None:
                     continue
-                eacc = results[equal[0].name, j][0]
-                best = max(peers, key=lambda m: results[m.name, j][0].mean())
-                pacc = results[best.name, j][0]
-                n = min(eacc.size, pacc.size)
-                diff, dci = mean_confidence_interval(eacc[:n] - pacc[:n])
+                eacc, best, pacc, _, diff, dci = against_best_peer(equal[0].name, j)
                 parts.append(
                     f"{header[j + 1]} {100 * eacc.mean():.2f} vs {best.name} "
                     f"{100 * pacc.mean():.2f}, paired {100 * diff:+.2f} ± "
