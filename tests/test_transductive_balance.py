@@ -51,6 +51,30 @@ def test_balanced_softmax_matches_dual_reference(rng, scale):
     np.testing.assert_allclose(Y2, P, atol=1e-10)
 
 
+def test_balanced_softmax_tasks_stop_on_their_own(rng):
+    # tasks of very different steepness need different numbers of Newton steps and
+    # halvings; each stops on its own error, so the batch gives every task exactly
+    # what it gets alone (numpy and torch alike)
+    T, n, K = 6, 20, 5
+    L = rng.normal(size=(T, n, K)) * np.array([0.1, 1, 5, 30, 100, 300])[:, None, None]
+    free = np.ones((T, n, 1))
+    free[:, :K] = 0
+    r = rng.dirichlet(np.ones(K), size=T) * (n - K)
+    Y, g = _graph.balanced_softmax(L, free, r)
+    for t in range(T):
+        Yt, gt = _graph.balanced_softmax(L[t : t + 1], free[t : t + 1], r[t : t + 1])
+        np.testing.assert_allclose(Y[t], Yt[0], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(g[t], gt[0], rtol=1e-12, atol=1e-12)
+    torch = pytest.importorskip("torch")
+    Yt, gt = _graph.balanced_softmax(*(torch.from_numpy(a) for a in (L, free, r)))
+    assert isinstance(Yt, torch.Tensor) and Yt.dtype == torch.float64
+    np.testing.assert_allclose(Yt.numpy(), Y, atol=1e-9)
+    np.testing.assert_allclose(gt.numpy(), g, atol=1e-6)
+    # the masses are met for every task, steep or flat
+    mass = (Y * free).sum(1)
+    assert np.abs(mass - r).max() <= 2 * _graph.BALANCE_TOL * r.max()
+
+
 @pytest.fixture(scope="module")
 def clinc_test_pool(clinc150):
     # test-split rows of the test classes only (nothing here was used for tuning)

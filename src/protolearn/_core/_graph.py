@@ -576,10 +576,19 @@ BALANCE_MAX_ITER, BALANCE_TOL = 50, 1e-3
 
 def _softmax_lse(L):
     """Softmax over the last axis and the log-sum-exp of each row (numpy or torch)."""
-    m = xp.amax(L, axis=-1)[..., None]
-    E = xp.exp(L - m)
-    s = E.sum(-1)
-    return E / s[..., None], m[..., 0] + xp.log(s)
+    if xp.is_torch(L):
+        m = L.amax(-1, keepdim=True)
+        E = (L - m).exp_()
+        s = E.sum(-1)
+        return E.div_(s[..., None]), m[..., 0] + s.log()
+    m = _last_axis(L, np.maximum)
+    E = L - m[..., None]
+    np.exp(E, out=E)
+    s = _last_axis(E, np.add)
+    E /= s[..., None]
+    np.log(s, out=s)
+    s += m
+    return E, s
 
 
 def _solve_small(H, b):
@@ -602,51 +611,83 @@ def balanced_softmax(L, free, marginals, log_v=None):
     The class potentials ``g`` (returned, (T, K)) minimise the convex dual
     ``sum_p logsumexp_k(L_pk + g_k) - sum_k r_k g_k``, whose gradient is the class
     masses minus `marginals` and whose Hessian is ``sum_p diag(y_p) - y_p y_p^T``:
-    damped Newton steps (backtracking per task), warm-started from `log_v`, reach the
-    masses within ``BALANCE_TOL`` relative error in a few steps where Sinkhorn
-    scaling needs hundreds on steep ``L``.  Rows come out exactly on the simplex;
-    rows outside `free` are plain softmax rows.
+    damped Newton steps (backtracking), warm-started from `log_v`, reach the masses
+    within ``BALANCE_TOL`` relative error in a few steps where Sinkhorn scaling needs
+    hundreds on steep ``L``.  Each task stops on its own error and halves only its own
+    step (only the tasks still running are computed), so a task's result is the one
+    it gets alone.  Rows come out exactly on the simplex; rows outside `free` are
+    plain softmax rows.
     """
     T, _, K = L.shape
-    g = L[:, 0, :] * 0 if log_v is None else log_v
+    g = L[:, 0, :] * 0 if log_v is None else log_v * 1
     tiny = float(np.finfo(np.float32).tiny)
-    r = xp.clip_min(marginals * 1, tiny)
-    free2 = free[..., 0]
+    r_all = xp.clip_min(marginals * 1, tiny)
     eye = xp.asarray_like(np.eye(K), L)
     ones = xp.asarray_like(np.ones((K, K)) / K, L)
 
-    def dual(g):
+    def dual(L, g, r, free2):
         Y, lse = _softmax_lse(L + g[:, None, :])
         return Y, (lse * free2).sum(1) - (r * g).sum(1)
 
-    Y, phi = dual(g)
+    Y, phi = dual(L, g, r_all, free[..., 0])
+    run = np.arange(T)  # the tasks still running
+    Lr, fr, r, gr, Yr, phir = L, free, r_all, g, Y, phi
     for _ in range(BALANCE_MAX_ITER):
-        Yf = Y * free
+        Yf = Yr * fr
         mass = Yf.sum(1)
         grad = mass - r
-        err = float(xp.to_numpy(grad * grad / (r * r)).max()) ** 0.5
-        if err <= BALANCE_TOL:
-            break
+        err = xp.to_numpy(grad * grad / (r * r)).max(1)
+        going = err > BALANCE_TOL**2
+        if not going.all():  # write the stopped tasks out, keep the running ones
+            g, Y = _write_rows(g, Y, gr, Yr, run)
+            if not going.any():
+                break
+            run = run[going]
+            keep = xp.as_index_like(np.flatnonzero(going), L)
+            Lr, fr, r, gr = L[xp.as_index_like(run, L)], fr[keep], r[keep], gr[keep]
+            Yr, Yf, phir, mass, grad = (
+                Yr[keep],
+                Yf[keep],
+                phir[keep],
+                mass[keep],
+                grad[keep],
+            )
         # Hessian diag(mass) - sum_p y_p y_p^T over the free rows, with a small ridge
         # (classes of ~zero mass) and a multiple of 1 1^T: the dual is flat along
         # g + c 1 (the gradient sums to zero), so the step keeps sum(step) = 0
         d = mass + 1e-6 * r.sum(1)[:, None]
-        H = eye * d[:, :, None] - Yf.swapaxes(1, 2) @ Y
+        H = eye * d[:, :, None] - Yf.swapaxes(1, 2) @ Yr
         H = H + ones * r.sum(1)[:, None, None] / K
         step = -_solve_small(H, grad)
         step = xp.clip_min(step, -20.0)  # at most 20 in log units either way
         step = -xp.clip_min(-step, -20.0)
         slope = (grad * step).sum(1)
-        t = xp.full((T,), 1.0, L)
+        t = xp.full((run.size,), 1.0, L)
+        Yn, phin = dual(Lr, gr + step, r, fr[..., 0])
+        bad = np.flatnonzero(xp.to_numpy(phin > phir + 1e-4 * slope))
         for _ in range(30):  # backtracking: halve the step of the tasks it overshoots
-            Yn, phin = dual(g + t[:, None] * step)
-            bad = xp.to_numpy(phin > phi + 1e-4 * t * slope)
-            if not bad.any():
+            if not bad.size:
                 break
-            t = xp.where(xp.asarray_like(bad, L) > 0, t * 0.5, t)
-        g = g + t[:, None] * step
-        Y, phi = Yn, phin
+            b = xp.as_index_like(bad, L)
+            t[b] *= 0.5
+            Yb, pb = dual(Lr[b], gr[b] + t[b][:, None] * step[b], r[b], fr[b][..., 0])
+            Yn[b], phin[b] = Yb, pb
+            still = xp.to_numpy(pb > phir[b] + 1e-4 * t[b] * slope[b])
+            bad = bad[still]
+        gr = gr + t[:, None] * step
+        Yr, phir = Yn, phin
+    else:  # BALANCE_MAX_ITER steps: the running tasks keep their last step
+        g, Y = _write_rows(g, Y, gr, Yr, run)
     return Y, g
+
+
+def _write_rows(g, Y, gr, Yr, run):
+    """`g`, `Y` with the tasks `run` set to `gr`, `Yr` (all of them: those)."""
+    if run.size == g.shape[0]:
+        return gr, Yr
+    idx = xp.as_index_like(run, g)
+    g[idx], Y[idx] = gr, Yr
+    return g, Y
 
 
 class _Balance:
