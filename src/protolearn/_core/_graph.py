@@ -682,7 +682,8 @@ def balanced_softmax(L, free, marginals, log_v=None):
 
 
 def _write_rows(g, Y, gr, Yr, run):
-    """`g`, `Y` with the tasks `run` set to `gr`, `Yr` (all of them: those)."""
+    """`g`, `Y` with the rows of the tasks `run` set to `gr`, `Yr`; when `run` holds
+    every task, `gr` and `Yr` themselves."""
     if run.size == g.shape[0]:
         return gr, Yr
     idx = xp.as_index_like(run, g)
