@@ -534,16 +534,26 @@ def _last_axis(A, op):
     return out
 
 
-def _softmax(L):
-    """Softmax over the last axis of (T, n, K) logits (in place for numpy)."""
+def _softmax(L, lse=False):
+    """Softmax over the last axis of (T, n, K) logits (in place for numpy); with
+    `lse`, also the log-sum-exp of each row: ``(Y, lse)``."""
     if xp.is_torch(L):  # (torch's softmax is ~5x slower over a short last axis)
-        L = L - L.amax(-1, keepdim=True)
+        m = L.amax(-1, keepdim=True)
+        L = L - m
         L.exp_()
-        return L.div_(L.sum(-1, keepdim=True))
-    L -= _last_axis(L, np.maximum)[..., None]
+        s = L.sum(-1, keepdim=True)
+        L.div_(s)
+        return (L, (m + s.log())[..., 0]) if lse else L
+    m = _last_axis(L, np.maximum)
+    L -= m[..., None]
     np.exp(L, out=L)
-    L /= _last_axis(L, np.add)[..., None]
-    return L
+    s = _last_axis(L, np.add)
+    L /= s[..., None]
+    if not lse:
+        return L
+    np.log(s, out=s)
+    s += m
+    return L, s
 
 
 def bound_step(A, WY, lam, Y_fixed, fixed, marginals=None):
@@ -572,23 +582,6 @@ def _bound_step(A, LWY, Y_fixed, fixed3, balance=None):
 # at most BALANCE_MAX_ITER of them, stopping once every class's mass is within
 # BALANCE_TOL relative error of its target.
 BALANCE_MAX_ITER, BALANCE_TOL = 50, 1e-3
-
-
-def _softmax_lse(L):
-    """Softmax over the last axis and the log-sum-exp of each row (numpy or torch)."""
-    if xp.is_torch(L):
-        m = L.amax(-1, keepdim=True)
-        E = (L - m).exp_()
-        s = E.sum(-1)
-        return E.div_(s[..., None]), m[..., 0] + s.log()
-    m = _last_axis(L, np.maximum)
-    E = L - m[..., None]
-    np.exp(E, out=E)
-    s = _last_axis(E, np.add)
-    E /= s[..., None]
-    np.log(s, out=s)
-    s += m
-    return E, s
 
 
 def _solve_small(H, b):
@@ -626,7 +619,7 @@ def balanced_softmax(L, free, marginals, log_v=None):
     ones = xp.asarray_like(np.ones((K, K)) / K, L)
 
     def dual(L, g, r, free2):
-        Y, lse = _softmax_lse(L + g[:, None, :])
+        Y, lse = _softmax(L + g[:, None, :], lse=True)  # a new array
         return Y, (lse * free2).sum(1) - (r * g).sum(1)
 
     Y, phi = dual(L, g, r_all, free[..., 0])
