@@ -258,20 +258,11 @@ def easyfsl_available():
 SPEED_REPEAT = 5
 
 
-def timed(run, col, idx, repeat):
-    best, pred = np.inf, None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        pred = run(col, idx)
-        best = min(best, time.perf_counter() - t0)
-    acc = np.mean(pred == col.yq[idx], axis=1)
-    return acc, len(idx) / best
-
-
 def timed_in_turns(runs, col, idx, repeat):
-    """`timed` for several methods on one column, their runs taken in turns (one run
-    of each per round): the machine's speed drifts over the minutes of a benchmark, and
-    the rows of a speed ratio should all see the same drift."""
+    """Per-episode accuracies and the best episodes/s of `repeat` runs, for several
+    methods on one column, their runs taken in turns (one run of each per round): the
+    machine's speed drifts over the minutes of a benchmark, and the rows of a speed
+    ratio should all see the same drift."""
     best, preds = [np.inf] * len(runs), [None] * len(runs)
     for _ in range(repeat):
         for i, run in enumerate(runs):
@@ -281,6 +272,11 @@ def timed_in_turns(runs, col, idx, repeat):
     return [
         (np.mean(p == col.yq[idx], axis=1), len(idx) / b) for p, b in zip(preds, best)
     ]
+
+
+def timed(run, col, idx, repeat):
+    """`timed_in_turns` for one method."""
+    return timed_in_turns([run], col, idx, repeat)[0]
 
 
 # --------------------------------------------------------------------------- tuning
