@@ -280,34 +280,18 @@ def timed(run, col, idx, repeat):
 
 
 # --------------------------------------------------------------------------- tuning
-def tune(make, grid, columns, score=None):
-    """Pick the grid point with the best score on `columns` of tuning-pool episodes
-    (train + val rows of the tuning classes): by default the mean accuracy over the
-    columns; `score(accs)` -> float takes the list of column accuracies instead."""
+def tune(make, grid, columns):
+    """Pick the grid point with the best mean accuracy over `columns` of tuning-pool
+    episodes (train + val rows of the tuning classes)."""
     scores = []
     for params in grid:
         run = make(**params)
         accs = [
             timed(run, col, np.arange(col.n_episodes), 1)[0].mean() for col in columns
         ]
-        scores.append(float(np.mean(accs)) if score is None else score(accs))
+        scores.append(float(np.mean(accs)))
     best = int(np.argmax(scores))
     return grid[best], scores
-
-
-def peer_accuracies(peers, tune_cols):
-    """{shot: [best accuracy of any peer on each tuning column]}: every peer run once
-    on the tuning episodes (what balance_tol is picked against)."""
-    out = {}
-    for s, columns in tune_cols.items():
-        out[s] = [
-            max(
-                timed(m.runs[s], col, np.arange(col.n_episodes), 1)[0].mean()
-                for m in peers
-            )
-            for col in columns
-        ]
-    return out
 
 
 # TIM (50 Adam steps per episode, ~50 ep/s on a quiet core) and PT-MAP (10 Sinkhorn
@@ -325,9 +309,8 @@ OURS_GRID = [
     for k in (3, 5)
     if not (lam == 0 and k != 3)
 ]
-# ours, balance="auto": the same grid at the default balance_tol (mean accuracy), then
-# balance_tol, the knob that trades the balanced column for the Dirichlet one, picked
-# for the target: the largest smaller margin over the best peer of the two columns
+# ours, balance="auto": the same grid at the default balance_tol, then balance_tol at
+# the best of those
 AUTO_GRID = [{**params, "balance": "auto"} for params in OURS_GRID]
 BAL_TOL_GRID = (0.005, 0.01, 0.015, 0.02, 0.03, 0.05)
 
@@ -349,30 +332,15 @@ def build_methods(pools, tune_cols, n_tune, notes, tuned_text):
     if missing_ours is not None:
         notes.append(f"ours (transductive) not run: {missing_ours}.")
         return [npc_method()] + peers
-    best_peer = peer_accuracies(
-        [m for m in peers if m.role in ("peer", "speed-reference")], tune_cols
-    )
-    best, auto, by_mean = {}, {}, {}
+    best, auto = {}, {}
     for s in BOTH:
         best[s], _ = tune(ours_batched, OURS_GRID, tune_cols[s])
         tuned_text.append(f"ours {s}-shot: `{best[s]}`")
         print("tuned", tuned_text[-1], flush=True)
         first, _ = tune(ours_batched, AUTO_GRID, tune_cols[s])
         grid = [{**first, "balance_tol": t} for t in BAL_TOL_GRID]
-        by_mean[s], _ = tune(ours_batched, grid, tune_cols[s])
-        peer = best_peer[s]
-        auto[s], margins = tune(
-            ours_batched,
-            grid,
-            tune_cols[s],
-            score=lambda accs, peer=peer: min(a - b for a, b in zip(accs, peer)),
-        )
-        i = grid.index(auto[s])
-        tuned_text.append(
-            f"ours balance='auto' {s}-shot: `{auto[s]}` (smaller margin over the best "
-            f"peer on the tuning episodes {100 * margins[i]:+.2f} points; by mean "
-            f"accuracy: balance_tol {by_mean[s]['balance_tol']})"
-        )
+        auto[s], _ = tune(ours_batched, grid, tune_cols[s])
+        tuned_text.append(f"ours balance='auto' {s}-shot: `{auto[s]}`")
         print("tuned", tuned_text[-1], flush=True)
     ours = [
         Method(
@@ -385,13 +353,6 @@ def build_methods(pools, tune_cols, n_tune, notes, tuned_text):
             "ours: LaplacianFewShotClassifier (one fit per episode, same parameters)",
             {s: ours_estimator(**auto[s]) for s in BOTH},
             role="ours-estimator",
-        ),
-        Method(
-            "ours: balance='auto', balance_tol by mean tuning accuracy ("
-            + ", ".join(f"{s}-shot {by_mean[s]['balance_tol']}" for s in BOTH)
-            + ")",
-            {s: ours_batched(**by_mean[s]) for s in BOTH},
-            role="ours-mean",
         ),
         Method(
             "**ours: balance='none' (the LaplacianShot model, batched, val-tuned "
@@ -636,19 +597,6 @@ def report(methods, results, notes, tuned_text, n_ep, n_tune, total, quick):
             + ("**met**" if met_all else "**not met**")
         )
         targets += lines
-        by_mean = [m for m in methods if m.role == "ours-mean"]
-        if by_mean:
-            parts = []
-            for j in range(ncol):
-                macc, best, pacc, _, diff, dci = against_best_peer(by_mean[0].name, j)
-                parts.append(
-                    f"{header[j + 1]} {100 * macc.mean():.2f} vs {100 * pacc.mean():.2f}"
-                    f", paired {100 * diff:+.2f} ± {100 * dci:.2f}"
-                )
-            targets.append(
-                "  - not the main row: ours with balance_tol picked by the mean "
-                "tuning accuracy of the two columns instead: " + "; ".join(parts)
-            )
         equal = [m for m in methods if m.role == "ours-equal"]
         if equal:  # balanced columns only: the assumption holds there
             parts = []
@@ -786,12 +734,17 @@ def report(methods, results, notes, tuned_text, n_ep, n_tune, total, quick):
             abs(results[est.name, j][0].mean() - results[ours[0].name, j][0].mean())
             for j in range(ncol)
         )
+        why = (
+            ""
+            if n_same == n_all
+            else " (the others differ on near-tied queries, where float32 rounding "
+            "moves the stopping iteration by one)"
+        )
         observations.append(
             "- The per-episode estimator (sparse kNN graph) and the batched function "
             f"(dense per-task graphs, n-space updates) give the same accuracy on {n_same} "
-            f"of {n_all} episodes (the others differ on near-tied queries, where float32 "
-            "rounding moves the stopping iteration by one); largest "
-            f"column-mean difference {100 * gap:.3f} points."
+            f"of {n_all} episodes{why}; largest column-mean difference "
+            f"{100 * gap:.3f} points."
         )
 
     md = ["# Transductive few-shot classification on CLINC150\n"]
@@ -823,17 +776,13 @@ def report(methods, results, notes, tuned_text, n_ep, n_tune, total, quick):
         "transformed arrays).\n"
         f"- Tuning: only on {n_tune} episodes per column (balanced and Dirichlet) drawn "
         "from the train + val rows of the 75 tuning classes, per shot, maximising the "
-        "mean accuracy of both columns (except balance_tol, below). easyfsl "
-        "LaplacianShot: lambda in "
+        "mean accuracy of both columns. easyfsl LaplacianShot: lambda in "
         f"{list(LAM_GRID)} x knn in {list(K_GRID)} (easyfsl's `knn` counts the point "
         "itself). Ours: temperature in [1, 0.3, 0.1, 0.05] x lam in [0, 0.3, 0.7, 1.5] x "
         "n_neighbors in [3, 5] (ours excludes the point itself; easyfsl has no "
         "temperature, i.e. 1) with `balance='none'`; ours with `balance='auto'`: the "
-        f"same grid at balance_tol 0.01, then balance_tol in {list(BAL_TOL_GRID)}, "
-        "which trades the balanced column against the Dirichlet one: picked for the "
-        "target, the largest smaller margin of the two columns over the best peer "
-        "(every peer row run once on the same tuning episodes); the row picked by "
-        "mean accuracy is reported too. The other parameters at our defaults. "
+        f"same grid at balance_tol 0.01, then balance_tol in {list(BAL_TOL_GRID)}; the other "
+        "parameters at our defaults. "
         "Chosen: " + "; ".join(tuned_text) + ". Every other peer runs with its "
         "documented easyfsl / scikit-learn defaults.\n"
         "- Speed: episodes per second of the whole solve, prepared feature arrays in "
