@@ -326,7 +326,7 @@ class Method:
 BOTH = (1, 5)
 
 
-def build_methods(pools, tune_cols, n_tune, notes, tuned_text):
+def build_methods(tune_cols, notes, tuned_text):
     peers = build_peers(tune_cols, notes, tuned_text)
     missing_ours = ours_available()
     if missing_ours is not None:
@@ -516,7 +516,7 @@ def main():
         for s in (1, 5)
     }
     notes, tuned_text = [], []
-    methods = build_methods(pools, tune_cols, n_tune, notes, tuned_text)
+    methods = build_methods(tune_cols, notes, tuned_text)
 
     results = {}
 
