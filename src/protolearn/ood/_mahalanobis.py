@@ -1,12 +1,9 @@
 """Mahalanobis novelty detectors: class-conditional, class-agnostic (SSD+) and relative."""
 
-import numpy as np
-from sklearn.utils.multiclass import check_classification_targets
-
 from .._core import _distances, _gaussian, _prototypes
 from ..base import BaseOutlierDetector
 from ..utils._sklearn_compat import Interval, Real, StrOptions, _fit_context
-from ..utils._validation import validate_fit_data
+from ..utils._validation import validate_optional_labels
 
 
 class MahalanobisDetector(BaseOutlierDetector):
@@ -121,13 +118,7 @@ class MahalanobisDetector(BaseOutlierDetector):
         -------
         self : object
         """
-        if y is None:
-            X = validate_fit_data(self, X, ensure_min_samples=2)
-            classes, y_idx = np.zeros(1, dtype=int), np.zeros(X.shape[0], dtype=int)
-        else:
-            X, y = validate_fit_data(self, X, y, ensure_min_samples=2)
-            check_classification_targets(y)
-            classes, y_idx = np.unique(y, return_inverse=True)
+        X, classes, y_idx = validate_optional_labels(self, X, y, ensure_min_samples=2)
         if self.method == "relative" and classes.size < 2:
             raise ValueError(
                 "method='relative' needs labels of at least 2 classes (with one class "

@@ -6,12 +6,11 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
 
 from .._core import _distances, _gaussian, _mixture, _neighbors
 from ..base import BaseOutlierDetector
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
-from ..utils._validation import validate_fit_data
+from ..utils._validation import validate_optional_labels
 
 SINKHORN_ITER = 3  # PALM's official code
 
@@ -202,13 +201,7 @@ class PrototypeMixtureDetector(BaseOutlierDetector):
         -------
         self : object
         """
-        if y is None:
-            X = validate_fit_data(self, X, ensure_min_samples=2)
-            classes, y_idx = np.zeros(1, dtype=int), np.zeros(X.shape[0], dtype=int)
-        else:
-            X, y = validate_fit_data(self, X, y, ensure_min_samples=2)
-            check_classification_targets(y)
-            classes, y_idx = np.unique(y, return_inverse=True)
+        X, classes, y_idx = validate_optional_labels(self, X, y, ensure_min_samples=2)
         counts = np.bincount(y_idx, minlength=classes.size)
         short = counts < self.n_prototypes
         if short.any():

@@ -1,6 +1,7 @@
 """Input validation shared by every estimator (numpy and torch inputs)."""
 
 import numpy as np
+from sklearn.utils.multiclass import check_classification_targets
 
 from . import _array_api as xp
 from ._sklearn_compat import validate_data
@@ -19,6 +20,21 @@ def validate_fit_data(estimator, X, y="no_validation", **kwargs):
     if xp.is_torch(y):
         y = xp.to_numpy(y)
     return validate_data(estimator, X, y, **kwargs)
+
+
+def validate_optional_labels(estimator, X, y=None, **kwargs):
+    """:func:`validate_fit_data` for estimators whose labels are optional.
+
+    Returns ``X``, the sorted ``classes`` and each row's class index ``y_idx``; without
+    labels (``y=None``) every row is in one class, 0.
+    """
+    if y is None:
+        X = validate_fit_data(estimator, X, **kwargs)
+        return X, np.zeros(1, dtype=int), np.zeros(X.shape[0], dtype=int)
+    X, y = validate_fit_data(estimator, X, y, **kwargs)
+    check_classification_targets(y)
+    classes, y_idx = np.unique(y, return_inverse=True)
+    return X, classes, y_idx
 
 
 def validate_predict_data(estimator, X):
