@@ -142,6 +142,11 @@ def test_string_labels_and_fully_labelled(rng):
     y[ys.size :] = -1
     clf = LaplacianFewShotClassifier().fit(np.vstack([Xs, Xq]), y)
     assert (clf.transduction_[ys.size :] == names[yq]).mean() > 0.95
+    # a string array cannot hold the integer -1: "-1" must not become a class
+    y_str = np.r_[names[ys], np.full(yq.size, -1)]
+    assert y_str.dtype.kind == "U"
+    with pytest.raises(ValueError, match="string dtype and contains the label '-1'"):
+        LaplacianFewShotClassifier().fit(np.vstack([Xs, Xq]), y_str)
 
 
 def test_lam_zero_is_constrained_kmeans(rng):

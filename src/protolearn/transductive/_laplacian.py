@@ -615,6 +615,13 @@ class LaplacianFewShotClassifier(BasePrototypeClassifier):
             return y == -1
         if y.dtype.kind == "O":
             return np.array([v == -1 for v in y], dtype=bool)
+        if y.dtype.kind in "US" and (y == y.dtype.type("-1")).any():
+            # np.r_[names, [-1, ...]] gives strings: "-1" would silently be a class
+            raise ValueError(
+                "y has a string dtype and contains the label '-1'. To mark query "
+                "(unlabelled) rows with string class labels, use an object array with "
+                "the integer -1 for them: y = y.astype(object); y[query] = -1."
+            )
         return np.zeros(y.shape, dtype=bool)
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -625,7 +632,9 @@ class LaplacianFewShotClassifier(BasePrototypeClassifier):
         ----------
         X : array-like or torch tensor of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
-            Labels of the support rows; ``-1`` for the query (unlabelled) rows.
+            Labels of the support rows; ``-1`` for the query (unlabelled) rows.  With
+            string class labels, pass an object array with the integer ``-1`` for
+            the queries (a string array containing ``"-1"`` raises a ValueError).
 
         Returns
         -------
