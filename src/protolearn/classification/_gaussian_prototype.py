@@ -73,7 +73,8 @@ GaussianMixture`).
         Gaussian components per class, fitted by EM with the regularisation above in
         every M-step (initialised by per-class k-means).
     priors : array-like of shape (n_classes,) or None, default=None
-        Class priors; None uses the class frequencies.
+        Class priors (non-negative weights, normalised to sum to 1); None uses the
+        class frequencies.
     relative : bool, default=False
         Score each class by the log-likelihood ratio ``log p(x | c) - log p_0(x)``
         against a background Gaussian ``p_0`` fitted to all known samples (the
