@@ -72,6 +72,12 @@ def test_torch_predict_and_bad_input(rng):
     assert km.cluster_centers_.dtype == np.float32
     pred = km.predict(torch.from_numpy(X))
     assert isinstance(pred, torch.Tensor) and pred.dtype == torch.int64
+    # fit_predict: tensor in, tensor out, equal to labels_
+    labels = LaplacianKMeans(n_clusters=3, random_state=0).fit_predict(
+        torch.from_numpy(X)
+    )
+    assert isinstance(labels, torch.Tensor) and labels.dtype == torch.int64
+    np.testing.assert_array_equal(labels.numpy(), km.labels_)
     np.testing.assert_array_equal(pred.numpy(), km.predict(X))
     assert np.mean(km.predict(X) == km.labels_) > 0.95
     assert km.score(X) <= 0

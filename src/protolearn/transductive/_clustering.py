@@ -237,6 +237,23 @@ class LaplacianKMeans(ClusterMixin, BaseEstimator):
         _, d2 = _distances.nearest(Z, xp.asarray_like(self.cluster_centers_, Z))
         return -float(d2.sum())
 
+    def fit_predict(self, X, y=None):
+        """Cluster ``X`` and return ``labels_`` (transductive: the graph votes).
+
+        Parameters
+        ----------
+        X : array-like or torch tensor of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        labels : ndarray (or int64 tensor on X's device) of shape (n_samples,)
+        """
+        self.fit(X)
+        if xp.is_torch(X):
+            return labels_out(np.arange(self.n_clusters), self.labels_, like=X)
+        return self.labels_
+
     def predict(self, X):
         """Index of the nearest cluster centre (inductive; may differ from ``labels_``
         on the training rows, where the graph also votes).
