@@ -306,6 +306,22 @@ def test_evaluate_episodes_batched_equals_loop(clinc_pools):
         evaluate_episodes(NearestPrototypeClassifier(), X, eps, batched=True)
 
 
+def test_evaluate_episodes_string_labels_and_bad_input(clinc_pools):
+    # string class names: the queries' -1 marker must stay the integer -1 (a string
+    # array would truncate it to "-" or hold "-1", both taken for a class)
+    X, y, _ = clinc_pools
+    names = np.array([f"c{v:03d}" for v in range(y.max() + 1)])[y]  # same order
+    eps = sample_episodes(y, n_way=5, n_shot=1, n_episodes=10, random_state=3)
+    eps_str = sample_episodes(names, n_way=5, n_shot=1, n_episodes=10, random_state=3)
+    clf = LaplacianFewShotClassifier()
+    ints = evaluate_episodes(clf, X, eps, transductive=True)
+    strs = evaluate_episodes(clf, X, eps_str, transductive=True)
+    np.testing.assert_array_equal(strs.scores, ints.scores)
+    assert ints.mean > 0.9
+    with pytest.raises(ValueError, match="episodes is empty"):
+        evaluate_episodes(clf, X, [], transductive=True)
+
+
 def test_batch_results_equal_tasks_solved_alone(clinc_pools, monkeypatch):
     # tasks stop at different iterations and the batch shrinks as they do; each task
     # must still get exactly what it gets alone -- and so when the batch is solved in

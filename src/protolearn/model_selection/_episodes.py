@@ -214,6 +214,8 @@ def evaluate_episodes(
         accuracy of each episode).
     """
     X = np.asarray(X)
+    if len(episodes) == 0:
+        raise ValueError("episodes is empty: nothing to evaluate.")
     scores = np.empty(len(episodes))
     if batched:
         if not transductive or not hasattr(estimator, "solve_episodes"):
@@ -232,14 +234,7 @@ def evaluate_episodes(
                     f"support labels use the unlabeled marker {unlabeled!r}."
                 )
             Xe = X[np.concatenate([ep.support_index, ep.query_index])]
-            ye = np.concatenate(
-                [
-                    ep.support_labels,
-                    np.full(
-                        ep.query_index.size, unlabeled, dtype=ep.support_labels.dtype
-                    ),
-                ]
-            )
+            ye = _with_unlabeled(ep.support_labels, ep.query_index.size, unlabeled)
             est.fit(Xe, ye)
             pred = np.asarray(est.transduction_)[ep.support_index.size :]
         else:
@@ -248,6 +243,25 @@ def evaluate_episodes(
         scores[i] = np.mean(np.asarray(pred) == ep.query_labels)
     mean, ci = mean_confidence_interval(scores)
     return Bunch(mean=mean, ci95=ci, scores=scores)
+
+
+def _with_unlabeled(labels, n_unlabeled, unlabeled):
+    """`labels` followed by `n_unlabeled` copies of the `unlabeled` marker.
+
+    Numeric labels and a numeric marker share a numeric dtype; otherwise (e.g. string
+    class names with the integer -1) the result is an object array, so the marker is
+    neither truncated (``np.full(n, -1, dtype="<U1")`` holds ``"-"``) nor turned into
+    a string that the estimator would take for a class.
+    """
+    marker = np.asarray(unlabeled)
+    if labels.dtype.kind in "biuf" and marker.dtype.kind in "biuf":
+        dtype = np.result_type(labels.dtype, marker.dtype)
+    else:
+        dtype = object
+    out = np.empty(labels.size + n_unlabeled, dtype=dtype)
+    out[: labels.size] = labels
+    out[labels.size :] = unlabeled
+    return out
 
 
 def _evaluate_batched(estimator, X, episodes, scores):
