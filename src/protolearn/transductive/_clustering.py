@@ -249,10 +249,7 @@ class LaplacianKMeans(ClusterMixin, BaseEstimator):
         -------
         labels : ndarray (or int64 tensor on X's device) of shape (n_samples,)
         """
-        self.fit(X)
-        if xp.is_torch(X):
-            return labels_out(np.arange(self.n_clusters), self.labels_, like=X)
-        return self.labels_
+        return labels_out(np.arange(self.n_clusters), self.fit(X).labels_, like=X)
 
     def predict(self, X):
         """Index of the nearest cluster centre (inductive; may differ from ``labels_``
