@@ -102,3 +102,14 @@ def test_nota_episodes_with_string_labels(digits):
     )
     res = evaluate_episodes(clf, digits.X_train, episodes)
     assert res.mean > 0.6  # closed-set would be at most 0.5
+    # the default nota_label follows the classifier's "auto": "NOTA" for strings, so
+    # the same episodes come out and its rejections are scored as right
+    auto = sample_episodes(
+        y, n_way=3, n_shot=5, n_query=5, n_episodes=5, nota_rate=0.5, random_state=0
+    )
+    for a, b in zip(auto, episodes):
+        np.testing.assert_array_equal(a.query_labels, b.query_labels)
+    assert evaluate_episodes(clf, digits.X_train, auto).mean == res.mean
+    # an integer label for string classes would become the string "-1"
+    with pytest.raises(ValueError, match="does not match the string class labels"):
+        sample_episodes(y, n_way=3, nota_rate=0.5, nota_label=-1, random_state=0)

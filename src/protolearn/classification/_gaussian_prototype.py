@@ -13,7 +13,12 @@ from .._core import _gaussian, _margins
 from ..base import BasePrototypeClassifier
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
-from ..utils._validation import labels_out, validate_fit_data, validate_predict_data
+from ..utils._validation import (
+    labels_out,
+    resolve_nota_label,
+    validate_fit_data,
+    validate_predict_data,
+)
 
 NOTA_MODES = ("global", "quantile", "adaptive")
 
@@ -242,19 +247,6 @@ GaussianMixture`).
         self.random_state = random_state
 
     # ------------------------------------------------------------------ helpers
-    def _resolve_nota_label(self, y):
-        numeric = y.dtype.kind in "biuf"
-        label = self.nota_label
-        if isinstance(label, str) and label == "auto":
-            return -1 if numeric else "NOTA"
-        if numeric != isinstance(label, (Real, np.number)) or isinstance(label, bool):
-            kind = "numeric" if numeric else "string"
-            raise ValueError(
-                f"nota_label={label!r} does not match the {kind} class labels; pass a "
-                f"{kind} nota_label (or 'auto')."
-            )
-        return label
-
     def _class_log_priors(self, classes, counts, subset=None):
         if self.priors is None:
             p = counts.astype(np.float64)
@@ -389,7 +381,7 @@ GaussianMixture`).
         nota_label = None
         unknown = np.zeros(y.shape[0], dtype=bool)
         if self.nota is not None:
-            nota_label = self._resolve_nota_label(y)
+            nota_label = resolve_nota_label(self.nota_label, y)
             # rows labelled nota_label never form a class; "quantile" needs no
             # negatives and ignores them
             unknown = y == nota_label

@@ -9,6 +9,7 @@ from sklearn.base import clone
 from sklearn.utils import Bunch, check_random_state, column_or_1d
 
 from ..metrics import mean_confidence_interval
+from ..utils._validation import resolve_nota_label
 
 
 class Episode(NamedTuple):
@@ -93,7 +94,7 @@ def sample_episodes(
     n_episodes=1000,
     imbalance=None,
     nota_rate=0.0,
-    nota_label=-1,
+    nota_label="auto",
     classes=None,
     random_state=None,
 ):
@@ -117,7 +118,10 @@ def sample_episodes(
         above", FewRel 2.0 style): ``round(nota_rate / (1 - nota_rate) * n_way *
         n_query)`` extra queries, from the pool's other classes and `nota_label` rows,
         labelled `nota_label`.
-    nota_label : scalar, default=-1
+    nota_label : scalar or "auto", default="auto"
+        "auto": -1 for numeric labels, "NOTA" for string labels (the default of
+        :class:`~protolearn.classification.GaussianPrototypeClassifier`, so that its
+        rejections are scored as right).  A label of the other kind raises.
     classes : array-like, default=None
         Restrict the episode classes to these labels (e.g. one pool of
         :func:`split_classes`); NOTA queries still come from outside the episode.
@@ -135,6 +139,7 @@ def sample_episodes(
     if imbalance is not None and not (isinstance(imbalance, Real) and imbalance > 0):
         raise ValueError(f"imbalance must be None or a float > 0; got {imbalance!r}.")
     rng = check_random_state(random_state)
+    nota_label = resolve_nota_label(nota_label, y)
     labels = np.unique(y[y != nota_label])
     if classes is not None:
         classes = np.asarray(classes)

@@ -1,5 +1,7 @@
 """Input validation shared by every estimator (numpy and torch inputs)."""
 
+from numbers import Real
+
 import numpy as np
 from sklearn.utils.multiclass import check_classification_targets
 
@@ -35,6 +37,23 @@ def validate_optional_labels(estimator, X, y=None, **kwargs):
     check_classification_targets(y)
     classes, y_idx = np.unique(y, return_inverse=True)
     return X, classes, y_idx
+
+
+def resolve_nota_label(label, y):
+    """The none-of-the-above label for class labels `y`: "auto" is -1 for numeric
+    labels and "NOTA" for the others (strings); a label of the other kind raises, so
+    that it is neither converted (-1 -> "-1") nor compared with labels it never equals.
+    """
+    numeric = y.dtype.kind in "biuf"
+    if isinstance(label, str) and label == "auto":
+        return -1 if numeric else "NOTA"
+    if numeric != isinstance(label, (Real, np.number)) or isinstance(label, bool):
+        kind = "numeric" if numeric else "string"
+        raise ValueError(
+            f"nota_label={label!r} does not match the {kind} class labels; pass a "
+            f"{kind} nota_label (or 'auto')."
+        )
+    return label
 
 
 def validate_predict_data(estimator, X):
