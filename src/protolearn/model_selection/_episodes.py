@@ -25,7 +25,7 @@ class Episode(NamedTuple):
     query_labels: np.ndarray
 
 
-def split_classes(y, *, test_size=0.5, exclude=(-1,), random_state=None):
+def split_classes(y, *, test_size=0.5, exclude="auto", random_state=None):
     """Split the classes of ``y`` into two disjoint pools (tuning, test).
 
     Tune hyperparameters on episodes drawn from the first pool and report on episodes
@@ -36,14 +36,18 @@ def split_classes(y, *, test_size=0.5, exclude=(-1,), random_state=None):
     y : array-like of shape (n_samples,)
     test_size : float in (0, 1) or int, default=0.5
         Share (or number) of classes in the test pool.
-    exclude : tuple, default=(-1,)
-        Labels that are not classes (e.g. out-of-scope rows).
+    exclude : tuple or "auto", default="auto"
+        Labels that are not classes (e.g. out-of-scope rows).  "auto": the NOTA label
+        of :func:`sample_episodes`, -1 for numeric labels and "NOTA" for strings.
 
     Returns
     -------
     tune_classes, test_classes : ndarrays of labels
     """
-    classes = np.setdiff1d(np.unique(column_or_1d(y)), np.asarray(exclude))
+    y = column_or_1d(y)
+    if isinstance(exclude, str) and exclude == "auto":
+        exclude = (resolve_nota_label("auto", y),)
+    classes = np.setdiff1d(np.unique(y), np.asarray(exclude))
     n = classes.size
     n_test = (
         int(round(test_size * n))
@@ -143,6 +147,11 @@ def sample_episodes(
     labels = np.unique(y[y != nota_label])
     if classes is not None:
         classes = np.asarray(classes)
+        if np.any(classes == nota_label):
+            raise ValueError(
+                f"classes contains the nota_label {nota_label!r}, which never forms a "
+                "class."
+            )
         unknown = np.setdiff1d(classes, labels)
         if unknown.size:
             raise ValueError(f"classes not present in y: {unknown.tolist()}.")
