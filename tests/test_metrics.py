@@ -68,3 +68,9 @@ def test_open_set_report_string_labels():
     )
     assert r.nota_recall == 1.0 and r.nota_precision == 0.5
     assert r.in_scope_accuracy == 0.5
+    # "auto" (the default) is "NOTA" for strings, -1 for numbers, as the classifier's
+    auto = metrics.open_set_report(["a", "NOTA", "b"], ["a", "NOTA", "NOTA"])
+    assert auto == r
+    assert metrics.open_set_report([0, -1], [0, 0]).nota_recall == 0.0
+    with pytest.raises(ValueError, match="does not match the string class labels"):
+        metrics.open_set_report(["a", "NOTA"], ["a", "a"], nota_label=-1)

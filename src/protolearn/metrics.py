@@ -9,6 +9,8 @@ import numpy as np
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score, roc_curve
 from sklearn.utils import Bunch, column_or_1d
 
+from .utils._validation import resolve_nota_label
+
 __all__ = [
     "aupr_in",
     "aupr_out",
@@ -109,14 +111,17 @@ def ood_report(scores_in, scores_out, *, tpr=0.95):
     )
 
 
-def open_set_report(y_true, y_pred, *, nota_label=-1):
+def open_set_report(y_true, y_pred, *, nota_label="auto"):
     """Open-set (none-of-the-above) scores.
 
     Parameters
     ----------
     y_true, y_pred : array-like of shape (n_samples,)
         Labels, where `nota_label` marks "none of the above" / out-of-scope.
-    nota_label : scalar, default=-1
+    nota_label : scalar or "auto", default="auto"
+        "auto": -1 for numeric labels, "NOTA" for string labels (as
+        :class:`~protolearn.classification.GaussianPrototypeClassifier` predicts).  A
+        label of the other kind raises.
 
     Returns
     -------
@@ -134,6 +139,7 @@ def open_set_report(y_true, y_pred, *, nota_label=-1):
             f"y_true and y_pred have different lengths: {y_true.shape[0]} and "
             f"{y_pred.shape[0]}."
         )
+    nota_label = resolve_nota_label(nota_label, y_true)
     is_nota_true = y_true == nota_label
     is_nota_pred = y_pred == nota_label
     tp = np.sum(is_nota_true & is_nota_pred)
