@@ -1,13 +1,22 @@
 """Episode sampler, class pools and episode evaluation (protolearn.model_selection):
-the episode contract row by row, seeding, Dirichlet query counts, NOTA queries, and the
-evaluation helper against a brute-force loop."""
+the episode contract row by row, seeding, Dirichlet query counts, NOTA queries, the
+evaluation helper against a brute-force loop, and EpisodeSplit as a ``cv=``."""
+
+import pickle
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
+from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.neighbors import NearestCentroid
 
-from protolearn.model_selection import evaluate_episodes, sample_episodes, split_classes
+from protolearn.classification import NearestPrototypeClassifier
+from protolearn.model_selection import (
+    EpisodeSplit,
+    evaluate_episodes,
+    sample_episodes,
+    split_classes,
+)
 
 # a pool of 20 classes with 12-30 rows each, plus 15 unlabelled (-1) rows
 _SIZES = np.arange(20) % 10 + 12 + np.arange(20) // 2
@@ -161,3 +170,66 @@ def test_evaluate_episodes_equals_a_brute_force_loop():
     assert res.mean == pytest.approx(np.mean(scores))
     assert res.ci95 == pytest.approx(1.96 * np.std(scores) / np.sqrt(len(scores)))
     assert 0.8 < res.mean < 1  # 5-way 3-shot digits: clearly learnable, not trivial
+
+
+def test_episode_split_yields_the_sampler_episodes(pool):
+    X = np.zeros((pool.size, 2))
+    kw = dict(n_way=4, n_shot=3, n_query=5, n_episodes=30, imbalance=2.0)
+    cv = EpisodeSplit(**kw, random_state=7)
+    assert cv.get_n_splits() == 30
+    splits = list(cv.split(X, pool))
+    eps = sample_episodes(pool, **kw, random_state=7)
+    assert len(splits) == len(eps) == 30
+    for (train, test), ep in zip(splits, eps):
+        np.testing.assert_array_equal(train, ep.support_index)
+        np.testing.assert_array_equal(test, ep.query_index)
+        assert train.size == 4 * 3 and test.size == 4 * 5
+        assert np.intersect1d(train, test).size == 0
+        assert set(pool[test]) <= set(pool[train])  # queries only of support classes
+    # an int seed gives the same episodes on every call (as ShuffleSplit); a
+    # RandomState instance moves on between calls
+    again = list(cv.split(X, pool))
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(splits, again))
+    cv_rng = EpisodeSplit(**kw, random_state=np.random.RandomState(7))
+    first, second = list(cv_rng.split(X, pool)), list(cv_rng.split(X, pool))
+    assert not all(np.array_equal(a[0], b[0]) for a, b in zip(first, second))
+    restored = pickle.loads(pickle.dumps(cv))
+    assert all(
+        np.array_equal(a[1], b[1]) for a, b in zip(splits, restored.split(X, pool))
+    )
+
+
+def test_episode_split_classes_and_bad_input(pool):
+    X = np.zeros((pool.size, 2))
+    tune, test = split_classes(pool, random_state=0)
+    for train_idx, test_idx in EpisodeSplit(
+        n_way=3, n_query=4, n_episodes=20, classes=test, random_state=0
+    ).split(X, pool):
+        assert np.isin(pool[np.r_[train_idx, test_idx]], test).all()
+    with pytest.raises(ValueError, match="needs y"):
+        next(EpisodeSplit().split(X))
+    with pytest.raises(ValueError, match="samples but y has"):
+        next(EpisodeSplit().split(X[:-1], pool))
+    with pytest.raises(ValueError, match="n_episodes must be an int"):
+        EpisodeSplit(n_episodes=0).get_n_splits()
+    with pytest.raises(ValueError, match="n_way=25 needs 25"):
+        next(EpisodeSplit(n_way=25).split(X, pool))
+
+
+def test_episode_split_as_cv_equals_evaluate_episodes():
+    X, y = load_digits(return_X_y=True)
+    kw = dict(n_way=5, n_shot=1, n_query=15, n_episodes=40)
+    cv = EpisodeSplit(**kw, random_state=0)
+    scores = cross_val_score(NearestPrototypeClassifier(), X, y, cv=cv)
+    ref = evaluate_episodes(
+        NearestPrototypeClassifier(), X, sample_episodes(y, **kw, random_state=0)
+    )
+    np.testing.assert_array_equal(scores, ref.scores)
+    assert scores.mean() > 0.6  # 1-shot 5-way digits, nearest support (chance 0.2)
+    # GridSearchCV compares the candidates on the same episodes
+    grid = {"metric": ["euclidean", "cosine"]}
+    search = GridSearchCV(NearestPrototypeClassifier(), grid, cv=cv).fit(X, y)
+    for i, params in enumerate(search.cv_results_["params"]):
+        est = NearestPrototypeClassifier(**params)
+        expected = cross_val_score(est, X, y, cv=cv).mean()
+        assert search.cv_results_["mean_test_score"][i] == pytest.approx(expected)
