@@ -16,6 +16,18 @@ class Episode(NamedTuple):
     """One few-shot episode: row indices into the pool and their labels.
 
     ``query_labels`` holds ``nota_label`` for none-of-the-above queries.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from protolearn.model_selection import sample_episodes
+    >>> y = np.repeat([0, 1, 2, 3], 10)
+    >>> ep = sample_episodes(y, n_way=2, n_shot=1, n_query=3, n_episodes=1,
+    ...                      random_state=0)[0]
+    >>> ep.support_index.shape, ep.query_index.shape
+    ((2,), (6,))
+    >>> bool((y[ep.query_index] == ep.query_labels).all())
+    True
     """
 
     classes: np.ndarray
@@ -43,6 +55,14 @@ def split_classes(y, *, test_size=0.5, exclude="auto", random_state=None):
     Returns
     -------
     tune_classes, test_classes : ndarrays of labels
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from protolearn.model_selection import split_classes
+    >>> tune, test = split_classes(np.repeat(np.arange(10), 5), random_state=0)
+    >>> tune.size, test.size, np.intersect1d(tune, test).size
+    (5, 5, 0)
     """
     y = column_or_1d(y)
     if isinstance(exclude, str) and exclude == "auto":
@@ -134,6 +154,16 @@ def sample_episodes(
     Returns
     -------
     episodes : list of :class:`Episode`
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from protolearn.model_selection import sample_episodes
+    >>> y = np.repeat(np.arange(10), 20)
+    >>> episodes = sample_episodes(y, n_way=5, n_shot=1, n_query=15, n_episodes=100,
+    ...                            imbalance=2.0, random_state=0)
+    >>> len(episodes), episodes[0].support_labels.size, episodes[0].query_labels.size
+    (100, 5, 75)
     """
     y = column_or_1d(y)
     for name in ("n_way", "n_shot", "n_query", "n_episodes"):
@@ -226,6 +256,21 @@ def evaluate_episodes(
     -------
     result : :class:`~sklearn.utils.Bunch` with ``mean``, ``ci95`` and ``scores`` (the
         accuracy of each episode).
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from protolearn.classification import NearestPrototypeClassifier
+    >>> from protolearn.model_selection import evaluate_episodes, sample_episodes
+    >>> from protolearn.transductive import LaplacianFewShotClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> episodes = sample_episodes(y, n_way=3, n_shot=1, n_query=5, n_episodes=200,
+    ...                            random_state=0)
+    >>> inductive = evaluate_episodes(NearestPrototypeClassifier(), X, episodes)
+    >>> transductive = evaluate_episodes(LaplacianFewShotClassifier(), X, episodes,
+    ...                                  transductive=True, batched=True)
+    >>> bool(transductive.mean > inductive.mean), inductive.scores.shape
+    (True, (200,))
     """
     X = np.asarray(X)
     if len(episodes) == 0:
