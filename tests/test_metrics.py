@@ -74,3 +74,34 @@ def test_open_set_report_string_labels():
     assert metrics.open_set_report([0, -1], [0, 0]).nota_recall == 0.0
     with pytest.raises(ValueError, match="does not match the string class labels"):
         metrics.open_set_report(["a", "NOTA"], ["a", "a"], nota_label=-1)
+
+
+def test_ood_metrics_take_torch_tensors():
+    """Scores straight from a detector given tensors (autograd on, any device)."""
+    torch = pytest.importorskip("torch")
+    s = torch.tensor([0.9, 0.8, 0.7, 0.1], requires_grad=True)
+    y = torch.tensor([1, 0, 1, 0])
+    assert metrics.auroc(y, s) == 0.75
+    assert metrics.aupr_in(y, s) == pytest.approx((1 + 2 / 3) / 2)
+    assert metrics.fpr_at_tpr(y, s) == 0.5
+    assert metrics.ood_report(s[[0, 2]], s[[1, 3]]).auroc == 0.75
+    mean, ci = metrics.mean_confidence_interval(s)
+    assert mean == pytest.approx(0.625) and ci > 0
+    r = metrics.open_set_report(torch.tensor([0, -1]), torch.tensor([0, -1]))
+    assert r.nota_f1 == 1.0 and r.accuracy == 1.0
+
+
+def test_ood_metrics_equal_sklearn_on_random_and_tied_scores(rng):
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    for ties in (False, True):
+        y = rng.integers(0, 2, 60)
+        s = rng.integers(0, 5, 60).astype(float) if ties else rng.normal(size=60)
+        assert metrics.auroc(y, s) == pytest.approx(roc_auc_score(y, s))
+        assert metrics.aupr_in(y, s) == pytest.approx(average_precision_score(y, s))
+        assert metrics.aupr_out(y, s) == pytest.approx(
+            average_precision_score(1 - y, -s)
+        )
+        # brute force: the highest threshold accepting at least 95% of ID samples
+        th = max(t for t in np.unique(s) if np.mean(s[y == 1] >= t) >= 0.95)
+        assert metrics.fpr_at_tpr(y, s) == pytest.approx(np.mean(s[y == 0] >= th))

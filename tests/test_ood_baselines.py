@@ -4,6 +4,7 @@ detector conventions shared by every protolearn OOD detector."""
 import numpy as np
 import pytest
 from sklearn import config_context
+from sklearn.base import clone
 from sklearn.covariance import OAS
 from sklearn.neighbors import NearestNeighbors
 
@@ -69,6 +70,15 @@ def test_mahalanobis_errors(rng):
     with pytest.raises(ValueError, match="shrinkage"):
         MahalanobisDetector(shrinkage=None).fit(X_sing, y)
     MahalanobisDetector().fit(X_sing, y)  # shrinkage="auto" copes
+    # a zero covariance (identical samples) says so; no shrinkage can help it
+    X_same = np.repeat(X[:1], 10, axis=0)
+    for method in ("class", "agnostic"):
+        with pytest.raises(ValueError, match="all samples are identical"):
+            MahalanobisDetector(method=method).fit(X_same)
+    with pytest.raises(ValueError, match="all samples are identical after L2"):
+        MahalanobisDetector(normalize=True).fit(X_same * np.arange(1, 11)[:, None])
+    with pytest.raises(ValueError, match="samples of each class are identical"):
+        MahalanobisDetector(method="relative").fit(X[:6], np.arange(6))
     # without labels "class" is one Gaussian: the class-agnostic score
     a = MahalanobisDetector(shrinkage=None).fit(X)
     b = MahalanobisDetector(method="agnostic", shrinkage=None).fit(X)
@@ -136,6 +146,20 @@ def test_outlier_conventions(rng, det, contamination):
     # far away points are outliers, training-like points inliers
     far = X.mean(0) + 100 * X.std(0)
     assert det.predict(far[None])[0] == -1
+
+
+@pytest.mark.parametrize("det", DETECTORS, ids=lambda d: repr(d))
+def test_fit_predict_uses_the_labels(rng, det):
+    """OutlierMixin.fit_predict drops y; the detectors that use labels pass it on."""
+    X, y = _blobs(rng)
+    names = np.array(["c", "a", "b"])[y]
+    pred = clone(det).fit_predict(X, names)
+    np.testing.assert_array_equal(pred, clone(det).fit(X, names).predict(X))
+    fitted = clone(det)
+    fitted.fit_predict(X, names)
+    labels = getattr(fitted, "classes_", getattr(fitted, "prototype_labels_", None))
+    if labels is not None:  # the detectors that use labels
+        assert set(labels) == {"a", "b", "c"}
 
 
 @pytest.mark.parametrize("det", DETECTORS, ids=lambda d: repr(d))

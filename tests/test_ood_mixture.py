@@ -263,6 +263,14 @@ def test_bad_input_raises(rng):
     det = PrototypeMixtureDetector(n_prototypes=61)
     with pytest.raises(ValueError, match="at least n_prototypes=61 samples"):
         det.fit(X, y)
+    # the message names the labels as the user wrote them (not np.str_('b'))
+    with pytest.raises(ValueError, match="'b' has 1. Lower"):
+        PrototypeMixtureDetector(n_prototypes=2).fit(X[:7], np.array(["a"] * 6 + ["b"]))
+    # score_type="ssd" on identical (normalised) samples: a zero covariance
+    with pytest.raises(ValueError, match="all samples are identical after L2"):
+        PrototypeMixtureDetector(n_prototypes=1, score_type="ssd").fit(
+            X[:1] * np.arange(1, 9)[:, None]
+        )
     X_nan = X.copy()
     X_nan[3, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):

@@ -306,3 +306,24 @@ class BaseOutlierDetector(OutlierMixin, BaseEstimator):
         is_inlier = np.ones(decision.shape[0], dtype=int)
         is_inlier[decision < 0] = -1
         return is_inlier
+
+    def fit_predict(self, X, y=None, **kwargs):
+        """Fit on ``X`` (with labels ``y`` when given) and return ``predict(X)``.
+
+        Unlike :meth:`sklearn.base.OutlierMixin.fit_predict`, which ignores `y`, the
+        labels are passed on to :meth:`fit`.
+
+        Parameters
+        ----------
+        X : array-like or torch tensor of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,), default=None
+            Class labels, as in :meth:`fit`.
+        **kwargs : dict
+            Passed to :meth:`fit`.
+
+        Returns
+        -------
+        is_inlier : ndarray of int (or int64 tensor on X's device) of shape (n_samples,)
+            ``+1`` for inliers, ``-1`` for outliers.
+        """
+        return self.fit(X, y, **kwargs).predict(X)

@@ -3,12 +3,16 @@
 Conventions: for OOD metrics ``y_true`` is 1 for in-distribution (the positive class) and
 0 for out-of-distribution, and ``y_score`` is higher for more in-distribution, the
 convention of scikit-learn's novelty detectors (``score_samples``).
+
+Inputs may be array-likes or torch tensors on any device (such as the scores and
+predictions of an estimator given tensors); they are copied to numpy first.
 """
 
 import numpy as np
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score, roc_curve
 from sklearn.utils import Bunch, column_or_1d
 
+from .utils import _array_api as xp
 from .utils._validation import resolve_nota_label
 
 __all__ = [
@@ -22,6 +26,11 @@ __all__ = [
 ]
 
 
+def _column(a):
+    """``column_or_1d`` that also takes torch tensors (any device, autograd or not)."""
+    return column_or_1d(xp.to_numpy(a) if xp.is_torch(a) else a)
+
+
 def mean_confidence_interval(values, *, z=1.96):
     """Mean and half-width of its normal-approximation confidence interval.
 
@@ -32,7 +41,9 @@ def mean_confidence_interval(values, *, z=1.96):
     -------
     mean : float, half_width : float
     """
-    v = np.asarray(values, dtype=np.float64).ravel()
+    v = np.asarray(
+        xp.to_numpy(values) if xp.is_torch(values) else values, dtype=np.float64
+    ).ravel()
     if v.size == 0:
         raise ValueError("values is empty.")
     if not np.all(np.isfinite(v)):
@@ -41,8 +52,8 @@ def mean_confidence_interval(values, *, z=1.96):
 
 
 def _check_binary(y_true, y_score):
-    y_true = column_or_1d(y_true)
-    y_score = column_or_1d(y_score).astype(np.float64)
+    y_true = _column(y_true)
+    y_score = _column(y_score).astype(np.float64)
     if y_true.shape != y_score.shape:
         raise ValueError(
             f"y_true and y_score have different lengths: {y_true.shape[0]} and "
@@ -99,8 +110,8 @@ def ood_report(scores_in, scores_out, *, tpr=0.95):
     report : :class:`~sklearn.utils.Bunch` with ``auroc``, ``aupr_in``, ``aupr_out``,
         ``fpr95`` (named for the default ``tpr``).
     """
-    s_in = column_or_1d(scores_in)
-    s_out = column_or_1d(scores_out)
+    s_in = _column(scores_in)
+    s_out = _column(scores_out)
     y = np.r_[np.ones(s_in.size, int), np.zeros(s_out.size, int)]
     s = np.r_[s_in, s_out]
     return Bunch(
@@ -132,8 +143,8 @@ def open_set_report(y_true, y_pred, *, nota_label="auto"):
         class), ``macro_f1`` (macro F1 over the known classes and NOTA, the open-intent
         protocol's score), ``known_macro_f1`` (macro F1 over the known classes only).
     """
-    y_true = column_or_1d(y_true)
-    y_pred = column_or_1d(y_pred)
+    y_true = _column(y_true)
+    y_pred = _column(y_pred)
     if y_true.shape != y_pred.shape:
         raise ValueError(
             f"y_true and y_pred have different lengths: {y_true.shape[0]} and "

@@ -1,9 +1,30 @@
 """Mahalanobis novelty detectors: class-conditional, class-agnostic (SSD+) and relative."""
 
+import numpy as np
+
 from .._core import _distances, _gaussian, _prototypes
 from ..base import BaseOutlierDetector
 from ..utils._sklearn_compat import Interval, Real, StrOptions, _fit_context
 from ..utils._validation import validate_optional_labels
+
+
+def check_spread(Z, y_idx, what):
+    """Raise a ValueError when, within each class, all rows of ``Z`` are identical.
+
+    Their covariance is then zero: no shrinkage towards ``tr(S)/d * I`` (itself zero)
+    can make it invertible, and the Mahalanobis distance is undefined.  Rows that
+    differ by rounding only (such as multiples of one row after L2 normalisation)
+    count as identical: their covariance is rounding noise.  ``y_idx`` holds class
+    indices ``0..C-1``, each present (all zeros: one class); `what` names the
+    covariance and the samples in the message.
+    """
+    first = np.unique(y_idx, return_index=True)[1]
+    spread = np.abs(Z - Z[first][y_idx]).max()
+    if spread <= 16 * np.finfo(Z.dtype).eps * np.abs(Z).max():
+        raise ValueError(
+            f"{what} is zero, so the Mahalanobis distance is undefined (shrinkage "
+            "cannot help); fit on samples that differ."
+        )
 
 
 class MahalanobisDetector(BaseOutlierDetector):
@@ -127,8 +148,18 @@ class MahalanobisDetector(BaseOutlierDetector):
         self.classes_ = classes
         Z = self._prepare(X)
         n = Z.shape[0]
+        after = " after L2 normalisation" if self.normalize else ""
         shrink = []
         if self.method in ("class", "relative"):
+            check_spread(
+                Z,
+                y_idx,
+                "The pooled within-class covariance (the samples of each class are "
+                f"identical{after})"
+                if classes.size > 1
+                else f"The covariance of the training data (all samples are "
+                f"identical{after})",
+            )
             self.means_ = _prototypes.class_means(Z, y_idx, classes.size)
             self.covariance_ = _gaussian.pooled_covariance(Z, y_idx, self.means_)
             self.precision_cholesky_, s = _gaussian.shrunk_precision_cholesky(
@@ -136,6 +167,11 @@ class MahalanobisDetector(BaseOutlierDetector):
             )
             shrink.append(s)
         if self.method in ("agnostic", "relative"):
+            check_spread(
+                Z,
+                np.zeros_like(y_idx),
+                f"The covariance of the training data (all samples are identical{after})",
+            )
             (
                 self.location_,
                 self.background_covariance_,

@@ -11,6 +11,7 @@ from .._core import _distances, _gaussian, _mixture, _neighbors
 from ..base import BaseOutlierDetector
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._validation import validate_optional_labels
+from ._mahalanobis import check_spread
 
 SINKHORN_ITER = 3  # PALM's official code
 
@@ -206,7 +207,8 @@ class PrototypeMixtureDetector(BaseOutlierDetector):
         short = counts < self.n_prototypes
         if short.any():
             desc = ", ".join(
-                f"{c!r} has {n}" for c, n in zip(classes[short], counts[short])
+                f"{c!r} has {n}"
+                for c, n in zip(classes[short].tolist(), counts[short].tolist())
             )
             raise ValueError(
                 f"Each class needs at least n_prototypes={self.n_prototypes} samples: "
@@ -214,6 +216,13 @@ class PrototypeMixtureDetector(BaseOutlierDetector):
             )
         rng = check_random_state(self.random_state)
         Xn = _distances.l2_normalize(X)
+        if self.score_type == "ssd":
+            check_spread(
+                Xn,
+                np.zeros(Xn.shape[0], dtype=int),
+                "The covariance of the training data for score_type='ssd' (all "
+                "samples are identical after L2 normalisation)",
+            )
         res = _mixture.fit_vmf_mixtures(
             Xn,
             y_idx,
