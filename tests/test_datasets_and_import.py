@@ -73,3 +73,22 @@ def test_demo_command_writes_table_and_plots(tmp_path):
     assert "NearestCentroid" in res.stdout
     assert (out / "results.md").read_text().count("\n") > 5
     assert len(list(out.glob("*.png"))) >= 2
+
+
+def test_data_home_expands_user(clinc150, tmp_path, monkeypatch):
+    # "~/..." as data_home or $PROTOLEARN_DATA, as scikit-learn's get_data_home allows
+    # (was looked up literally: FileNotFoundError)
+    from pathlib import Path
+
+    from protolearn.datasets import find_data_file
+
+    real = find_data_file("clinc150_minilm.npz")
+    home = tmp_path / "home"
+    (home / "emb").mkdir(parents=True)
+    (home / "emb" / real.name).symlink_to(real)
+    monkeypatch.setenv("HOME", str(home))
+    assert find_data_file(real.name, "~/emb") == home / "emb" / real.name
+    monkeypatch.setenv(DATA_ENV_VAR, "~/emb")
+    X, y = load_clinc150(subset="val", return_X_y=True)
+    assert X.shape == (3100, 384) and X.dtype == np.float32 and y.dtype == np.int64
+    assert Path("~").expanduser() == home

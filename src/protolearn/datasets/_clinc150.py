@@ -12,11 +12,12 @@ _SUBSETS = ("train", "val", "test", "all")
 
 
 def _candidate_dirs(data_home):
+    # "~" expanded, as scikit-learn's get_data_home does
     if data_home is not None:
-        return [Path(data_home)], f"data_home={str(data_home)!r}"
+        return [Path(data_home).expanduser()], f"data_home={str(data_home)!r}"
     env = os.environ.get(DATA_ENV_VAR)
     if env:
-        return [Path(env)], f"${DATA_ENV_VAR}={env!r}"
+        return [Path(env).expanduser()], f"${DATA_ENV_VAR}={env!r}"
     # A source checkout beside the shared folder: <repo>/../shared/data.
     here = Path(__file__).resolve()
     guesses = [p.parent / "shared" / "data" for p in here.parents[2:5]]
@@ -28,8 +29,8 @@ def find_data_file(name, data_home=None):
     """Path of file `name` in the data folder.
 
     The folder is `data_home` if given, else the environment variable
-    ``PROTOLEARN_DATA``, else ``../shared/data`` beside a source checkout.  The error
-    names both ways to point at it.
+    ``PROTOLEARN_DATA``, else ``../shared/data`` beside a source checkout (a leading
+    ``~`` is expanded to the home folder).  The error names both ways to point at it.
     """
     dirs, how = _candidate_dirs(data_home)
     for d in dirs:

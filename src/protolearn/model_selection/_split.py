@@ -1,7 +1,6 @@
 """Few-shot episodes as a scikit-learn cross-validator (``cv=`` of ``cross_val_score``,
 ``GridSearchCV``, ...)."""
 
-import numpy as np
 from sklearn.model_selection import BaseCrossValidator
 from sklearn.utils import column_or_1d
 from sklearn.utils.validation import _num_samples

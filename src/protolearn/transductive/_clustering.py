@@ -40,7 +40,8 @@ class LaplacianKMeans(ClusterMixin, BaseEstimator):
         Weight of the Laplacian term (1.0 as in the official LaplacianShot code;
         ``lam=0`` is soft K-means).
     n_neighbors : int >= 1, default=10
-        Neighbours per point in the kNN graph (itself excluded).
+        Neighbours per point in the kNN graph (itself excluded; at most
+        ``n_samples - 1`` are used).
     affinity : {"binary", "heat"}, default="binary"
     prototype : {"kmeans", "kmodes"}, default="kmeans"
     temperature : "auto" or float > 0, default="auto"
@@ -51,6 +52,12 @@ class LaplacianKMeans(ClusterMixin, BaseEstimator):
         stay sharp at any number of clusters and dimension while the kNN graph still
         reshapes the boundaries.  (The mean squared kNN distance is no substitute: it
         grows with the dimension and made 150 clusters of 384-d embeddings collapse.)
+        Initial clusters with no spread above the floating-point resolution of the
+        squared distances (duplicated points) are left out of the median; when none
+        is left, ``h^2`` is used.  For ``prototype="kmodes"`` the value is divided by
+        ``2 h^2`` (``h``: `bandwidth_`): near a mode the kernel term is
+        ``-1 + |x - m|^2 / (2 h^2)``, so this is the same sharpness as for K-means,
+        and it does not depend on the units of ``X``.
     preprocessing : {"cl2n", "l2n"} or None, default=None
         As in :class:`LaplacianFewShotClassifier` (centring on the data mean).
     n_init : int >= 1, default=1
@@ -168,6 +175,16 @@ class LaplacianKMeans(ClusterMixin, BaseEstimator):
             raise ValueError(
                 f"n_samples={n} should be >= n_clusters={K} (and at least 2)."
             )
+        # squared distances are at most 4 max |x|^2: they must not overflow X's dtype
+        with np.errstate(over="ignore"):
+            sq_max = 4 * float(np.einsum("ij,ij->i", X, X, dtype=np.float64).max())
+        if not sq_max <= float(np.finfo(X.dtype).max):
+            hint = " or pass float64 data" if X.dtype == np.float32 else ""
+            raise ValueError(
+                f"X is too large in magnitude: its squared distances overflow "
+                f"{X.dtype} (largest absolute value {float(np.abs(X).max()):.3g}); "
+                f"rescale X (e.g. StandardScaler){hint}."
+            )
         rng = check_random_state(self.random_state)
         self.center_ = X.mean(0) if self.preprocessing == "cl2n" else None
         Z = self._transform(X)
@@ -216,8 +233,18 @@ class LaplacianKMeans(ClusterMixin, BaseEstimator):
         # grows with the dimension and is far too soft for many clusters).
         top = _prototypes.cluster_top_variances(Z, labels, self.n_clusters,
                                                 random_state=rng)  # fmt: skip
-        top = top[np.isfinite(top) & (top > 0)]
-        return float(np.median(top)) if top.size else float(h * h)
+        # Spreads within the rounding error of the solver's squared distances
+        # (|z|^2 - 2 z.m + |m|^2: eps |z|^2) are no spread (clusters of duplicated
+        # points); dividing by them would blow that error up into the objective.
+        mean_sq = float(np.einsum("ij,ij->", Z, Z, dtype=np.float64)) / Z.shape[0]
+        floor = 10 * float(np.finfo(Z.dtype).eps) * mean_sq
+        top = top[np.isfinite(top) & (top > floor)]
+        T = float(np.median(top)) if top.size else max(float(h * h), floor)
+        if self.prototype == "kmodes":
+            # -exp(-d^2 / (2 h^2)) ~ -1 + d^2 / (2 h^2) near a mode: the K-means
+            # sharpness in the kernel's units (independent of the units of X)
+            T /= 2 * h * h
+        return max(T, float(np.finfo(np.float32).tiny))
 
     def score(self, X, y=None):
         """Minus the K-means inertia of ``X`` to the centres (higher is better), as
