@@ -208,7 +208,7 @@ def test_episode_split_classes_and_bad_input(pool):
         assert np.isin(pool[np.r_[train_idx, test_idx]], test).all()
     with pytest.raises(ValueError, match="needs y"):
         next(EpisodeSplit().split(X))
-    with pytest.raises(ValueError, match="samples but y has"):
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
         next(EpisodeSplit().split(X[:-1], pool))
     with pytest.raises(ValueError, match="n_episodes must be an int"):
         EpisodeSplit(n_episodes=0).get_n_splits()

@@ -2,8 +2,7 @@
 ``GridSearchCV``, ...)."""
 
 from sklearn.model_selection import BaseCrossValidator
-from sklearn.utils import column_or_1d
-from sklearn.utils.validation import _num_samples
+from sklearn.utils import check_consistent_length, column_or_1d
 
 from ._episodes import _check_positive_int, sample_episodes
 
@@ -93,10 +92,7 @@ class EpisodeSplit(BaseCrossValidator):
                 "EpisodeSplit.split needs y: episodes are drawn class by class."
             )
         y = column_or_1d(y)
-        if _num_samples(X) != y.shape[0]:
-            raise ValueError(
-                f"X has {_num_samples(X)} samples but y has {y.shape[0]}."
-            )
+        check_consistent_length(X, y)
         episodes = sample_episodes(
             y,
             n_way=self.n_way,
