@@ -40,6 +40,13 @@ def mean_confidence_interval(values, *, z=1.96):
     Returns
     -------
     mean : float, half_width : float
+
+    Examples
+    --------
+    >>> from protolearn.metrics import mean_confidence_interval
+    >>> mean, ci = mean_confidence_interval([0.8, 0.9, 1.0, 0.9])
+    >>> round(mean, 3), round(ci, 3)
+    (0.9, 0.069)
     """
     v = np.asarray(
         xp.to_numpy(values) if xp.is_torch(values) else values, dtype=np.float64
@@ -71,19 +78,73 @@ def _check_binary(y_true, y_score):
 
 
 def auroc(y_true, y_score):
-    """Area under the ROC curve with in-distribution (1) as the positive class."""
+    """Area under the ROC curve with in-distribution (1) as the positive class.
+
+    Parameters
+    ----------
+    y_true : array-like or torch tensor of shape (n_samples,)
+        1 for in-distribution samples, 0 for out-of-distribution ones.
+    y_score : array-like or torch tensor of shape (n_samples,)
+        Higher for more in-distribution (a detector's ``score_samples``).
+
+    Returns
+    -------
+    score : float
+
+    Examples
+    --------
+    >>> from protolearn.metrics import auroc
+    >>> auroc([1, 1, 0, 0], [0.9, 0.4, 0.5, 0.1])
+    0.75
+    """
     y_true, y_score = _check_binary(y_true, y_score)
     return float(roc_auc_score(y_true, y_score))
 
 
 def aupr_in(y_true, y_score):
-    """Average precision with in-distribution (1) as the positive class."""
+    """Average precision with in-distribution (1) as the positive class.
+
+    Parameters
+    ----------
+    y_true : array-like or torch tensor of shape (n_samples,)
+        1 for in-distribution samples, 0 for out-of-distribution ones.
+    y_score : array-like or torch tensor of shape (n_samples,)
+        Higher for more in-distribution (a detector's ``score_samples``).
+
+    Returns
+    -------
+    score : float
+
+    Examples
+    --------
+    >>> from protolearn.metrics import aupr_in
+    >>> aupr_in([1, 1, 0, 0], [0.9, 0.4, 0.5, 0.1])
+    0.8333333333333333
+    """
     y_true, y_score = _check_binary(y_true, y_score)
     return float(average_precision_score(y_true, y_score))
 
 
 def aupr_out(y_true, y_score):
-    """Average precision with out-of-distribution (0) as the positive class."""
+    """Average precision with out-of-distribution (0) as the positive class.
+
+    Parameters
+    ----------
+    y_true : array-like or torch tensor of shape (n_samples,)
+        1 for in-distribution samples, 0 for out-of-distribution ones.
+    y_score : array-like or torch tensor of shape (n_samples,)
+        Higher for more in-distribution (a detector's ``score_samples``).
+
+    Returns
+    -------
+    score : float
+
+    Examples
+    --------
+    >>> from protolearn.metrics import aupr_out
+    >>> aupr_out([1, 1, 0, 0], [0.9, 0.4, 0.5, 0.1])
+    0.8333333333333333
+    """
     y_true, y_score = _check_binary(y_true, y_score)
     return float(average_precision_score(1 - y_true, -y_score))
 
@@ -94,6 +155,24 @@ def fpr_at_tpr(y_true, y_score, *, tpr=0.95):
     The share of out-of-distribution samples accepted (scored at or above the
     threshold) when the threshold is the highest one that accepts at least `tpr` of the
     in-distribution samples ("FPR95" for ``tpr=0.95``; lower is better).
+
+    Parameters
+    ----------
+    y_true : array-like or torch tensor of shape (n_samples,)
+        1 for in-distribution samples, 0 for out-of-distribution ones.
+    y_score : array-like or torch tensor of shape (n_samples,)
+        Higher for more in-distribution (a detector's ``score_samples``).
+
+    Returns
+    -------
+    fpr : float
+    tpr : float in (0, 1], default=0.95
+
+    Examples
+    --------
+    >>> from protolearn.metrics import fpr_at_tpr
+    >>> fpr_at_tpr([1, 1, 0, 0], [0.9, 0.4, 0.5, 0.1])  # 0.5 is accepted with 0.4
+    0.5
     """
     if not 0 < tpr <= 1:
         raise ValueError(f"tpr must be in (0, 1]; got {tpr}.")
@@ -109,6 +188,13 @@ def ood_report(scores_in, scores_out, *, tpr=0.95):
     -------
     report : :class:`~sklearn.utils.Bunch` with ``auroc``, ``aupr_in``, ``aupr_out``,
         ``fpr95`` (named for the default ``tpr``).
+
+    Examples
+    --------
+    >>> from protolearn.metrics import ood_report
+    >>> r = ood_report([0.9, 0.4], [0.5, 0.1])
+    >>> r.auroc, r.fpr95
+    (0.75, 0.5)
     """
     s_in = _column(scores_in)
     s_out = _column(scores_out)
@@ -142,6 +228,13 @@ def open_set_report(y_true, y_pred, *, nota_label="auto"):
         (the NOTA label as the positive class), ``accuracy`` (NOTA counted as one more
         class), ``macro_f1`` (macro F1 over the known classes and NOTA, the open-intent
         protocol's score), ``known_macro_f1`` (macro F1 over the known classes only).
+
+    Examples
+    --------
+    >>> from protolearn.metrics import open_set_report
+    >>> r = open_set_report([0, 1, -1, -1], [0, -1, -1, 1])
+    >>> r.in_scope_accuracy, r.nota_precision, r.nota_recall
+    (0.5, 0.5, 0.5)
     """
     y_true = _column(y_true)
     y_pred = _column(y_pred)

@@ -66,6 +66,16 @@ def load_clinc150(data_home=None, *, subset="all", include_oos=True, return_X_y=
     data : :class:`~sklearn.utils.Bunch` with ``data`` (n, 384) float32 (unit norm),
         ``target`` (n,) int64 (-1 = out-of-scope), ``split`` (n,) str, ``text`` (n,) str,
         ``target_names`` (150,) str, ``DESCR``.
+
+    Examples
+    --------
+    With the data file present (the example is not run by the test suite, which may
+    not have it)::
+
+        >>> from protolearn.datasets import load_clinc150
+        >>> X, y = load_clinc150(subset="test", return_X_y=True)  # doctest: +SKIP
+        >>> X.shape, X.dtype                                       # doctest: +SKIP
+        ((5500, 384), dtype('float32'))
     """
     if subset not in _SUBSETS:
         raise ValueError(f"subset must be one of {_SUBSETS}; got {subset!r}.")

@@ -30,6 +30,13 @@ def load_demo_data(name="digits", *, test_size=0.3, standardize=True, random_sta
     -------
     data : :class:`~sklearn.utils.Bunch` with ``X_train``, ``X_test``, ``y_train``,
         ``y_test``, ``target_names``, ``name``.
+
+    Examples
+    --------
+    >>> from protolearn.datasets import load_demo_data
+    >>> data = load_demo_data("iris")
+    >>> data.X_train.shape, data.X_test.shape, data.X_train.dtype
+    ((105, 4), (45, 4), dtype('float32'))
     """
     if name not in _LOADERS:
         raise ValueError(f"name must be one of {sorted(_LOADERS)}; got {name!r}.")
