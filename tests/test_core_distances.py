@@ -150,3 +150,18 @@ def test_nearest_and_min_per_group(rng):
     )
     with pytest.raises(ValueError, match="sorted"):
         D.min_per_group(Dm, groups[::-1], 3)
+
+
+def test_precision_cholesky_errors_name_the_cause():
+    from protolearn._core._gaussian import shrunk_precision_cholesky
+
+    S = np.diag([1.0, 0.0])  # singular: shrinkage is the remedy
+    with pytest.raises(ValueError, match="use shrinkage"):
+        precision_cholesky(S)
+    L, s = shrunk_precision_cholesky(S, 10, 0.5)
+    np.testing.assert_allclose(L @ L.T, np.linalg.inv(0.5 * S + 0.25 * np.eye(2)))
+    # zero (identical samples): shrinkage towards tr(S)/d * I cannot help, and the
+    # message must not say it would
+    for shrinkage in ("auto", 0.5, None):
+        with pytest.raises(ValueError, match="is zero .*identical"):
+            shrunk_precision_cholesky(np.zeros((2, 2)), 10, shrinkage)

@@ -44,6 +44,12 @@ def precision_cholesky(covariance):
     Raises a ValueError naming the remedy when the covariance is not positive definite.
     """
     C = xp.to_numpy(covariance).astype(np.float64, copy=False)
+    if not np.any(C):
+        raise ValueError(
+            "The covariance matrix is zero (the samples it is estimated from are "
+            "identical), so no shrinkage towards tr(S)/d * I can make it invertible; "
+            "fit on samples that differ."
+        )
     try:
         cov_chol = linalg.cholesky(C, lower=True)
     except linalg.LinAlgError as exc:
