@@ -103,8 +103,34 @@ def test_knn_equals_sklearn_neighbors(rng, normalize):
 
 def test_knn_errors(rng):
     X, _ = _blobs(rng)
-    with pytest.raises(ValueError, match="n_neighbors=500 exceeds the 240"):
+    with pytest.raises(ValueError, match="n_neighbors=500 must be below the 240"):
         KNNDetector(n_neighbors=500).fit(X)
+    with pytest.raises(ValueError, match="n_neighbors=240 must be below the 240"):
+        KNNDetector(n_neighbors=240).fit(X)
+
+
+@pytest.mark.parametrize("k", [1, 7])
+def test_knn_offset_leaves_each_training_sample_out(rng, k):
+    # offset_: percentile of each training sample's distance to its k-th nearest
+    # *other* training sample (sklearn's kneighbors() without X leaves the row out)
+    X, _ = _blobs(rng)
+    X = np.r_[X, X[:5]]  # exact duplicates: their twin is a genuine neighbour at 0
+    det = KNNDetector(n_neighbors=k, contamination=0.1).fit(X)
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    loo = NearestNeighbors(n_neighbors=k).fit(Xn).kneighbors()[0][:, -1]
+    assert det.offset_ == pytest.approx(np.percentile(-loo, 10), rel=1e-6, abs=1e-7)
+    # in-sample scores count the row itself, so fewer training rows are flagged
+    assert np.mean(det.predict(X) == -1) <= 0.1
+
+
+@pytest.mark.parametrize("k", [1, 5, 50])
+def test_knn_contamination_is_the_share_of_new_inliers_flagged(clinc150, k):
+    # fit on the in-scope train rows; the in-scope test rows are new in-distribution
+    # samples: about 5% of them are flagged ("auto"). With in-sample training scores
+    # k=1 flagged all of them (offset 0) and k=5 7.1%.
+    det = KNNDetector(n_neighbors=k).fit(clinc150["X_train_in"])
+    X_test = clinc150["X_test"][clinc150["y_test"] >= 0]
+    assert 0.03 <= np.mean(det.predict(X_test) == -1) <= 0.08
 
 
 # ------------------------------------------------------ shared conventions
@@ -138,10 +164,13 @@ def test_outlier_conventions(rng, det, contamination):
     det.set_params(contamination=contamination).fit(X, y)
     share = 0.05 if contamination == "auto" else contamination
     s = det.score_samples(X)
-    assert det.offset_ == pytest.approx(np.percentile(s, 100 * share))
     pred = det.predict(X)
     assert pred.dtype.kind == "i" and set(np.unique(pred)) == {-1, 1}
-    assert np.mean(pred == -1) == pytest.approx(share, abs=1.5 / X.shape[0])
+    if isinstance(det, KNNDetector):  # leave-one-out offset (tested above)
+        assert np.mean(pred == -1) <= share
+    else:
+        assert det.offset_ == pytest.approx(np.percentile(s, 100 * share))
+        assert np.mean(pred == -1) == pytest.approx(share, abs=1.5 / X.shape[0])
     np.testing.assert_allclose(det.decision_function(X), s - det.offset_)
     # far away points are outliers, training-like points inliers
     far = X.mean(0) + 100 * X.std(0)

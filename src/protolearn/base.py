@@ -230,7 +230,9 @@ class BaseOutlierDetector(OutlierMixin, BaseEstimator):
       data, the operating point of the FPR95 metric).
 
     Subclasses implement ``_score_samples`` (an (n,) array, numpy or torch like ``X``,
-    on ``X``'s device) and call ``self._set_offset(X)`` at the end of ``fit``.  They add
+    on ``X``'s device) and call ``self._set_offset(X)`` at the end of ``fit``; one whose
+    training rows score themselves (a training row is its own nearest neighbour)
+    overrides ``_training_scores`` to leave them out.  They add
     their own entries to ``_parameter_constraints`` (``{**BaseOutlierDetector.
     _parameter_constraints, ...}``).
     """
@@ -247,6 +249,11 @@ class BaseOutlierDetector(OutlierMixin, BaseEstimator):
     def _score_samples(self, X):  # pragma: no cover - abstract hook
         raise NotImplementedError
 
+    def _training_scores(self, X):
+        """Scores of the training rows ``X`` that set ``offset_`` (by default, the
+        same as :meth:`score_samples`)."""
+        return self._score_samples(X)
+
     def _set_offset(self, X, max_samples=None):
         """``offset_`` from the scores of the (validated) training data ``X``.
 
@@ -257,7 +264,7 @@ class BaseOutlierDetector(OutlierMixin, BaseEstimator):
         c = self.AUTO_CONTAMINATION if c == "auto" else c
         if max_samples is not None and X.shape[0] > max_samples:
             X = X[np.linspace(0, X.shape[0] - 1, max_samples).astype(np.intp)]
-        scores = xp.to_numpy(self._score_samples(X)).astype(np.float64)
+        scores = xp.to_numpy(self._training_scores(X)).astype(np.float64)
         self.offset_ = float(np.percentile(scores, 100.0 * c))
 
     def score_samples(self, X):
