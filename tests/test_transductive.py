@@ -221,6 +221,19 @@ def test_bad_input(rng):
         laplacian_fewshot_episodes(S, lab, Q, lam=-1)
     with pytest.raises(TypeError, match="unexpected parameters"):
         laplacian_fewshot_episodes(S, lab, Q, knn=3)
+    # a centre of the wrong length or not finite: named, not a broadcasting error
+    with pytest.raises(ValueError, match=r"center must have shape \(n_features,\)"):
+        laplacian_fewshot_episodes(S, lab, Q, center=np.zeros(3))
+    for est_or_fn in ("estimator", "function"):
+        with pytest.raises(ValueError, match="center contains NaN"):
+            if est_or_fn == "function":
+                laplacian_fewshot_episodes(
+                    S, lab, Q, center=np.full(Xs.shape[1], np.nan)
+                )
+            else:
+                LaplacianFewShotClassifier(center=np.full(Xs.shape[1], np.inf)).fit(
+                    X, np.r_[ys, -np.ones(36)]
+                )
 
 
 @pytest.mark.parametrize("preprocessing", ["cl2n", None])

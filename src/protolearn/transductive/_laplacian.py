@@ -47,6 +47,20 @@ _PARAMS = {
 }
 
 
+def _check_center(center, n_features, dtype):
+    """`center` as a finite (n_features,) numpy array of `dtype`, or a ValueError."""
+    c = np.asarray(xp.to_numpy(center) if xp.is_torch(center) else center, dtype=dtype)
+    c = c.ravel()
+    if c.shape != (n_features,):
+        raise ValueError(
+            f"center must have shape (n_features,)=({n_features},); got "
+            f"{np.shape(center)}."
+        )
+    if not np.all(np.isfinite(c)):
+        raise ValueError("center contains NaN or infinity.")
+    return c
+
+
 def _centre(support, query, preprocessing, center):
     """Support and query rows stacked (T, n, d) and centred as `preprocessing` asks
     ("cl2n": on `center`, None meaning each task's mean), not yet L2-normalised."""
@@ -298,6 +312,9 @@ def laplacian_fewshot_episodes(
             f"query shape {tuple(query.shape)} does not match support shape "
             f"{tuple(support.shape)} (same n_tasks and n_features needed)."
         )
+    if p["center"] is not None and p["preprocessing"] == "cl2n":
+        # checked in float64; cast to the features' dtype (and device) when used
+        p["center"] = _check_center(p["center"], d, np.float64)
     labels = np.asarray(xp.to_numpy(support_labels))
     if labels.shape != (T, ns) or labels.dtype.kind not in "iu":
         raise ValueError(
@@ -656,12 +673,7 @@ class LaplacianFewShotClassifier(BasePrototypeClassifier):
             )
         self.classes_ = classes
         if self.center is not None:
-            center = np.asarray(self.center, dtype=X.dtype).ravel()
-            if center.shape != (X.shape[1],):
-                raise ValueError(
-                    f"center must have shape (n_features,)=({X.shape[1]},); got "
-                    f"{np.shape(self.center)}."
-                )
+            center = _check_center(self.center, X.shape[1], X.dtype)
         elif self.preprocessing == "cl2n":
             center = X.mean(0)
         else:
