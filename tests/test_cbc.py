@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import pytest
 from _attacks import line_search, pgd_search
+from scipy.special import logsumexp, softmax
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
@@ -359,3 +360,44 @@ def test_cuda_fit_and_predict(digits_split):
         clf.certified_radius(Xq).cpu().numpy(), ref, rtol=1e-3, atol=1e-5
     )
     assert clf.score(Xte, yte) > 0.9
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("detection", ["exponential", "gaussian"])
+def test_far_queries_keep_the_formulas_ranking(name, detection):
+    # Three blobs; queries far out along the blob directions.  All detections there
+    # are below 1e-30 (or underflow): the clamped log p_c of an RBF network tied every
+    # class, so predict said classes_[0] and predict_proba was uniform.
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0, 0.0], [3.0, 3.0, 0.0], [3.0, -3.0, 0.0]])
+    X = np.concatenate([rng.normal(size=(20, 3)) + c for c in centres])
+    y = np.repeat([0, 1, 2], 20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MODELS[name](detection=detection, random_state=0).fit(X, y)
+    Q = np.array([[3.0, 3.0, 0.0], [3.0, -3.0, 0.0], [-1.0, -1.0, 0.0]])
+    Q = np.concatenate([Q * f for f in (1, 10, 30, 100)])
+    # float64 reference: log p_c = log(sum_k r+_ck d_k + r-_ck (1 - d_k)) with the
+    # positive sum taken as a logsumexp (exact far from every component)
+    pos, neg = (
+        (clf.class_weights_, np.zeros_like(clf.class_weights_))
+        if name == "rbf"
+        else (clf.reasoning_[..., 0], clf.reasoning_[..., 1])
+    )
+    Z = (pos + neg).sum(1, keepdims=True)
+    pos, neg = pos / Z, neg / Z
+    dist = ((Q[:, None, :] - clf.components_[None]) ** 2).sum(-1)
+    dist = np.sqrt(dist) if detection == "exponential" else dist
+    log_d = -dist / clf.sigma_
+    log_pos = logsumexp(log_d[:, None, :], b=pos[None], axis=2)
+    with np.errstate(divide="ignore"):
+        log_neg = np.log((1 - np.exp(log_d)) @ neg.T)
+    ref = np.logaddexp(log_pos, log_neg)
+    np.testing.assert_array_equal(clf.predict(Q), clf.classes_[ref.argmax(1)])
+    np.testing.assert_allclose(clf.predict_proba(Q), softmax(ref, axis=1), atol=1e-6)
+    if name == "rbf":  # far out along blob 1 / blob 2: still classes 1 / 2
+        np.testing.assert_array_equal(clf.predict(Q[[-3, -2]]), [1, 2])
+    np.testing.assert_array_equal(clf.explain(Q).predicted_label, clf.predict(Q))
+    # torch tensors follow the same formula
+    Pt = clf.predict_proba(torch.from_numpy(Q))
+    np.testing.assert_allclose(Pt.numpy(), softmax(ref, axis=1), atol=1e-6)

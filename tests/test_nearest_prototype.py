@@ -142,6 +142,72 @@ def test_partial_fit_new_class_too_small_for_its_prototypes(rng):
         clf.partial_fit(rng.normal(size=(2, 2)), [7, 7])
 
 
+def test_partial_fit_after_fit_seeds_a_new_class(rng):
+    # fit then partial_fit with a new class needing k-means (used to raise
+    # AttributeError: no '_rng'); the new class's seeding is reproducible.
+    X = rng.normal(size=(60, 3))
+    y = np.repeat([0, 1, 2], 20)
+    X[y == 2] += 5
+    fits = []
+    for _ in range(2):
+        clf = NPC(n_prototypes=2, random_state=0).fit(X[y < 2], y[y < 2])
+        clf.partial_fit(X[y == 2], y[y == 2])
+        fits.append(clf)
+    assert fits[0].classes_.tolist() == [0, 1, 2]
+    assert fits[0].prototypes_.shape == (6, 3)
+    np.testing.assert_array_equal(fits[0].prototypes_, fits[1].prototypes_)
+    np.testing.assert_array_equal(fits[0].predict(X[y == 2]), 2)
+
+
+def test_failed_partial_fit_leaves_the_model_unchanged(rng):
+    X = rng.normal(size=(40, 3))
+    y = np.repeat([0, 1], 20)
+    X[y == 1] += 3
+    # a first batch that fails leaves the estimator unfitted, not half-initialised
+    clf = NPC(n_prototypes=2)
+    with pytest.raises(ValueError, match="0 has 1 < 2"):
+        clf.partial_fit(X[[0, 20, 21]], [0, 1, 1])
+    assert not hasattr(clf, "prototypes_") and not hasattr(clf, "classes_")
+    # a later batch that fails (singular covariance) keeps the classes consistent:
+    # before, class means were merged but prototypes were not, and the next call
+    # crashed ("argmin of an empty sequence")
+    clf = NPC(metric="mahalanobis")
+    with pytest.raises(ValueError, match="within-class covariance is zero"):
+        clf.partial_fit(X[[0, 20]], [0, 1])
+    clf.partial_fit(X, y)
+    ref = NPC(metric="mahalanobis").fit(X, y)
+    np.testing.assert_allclose(clf.prototypes_, ref.prototypes_)
+    np.testing.assert_array_equal(clf.predict(X), ref.predict(X))
+    before = {k: np.copy(v) for k, v in vars(clf).items() if k.endswith("_")}
+    with pytest.raises(ValueError, match="3 features"):
+        clf.partial_fit(X[:, :2], y)
+    with pytest.raises(ValueError, match="cannot be mixed"):
+        clf.partial_fit(X[:5], ["a"] * 5)
+    for k, v in before.items():
+        np.testing.assert_array_equal(getattr(clf, k), v)
+
+
+def test_partial_fit_rejects_string_labels_after_numeric(rng):
+    # np.union1d silently turned the int classes into strings ('0', '1', 'x'), so
+    # predict returned strings for the old classes.
+    clf = NPC().partial_fit(rng.normal(size=(6, 2)), [0, 0, 0, 1, 1, 1])
+    with pytest.raises(ValueError, match="numeric and string labels"):
+        clf.partial_fit(rng.normal(size=(3, 2)), ["x", "x", "x"])
+    assert clf.classes_.tolist() == [0, 1]
+    assert clf.predict(rng.normal(size=(2, 2))).dtype.kind == "i"
+
+
+def test_mahalanobis_without_within_class_spread_says_so():
+    # one sample per class: the pooled covariance is 0; the message used to advise
+    # "use shrinkage (e.g. shrinkage='auto')", the setting already in use
+    X = np.array([[0.0, 0.0], [1.0, 1.0], [5.0, 0.0]])
+    with pytest.raises(ValueError, match="within-class covariance is zero") as err:
+        NPC(metric="mahalanobis").fit(X, [0, 1, 2])
+    assert "shrinkage='auto'" not in str(err.value)
+    with pytest.raises(ValueError, match="within-class covariance is zero"):
+        NPC(metric="mahalanobis").fit(np.repeat(X, 2, axis=0), np.repeat([0, 1, 2], 2))
+
+
 # --------------------------------------------------------------- explanations
 def test_explain_returns_prototypes_and_exemplars(digits):
     X, y = digits.X_train, digits.y_train

@@ -37,6 +37,7 @@ from ._reasoning import (
     decode_rbf_weights,
     decode_stable_reasoning,
     detection_probabilities,
+    log_class_probabilities,
 )
 from ._robustness import (
     linear_form,
@@ -67,6 +68,7 @@ __all__ = [
     "l2_normalize",
     "ledoit_wolf_shrinkage",
     "linear_form",
+    "log_class_probabilities",
     "mahalanobis_distances",
     "nearest",
     "nearest_prototype_index",

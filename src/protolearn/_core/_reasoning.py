@@ -139,3 +139,41 @@ def margin_loss(scores, y, margin):
     masked = scores.copy()
     masked[rows, y] = -np.inf
     return np.maximum(masked.max(1) - own + margin, 0)
+
+
+def log_class_probabilities(dist, sigma, positive, negative=None):
+    """``log p_c(x)`` (n, C) from component distances, computed without underflow.
+
+    ``p_c = sum_k r+_ck d_k + r-_ck (1 - d_k)`` (effective reasoning; `negative` None
+    for an RBF network) with ``d_k = exp(-dist_k / sigma)``.  Far from every component
+    all ``d_k`` underflow (or fall below any clamp) and ``log p_c`` of a model without
+    negative evidence would tie across classes; the positive evidence is therefore
+    summed as ``exp(m) * sum_k r+_ck exp(-dist_k / sigma - m)`` with ``m`` the row
+    maximum of ``-dist / sigma``, and added to the negative evidence in log space.
+    numpy or torch in, same kind out.
+    """
+    torch_in = xp.is_torch(dist)
+    if torch_in:
+        import torch
+
+        tiny = torch.finfo(dist.dtype).tiny
+    else:
+        tiny = np.finfo(dist.dtype).tiny
+    log_d = -dist / sigma
+    m = xp.amax(log_d, axis=1)[:, None]
+    if negative is None:
+        Z = positive.sum(1)
+        Z = Z.clamp(min=1e-30) if torch_in else np.maximum(Z, 1e-30)
+        pos, neg = positive / Z[:, None], None
+    else:
+        pos, neg = effective_reasoning(positive, negative)
+    S = xp.exp(log_d - m) @ pos.T
+    S = S.clamp(min=tiny) if torch_in else np.maximum(S, tiny)
+    log_pos = m + xp.log(S)
+    if neg is None:
+        return log_pos
+    N = (1 - xp.exp(log_d)) @ neg.T  # the absence evidence, >= 0, no cancellation
+    if torch_in:
+        return torch.logaddexp(log_pos, N.log())
+    with np.errstate(divide="ignore"):
+        return np.logaddexp(log_pos, np.log(N))

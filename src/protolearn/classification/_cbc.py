@@ -186,8 +186,10 @@ class _ComponentClassifier(BaseTrainedPrototypeClassifier):
         return (self.robust_margin_ - radius).clamp(min=0).mean()
 
     def _scores_torch(self, params, X):
-        _, _, P = self._probabilities_torch(params, X)
-        return P.clamp(min=1e-30).log()
+        dist = _reasoning.component_distances(X, params["components"], self.detection)
+        return _reasoning.log_class_probabilities(
+            dist, self._sigma_torch(params), *self._combination(params)
+        )
 
     def _store(self, params):
         self.components_ = params["components"]
@@ -215,10 +217,15 @@ class _ComponentClassifier(BaseTrainedPrototypeClassifier):
         return D, _reasoning.class_probabilities(D, *self._numpy_combination(X))
 
     def _class_scores(self, X):
-        _, P = self._probabilities(X)
-        if xp.is_torch(P):
-            return P.clamp(min=1e-30).log()
-        return np.log(np.maximum(P, 1e-30))
+        # log p_c in log space: the clamped log of the probabilities tied every class
+        # of an RBF network at samples far from all components (predicting classes_[0]
+        # with uniform predict_proba).
+        dist = _reasoning.component_distances(
+            X, xp.asarray_like(self.components_, X), self.detection
+        )
+        return _reasoning.log_class_probabilities(
+            dist, self.sigma_, *self._numpy_combination(X)
+        )
 
     def class_probabilities(self, X):
         """The model's class probabilities ``p_c(x)`` (not normalised over classes).
@@ -326,7 +333,7 @@ class _ComponentClassifier(BaseTrainedPrototypeClassifier):
         if neg is None:
             neg = np.zeros_like(pos)
         pos_e, neg_e = _reasoning.effective_reasoning(pos, neg)
-        pred = P.argmax(1)
+        pred = self._class_scores(X).argmax(1)  # predict's class (log-space scores)
         rows = np.arange(X.shape[0])
         plus = D * pos_e[pred]
         minus = (1 - D) * neg_e[pred]

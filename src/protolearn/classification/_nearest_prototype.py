@@ -68,6 +68,7 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
         Row indices (into the data seen by fit / partial_fit, in order) of each
         prototype's nearest training samples, -1 where fewer exist.
     exemplars_ : ndarray of shape (n_prototypes_total, exemplars_per_prototype, n_features)
+        Those samples (L2-normalised for "cosine"; zeros where the index is -1).
     n_iter_ : int
         Most k-means iterations taken by any class (1 when prototypes are means).
     n_samples_seen_ : int
@@ -199,6 +200,7 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
         counts = np.bincount(y_idx, minlength=classes.size)
         self._check_class_sizes(classes, counts, n_per_class)
         rng = check_random_state(self.random_state)
+        self._rng = rng  # partial_fit after fit seeds new classes' k-means with it
         Xw = self._work_space(X)
         self.class_means_ = _prototypes.class_means(Xw, y_idx, classes.size)
         self.class_count_ = counts.astype(np.int64)
@@ -223,6 +225,13 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
         return self
 
     def _set_precision(self):
+        if not np.trace(self.covariance_) > 0:
+            raise ValueError(
+                "metric='mahalanobis' needs within-class spread, but the pooled "
+                "within-class covariance is zero (every class's samples are identical, "
+                "e.g. one sample per class), which no shrinkage can regularise. Use "
+                "metric='euclidean' or give more (distinct) samples per class."
+            )
         s = self.shrinkage
         if s == "auto":
             s = _gaussian.oas_shrinkage(self.covariance_, self.n_samples_seen_)
@@ -284,7 +293,9 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
         of its samples); afterwards each sample moves its nearest prototype of its own
         class by a running mean (online k-means, MacQueen 1967).  With
         ``metric="mahalanobis"`` the pooled covariance is merged exactly from per-class
-        sufficient statistics (Chan et al.'s parallel update).
+        sufficient statistics (Chan et al.'s parallel update).  A batch that raises
+        (bad input, a class too small for its prototypes, labels of another type
+        than the classes seen so far) leaves the model as it was.
 
         Parameters
         ----------
@@ -298,9 +309,27 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
         -------
         self : object
         """
+        # A batch that raises leaves the model as it was (no half-merged classes).
+        state = dict(self.__dict__)
+        try:
+            return self._partial_fit(X, y)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(state)
+            raise
+
+    def _partial_fit(self, X, y):
         first = not hasattr(self, "prototypes_")
         X, y = validate_fit_data(self, X, y, reset=first)
         check_classification_targets(y)
+        if not first and (y.dtype.kind in "biuf") != (
+            self.classes_.dtype.kind in "biuf"
+        ):
+            raise ValueError(
+                f"y has labels of dtype {y.dtype} but the classes seen so far are of "
+                f"dtype {self.classes_.dtype} ({self.classes_[:5].tolist()}...); "
+                "numeric and string labels cannot be mixed across partial_fit calls."
+            )
         if first:
             d = X.shape[1]
             self.classes_ = np.unique(y)[:0]
