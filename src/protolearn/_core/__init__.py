@@ -5,6 +5,7 @@ device, in the input's floating dtype (float32 stays float32).
 """
 
 from ._distances import (
+    common_centre,
     cosine_distances,
     iter_distance_chunks,
     l2_normalize,
@@ -55,6 +56,7 @@ __all__ = [
     "class_means",
     "class_probabilities",
     "class_prototypes",
+    "common_centre",
     "cosine_distances",
     "decode_original_reasoning",
     "decode_rbf_weights",

@@ -18,13 +18,36 @@ def _row_norms_sq(X):
     return (X * X).sum(1)
 
 
+def common_centre(Y):
+    """A point to subtract from both sides before an expanded distance formula.
+
+    The mean of the prototypes ``Y`` (a constant: no gradient flows through it), or
+    None when ``Y`` has no rows.  Euclidean and Mahalanobis distances do not change
+    under a common translation, but the expansion ``|x|^2 - 2 x.y + |y|^2`` loses
+    every digit of the difference when the rows lie far from the origin: float32
+    features offset by 1e4 (raw tabular columns) gave chance-level nearest-prototype
+    predictions.  Centred on the prototypes, it keeps the precision of ``x - y``.
+    """
+    if Y.shape[0] == 0:
+        return None
+    c = Y.mean(0)
+    return c.detach() if xp.is_torch(c) else c
+
+
+def _shift(c, *arrays):
+    return arrays if c is None else tuple(a - c for a in arrays)
+
+
 def squared_euclidean_distances(X, Y, *, Y_norm_squared=None):
     """Squared euclidean distances ``||x - y||^2`` (one chunk, no chunking).
 
     Uses the expansion ``|x|^2 - 2 x.y + |y|^2`` (one matrix product) and clips the small
-    negative values it can produce to zero.
+    negative values it can produce to zero.  Without `Y_norm_squared` both sides are
+    first centred on the mean of ``Y`` (:func:`common_centre`); a caller passing
+    `Y_norm_squared` passes rows it has centred itself.
     """
     if Y_norm_squared is None:
+        X, Y = _shift(common_centre(Y), X, Y)
         Y_norm_squared = _row_norms_sq(Y)
     D = X @ Y.T
     D *= -2
@@ -80,7 +103,9 @@ def _check_precision_cholesky(L, Y, covariance_type):
         )
 
 
-def mahalanobis_distances(X, Y, precision_cholesky, covariance_type="tied"):
+def mahalanobis_distances(
+    X, Y, precision_cholesky, covariance_type="tied", *, centred=False
+):
     """Squared Mahalanobis distances ``(x - y)^T P (x - y)`` (one chunk, no chunking).
 
     `precision_cholesky` is a factor ``L`` of the precision ``P = L L^T`` (as in
@@ -88,14 +113,19 @@ def mahalanobis_distances(X, Y, precision_cholesky, covariance_type="tied"):
     inverted here.  `covariance_type` says its form: "tied" (d, r), shared by all
     prototypes (r < d gives a low-rank metric such as GMLVQ's ``Omega.T``); "full"
     (m, d, d), one factor per prototype; "diag" (m, d), square roots of diagonal
-    precisions; "spherical" (m,), square roots of scalar precisions.
+    precisions; "spherical" (m,), square roots of scalar precisions.  Both sides are
+    centred on the mean of ``Y`` first (:func:`common_centre`) unless `centred` says
+    the caller did.
     """
     _check_precision_cholesky(precision_cholesky, Y, covariance_type)
     L = precision_cholesky
+    if not centred:
+        X, Y = _shift(common_centre(Y), X, Y)
     if covariance_type == "tied":
-        return squared_euclidean_distances(X @ L, Y @ L)
+        XL, YL = X @ L, Y @ L
+        return squared_euclidean_distances(XL, YL, Y_norm_squared=_row_norms_sq(YL))
     if covariance_type == "spherical":
-        D = squared_euclidean_distances(X, Y)
+        D = squared_euclidean_distances(X, Y, Y_norm_squared=_row_norms_sq(Y))
         D *= (L * L)[None, :]
         return D
     if covariance_type == "diag":
@@ -120,13 +150,16 @@ def _chunk_size(n_rows, n_cols, itemsize, working_memory):
     )
 
 
-def _one_chunk(Xc, Y, metric, precision_cholesky, Y_aux, covariance_type):
+def _one_chunk(Xc, Y, metric, precision_cholesky, Y_aux, covariance_type, c):
+    if metric == "cosine":
+        return cosine_distances(Xc, Y_aux, Y_normalized=True)
+    (Xc,) = _shift(c, Xc)  # Y is centred already (see _prepare)
     if metric in ("sqeuclidean", "euclidean"):
         D = squared_euclidean_distances(Xc, Y, Y_norm_squared=Y_aux)
         return xp.sqrt(D) if metric == "euclidean" else D
-    if metric == "cosine":
-        return cosine_distances(Xc, Y_aux, Y_normalized=True)
-    return mahalanobis_distances(Xc, Y, precision_cholesky, covariance_type)
+    return mahalanobis_distances(
+        Xc, Y, precision_cholesky, covariance_type, centred=True
+    )
 
 
 def _prepare(X, Y, metric, precision_cholesky):
@@ -141,12 +174,15 @@ def _prepare(X, Y, metric, precision_cholesky):
         if precision_cholesky is None:
             raise ValueError("metric='mahalanobis' needs precision_cholesky.")
         precision_cholesky = xp.asarray_like(precision_cholesky, X)
-    Y_aux = None
-    if metric in ("sqeuclidean", "euclidean"):
-        Y_aux = _row_norms_sq(Y)
-    elif metric == "cosine":
+    Y_aux, c = None, None
+    if metric == "cosine":
         Y_aux = l2_normalize(Y)
-    return Y, precision_cholesky, Y_aux
+    else:  # translation-invariant: centre both sides once (see common_centre)
+        c = common_centre(Y)
+        (Y,) = _shift(c, Y)
+        if metric in ("sqeuclidean", "euclidean"):
+            Y_aux = _row_norms_sq(Y)
+    return Y, precision_cholesky, Y_aux, c
 
 
 def iter_distance_chunks(
@@ -165,7 +201,7 @@ def iter_distance_chunks(
     "mahalanobis" (squared; needs `precision_cholesky` of the given
     `covariance_type`, see :func:`mahalanobis_distances`).
     """
-    Y, precision_cholesky, Y_aux = _prepare(X, Y, metric, precision_cholesky)
+    Y, precision_cholesky, Y_aux, c = _prepare(X, Y, metric, precision_cholesky)
     n = X.shape[0]
     itemsize = X.element_size() if xp.is_torch(X) else X.dtype.itemsize
     step = _chunk_size(n, max(Y.shape[0], X.shape[1]), itemsize, working_memory)
@@ -173,7 +209,7 @@ def iter_distance_chunks(
         sl = slice(start, min(start + step, n))
         yield (
             sl,
-            _one_chunk(X[sl], Y, metric, precision_cholesky, Y_aux, covariance_type),
+            _one_chunk(X[sl], Y, metric, precision_cholesky, Y_aux, covariance_type, c),
         )
 
 

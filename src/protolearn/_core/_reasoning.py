@@ -32,7 +32,7 @@ Reasoning (Saralajew et al., 2019; 2024)
 import numpy as np
 
 from ..utils import _array_api as xp
-from ._distances import pairwise_distances
+from ._distances import common_centre, pairwise_distances
 
 DETECTIONS = ("exponential", "gaussian")
 
@@ -56,8 +56,11 @@ def component_distances(X, components, detection="exponential"):
         raise ValueError(f"detection must be one of {DETECTIONS}; got {detection!r}.")
     W = xp.asarray_like(components, X) if not xp.is_torch(components) else components
     if xp.is_torch(X) and xp.is_torch(W) and (W.requires_grad or X.requires_grad):
-        # Differentiable path (training): one product, sqrt kept away from 0.
-        D = (X * X).sum(1)[:, None] - 2 * X @ W.T + (W * W).sum(1)[None, :]
+        # Differentiable path (training): one product, sqrt kept away from 0; both
+        # sides centred on the components first (see common_centre).
+        c = common_centre(W)
+        Xc, Wc = (X, W) if c is None else (X - c, W - c)
+        D = (Xc * Xc).sum(1)[:, None] - 2 * Xc @ Wc.T + (Wc * Wc).sum(1)[None, :]
         D = D.clamp(min=0)
         return (D + 1e-12).sqrt() if detection == "exponential" else D
     D = pairwise_distances(X, W, "sqeuclidean")

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import get_chunk_n_rows
-from ._distances import l2_normalize
+from ._distances import common_centre, l2_normalize
 
 
 def linear_form(prototypes, metric, *, precision_cholesky=None):
@@ -50,6 +50,12 @@ def linear_form(prototypes, metric, *, precision_cholesky=None):
     raise ValueError(f"No certified radius for metric={metric!r}.")
 
 
+def _centre_for(W, metric):
+    """The common centre of the linear forms (see :func:`common_centre`): the
+    differences ``s_i - s_j`` are translation-invariant except for the cosine rule."""
+    return None if metric == "cosine" else common_centre(W)
+
+
 def nearest_prototype_index(
     X, prototypes, metric="euclidean", *, precision_cholesky=None, working_memory=None
 ):
@@ -59,7 +65,9 @@ def nearest_prototype_index(
     Mahalanobis) but needs one matrix product per chunk and no norms of ``x``.
     """
     W = xp.asarray_like(prototypes, X)
-    A, c = linear_form(W, metric, precision_cholesky=precision_cholesky)
+    m = _centre_for(W, metric)
+    A, c = linear_form(W if m is None else W - m, metric,
+                       precision_cholesky=precision_cholesky)  # fmt: skip
     n = X.shape[0]
     itemsize = X.element_size() if xp.is_torch(X) else X.dtype.itemsize
     step = get_chunk_n_rows(
@@ -69,7 +77,8 @@ def nearest_prototype_index(
     )
     out = []
     for start in range(0, n, step):
-        S = X[start : start + step] @ A.T
+        Xc = X[start : start + step]
+        S = (Xc if m is None else Xc - m) @ A.T
         S -= c[None, :]
         out.append(xp.argmax(S, axis=1))
     return xp.concat(out) if out else np.empty(0, dtype=np.intp)
@@ -100,7 +109,9 @@ def nearest_prototype_radius(
         changes the predicted class.  Exact with one prototype per class.
     """
     W = xp.asarray_like(prototypes, X)
-    A, c = linear_form(W, metric, precision_cholesky=precision_cholesky)
+    m = _centre_for(W, metric)
+    A, c = linear_form(W if m is None else W - m, metric,
+                       precision_cholesky=precision_cholesky)  # fmt: skip
     labels = np.asarray(xp.to_numpy(prototype_labels))
     classes = np.unique(labels)
     # Pairwise norms |a_i - a_j| from the Gram matrix of A.
@@ -124,7 +135,7 @@ def nearest_prototype_radius(
     )
     for start in range(0, n, step):
         sl = slice(start, min(start + step, n))
-        S = X[sl] @ A.T - c[None, :]
+        S = (X[sl] if m is None else X[sl] - m) @ A.T - c[None, :]
         winner = xp.to_numpy(xp.argmax(S, axis=1))
         pred = labels[winner]
         for cls in np.unique(pred):

@@ -188,6 +188,12 @@ class LaplacianKMeans(ClusterMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         self.center_ = X.mean(0) if self.preprocessing == "cl2n" else None
         Z = self._transform(X)
+        # Without preprocessing the model depends on distances only: solve it on rows
+        # centred on their mean (the expanded distances of data far from the origin
+        # lose their digits in float32) and move the centres back at the end.
+        shift = X.mean(0) if self.preprocessing is None else None
+        if shift is not None:
+            Z = Z - shift
         W, h = _graph.knn_affinity(
             Z, min(self.n_neighbors, n - 1), kind=self.affinity, symmetric=True
         )
@@ -213,7 +219,7 @@ class LaplacianKMeans(ClusterMixin, BaseEstimator):
         _, (Y, M, n_iter, hist, conv) = best
         self.label_distributions_ = Y[0]
         self.labels_ = Y[0].argmax(1).astype(np.intp)
-        self.cluster_centers_ = M[0]
+        self.cluster_centers_ = M[0] if shift is None else M[0] + shift
         self.n_iter_ = int(n_iter[0])
         self.objective_ = hist[0, : self.n_iter_ + 1]
         if not conv[0]:
