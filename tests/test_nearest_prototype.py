@@ -322,3 +322,32 @@ def test_bad_predict_input_and_parameters(rng):
         NPC(temperature=-1).fit(X, y)
     with pytest.raises(ValueError, match="metric"):
         NPC(metric="manhattan").fit(X, y)
+
+
+@pytest.mark.parametrize("name", ["npc", "gaussian", "glvq"])
+def test_predict_log_proba_is_finite_for_confident_rows(name):
+    # log(softmax) gave -inf (and a divide-by-zero warning) where a probability rounds
+    # to 0; the log-softmax stays finite and equals log(predict_proba) elsewhere
+    import warnings
+
+    from protolearn.classification import GaussianPrototypeClassifier, GLVQClassifier
+
+    make = {
+        "npc": lambda: NPC(),
+        "gaussian": lambda: GaussianPrototypeClassifier(),
+        "glvq": lambda: GLVQClassifier(random_state=0),
+    }[name]
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(size=(30, 2)), rng.normal(size=(30, 2)) + 30]
+    y = np.repeat([0, 1], 30)
+    clf = make().fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        L = clf.predict_log_proba(X)
+    assert np.all(np.isfinite(L))
+    assert L[:30, 1].max() < -30  # far from class 1
+    P = clf.predict_proba(X)
+    ok = P > 1e-300
+    np.testing.assert_allclose(L[ok], np.log(P[ok]), rtol=1e-6, atol=1e-9)
+    Lt = clf.predict_log_proba(torch.from_numpy(X))
+    np.testing.assert_allclose(Lt.numpy(), L, rtol=1e-6, atol=1e-9)

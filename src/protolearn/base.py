@@ -26,14 +26,18 @@ class BasePrototypeClassifier(ClassifierMixin, BaseEstimator):
     """Classifier whose per-class scores come from the hook ``_class_scores(X)``.
 
     Subclasses implement ``_class_scores`` (an (n, n_classes) array, numpy or torch like
-    ``X``, higher = more likely) and may override ``_proba_from_scores``.
+    ``X``, higher = more likely) and may override ``_proba_logits``.
     """
 
     def _class_scores(self, X):  # pragma: no cover - abstract hook
         raise NotImplementedError
 
+    def _proba_logits(self, scores):
+        """Hook: the logits whose softmax is ``predict_proba`` (the scores here)."""
+        return scores
+
     def _proba_from_scores(self, scores):
-        return xp.softmax(scores, axis=1)
+        return xp.softmax(self._proba_logits(scores), axis=1)
 
     def _validated_scores(self, X):
         check_is_fitted(self)
@@ -64,10 +68,10 @@ class BasePrototypeClassifier(ClassifierMixin, BaseEstimator):
         return self._proba_from_scores(scores)
 
     def predict_log_proba(self, X):
-        """Logarithm of :meth:`predict_proba`."""
+        """Logarithm of :meth:`predict_proba` (a log-softmax: finite where a
+        probability rounds to 0)."""
         _, scores = self._validated_scores(X)
-        P = self._proba_from_scores(scores)
-        return P.log() if xp.is_torch(P) else np.log(P)
+        return xp.log_softmax(self._proba_logits(scores), axis=1)
 
 
 class NearestPrototypeMixin:

@@ -245,9 +245,10 @@ class _ComponentClassifier(BaseTrainedPrototypeClassifier):
         X = validate_predict_data(self, X)
         return self._probabilities(X)[1]
 
-    def _proba_from_scores(self, scores):
-        # scores are log p_c: normalise the agreement probabilities over classes.
-        return xp.softmax(scores, axis=1)
+    def _proba_logits(self, scores):
+        # scores are log p_c: their softmax normalises the agreement probabilities
+        # over classes.
+        return scores
 
     def detections(self, X):
         """Detection probabilities ``d_k(x) = exp(-dist(x, w_k) / sigma_)``.

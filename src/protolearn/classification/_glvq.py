@@ -233,8 +233,8 @@ class GLVQClassifier(NearestPrototypeMixin, BaseTrainedPrototypeClassifier):
         self.prototype_labels_ = self.classes_[self._proto_cls]
 
     # -------------------------------------------------------------- inference
-    def _proba_from_scores(self, scores):
-        return xp.softmax(scores / self.temperature, axis=1)
+    def _proba_logits(self, scores):
+        return scores / self.temperature
 
     def _metric_times(self, R):
         """``M r`` for residuals ``r`` (rows of R); the identity metric here."""

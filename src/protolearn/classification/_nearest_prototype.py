@@ -8,7 +8,6 @@ from sklearn.utils.multiclass import check_classification_targets
 
 from .._core import _distances, _gaussian, _prototypes
 from ..base import BasePrototypeClassifier, NearestPrototypeMixin
-from ..utils import _array_api as xp
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._validation import validate_fit_data
 
@@ -452,8 +451,8 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
         self.exemplars_ = np.concatenate(ex)
         self._set_exemplars(Xw, assign, row_ids, fresh=False)
 
-    def _proba_from_scores(self, scores):
-        return xp.softmax(scores / self.temperature, axis=1)
+    def _proba_logits(self, scores):
+        return scores / self.temperature
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -120,6 +120,14 @@ def softmax(x, axis):
     return _softmax(x, axis=axis)
 
 
+def log_softmax(x, axis):
+    if is_torch(x):
+        return x.log_softmax(dim=axis)
+    from scipy.special import log_softmax as _log_softmax
+
+    return _log_softmax(x, axis=axis)
+
+
 def norm(x, axis):
     if is_torch(x):
         return x.norm(dim=axis)
