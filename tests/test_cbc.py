@@ -401,3 +401,34 @@ def test_far_queries_keep_the_formulas_ranking(name, detection):
     # torch tensors follow the same formula
     Pt = clf.predict_proba(torch.from_numpy(Q))
     np.testing.assert_allclose(Pt.numpy(), softmax(ref, axis=1), atol=1e-6)
+
+
+@pytest.mark.parametrize("detection", ["exponential", "gaussian"])
+def test_rbf_radius_far_from_every_component(detection):
+    # Far out, every detection underflows: the radius came out negative (-10.5 at
+    # 100x the blob distance) although the prediction is confident.  The RBF margin
+    # only depends on ratios of detections; against a float64 log-space reference
+    # (exponential: sigma/2 * min_c (log P_y - log P_c)), and certified by a line
+    # search towards the other classes' blob centres.
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0, 0.0], [3.0, 3.0, 0.0], [3.0, -3.0, 0.0]])
+    X = np.concatenate([rng.normal(size=(20, 3)) + c for c in centres])
+    y = np.repeat([0, 1, 2], 20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = RBFClassifier(detection=detection, random_state=0).fit(X, y)
+    Q = np.concatenate([centres[[1, 2]] * f for f in (1, 10, 100, 1000)])
+    r = clf.certified_radius(Q)
+    assert np.all(r > 0)
+    pred = clf.predict(Q)
+    for i in range(Q.shape[0]):
+        flip = line_search(clf.predict, Q[i], centres[np.arange(3) != pred[i]] * 1e4)
+        assert r[i] <= flip * (1 + 1e-6) + 1e-9
+    if detection == "exponential":
+        dist = np.sqrt(((Q[:, None] - clf.components_[None]) ** 2).sum(-1))
+        w = clf.class_weights_ / clf.class_weights_.sum(1, keepdims=True)
+        logP = logsumexp(-dist[:, None, :] / clf.sigma_, b=w[None], axis=2)
+        yi = np.searchsorted(clf.classes_, pred)
+        gap = logP[np.arange(len(Q)), yi][:, None] - logP
+        gap[np.arange(len(Q)), yi] = np.inf
+        np.testing.assert_allclose(r, clf.sigma_ / 2 * gap.min(1), rtol=1e-6)

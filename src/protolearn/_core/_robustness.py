@@ -288,15 +288,21 @@ def reasoning_radius(
     -------
     radius : (n,) array of the same kind as X.
     """
-    from ._reasoning import class_probabilities, component_distances
+    from ._reasoning import component_distances, log_class_probabilities
 
     W = xp.asarray_like(components, X)
     pos = xp.asarray_like(positive, X)
     neg = None if negative is None else xp.asarray_like(negative, X)
     dist = component_distances(X, W, detection)
-    D = (-dist / sigma).exp() if xp.is_torch(dist) else np.exp(-dist / sigma)
-    if target is None:
-        target = xp.argmax(class_probabilities(D, pos, neg), axis=1)
+    log_d = -dist / sigma
+    if neg is None:
+        # RBF: the margin depends on ratios of detections only (t = sqrt(P_y / P_c)),
+        # so each row is scaled by its largest detection: far from every component
+        # the detections underflowed and the radius came out negative.
+        log_d = log_d - xp.amax(log_d, axis=1)[:, None]
+    D = xp.exp(log_d)
+    if target is None:  # predict's class (log-space class probabilities)
+        target = xp.argmax(log_class_probabilities(dist, sigma, pos, neg), axis=1)
     log_t = reasoning_log_margin(D, pos, neg, target)
     r = None
     if detection == "gaussian":
