@@ -200,6 +200,10 @@ def test_bad_input(rng):
     X = np.vstack([Xs, Xq])
     with pytest.raises(ValueError, match="no labelled rows"):
         LaplacianFewShotClassifier().fit(X, np.full(len(X), -1))
+    with pytest.raises(ValueError, match="y contains None.*integer -1"):
+        LaplacianFewShotClassifier().fit(
+            X, np.r_[np.array(["a", "b", "c"], dtype=object)[ys], [None] * len(Xq)]
+        )
     with pytest.raises(ValueError, match="at least 2 classes"):
         LaplacianFewShotClassifier().fit(X, np.r_[[0, 0, 0], np.full(len(Xq), -1)])
     with pytest.raises(ValueError, match="center must have shape"):

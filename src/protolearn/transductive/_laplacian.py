@@ -631,6 +631,11 @@ class LaplacianFewShotClassifier(BasePrototypeClassifier):
         if y.dtype.kind in "iuf":
             return y == -1
         if y.dtype.kind == "O":
+            if any(v is None for v in y):
+                raise ValueError(
+                    "y contains None. Mark query (unlabelled) rows with the integer -1 "
+                    "(scikit-learn's semi-supervised convention)."
+                )
             return np.array([v == -1 for v in y], dtype=bool)
         if y.dtype.kind in "US" and (y == y.dtype.type("-1")).any():
             # np.r_[names, [-1, ...]] gives strings: "-1" would silently be a class
