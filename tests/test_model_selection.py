@@ -233,3 +233,39 @@ def test_episode_split_as_cv_equals_evaluate_episodes():
         est = NearestPrototypeClassifier(**params)
         expected = cross_val_score(est, X, y, cv=cv).mean()
         assert search.cv_results_["mean_test_score"][i] == pytest.approx(expected)
+
+
+def test_evaluate_episodes_on_a_torch_pool_equals_numpy():
+    # a tensor pool stays a tensor (on its device: a GPU pool is solved there);
+    # the scores are those of the numpy pool, inductive and transductive alike
+    torch = pytest.importorskip("torch")
+    from protolearn.transductive import LaplacianFewShotClassifier
+
+    X, y = load_digits(return_X_y=True)
+    X = X.astype(np.float32)
+    eps = sample_episodes(y, n_way=3, n_shot=1, n_query=5, n_episodes=20,
+                          random_state=0)  # fmt: skip
+    Xt = torch.from_numpy(X)
+    for est, kw in [
+        (NearestPrototypeClassifier(), {}),
+        (LaplacianFewShotClassifier(), {"transductive": True}),
+        (LaplacianFewShotClassifier(), {"transductive": True, "batched": True}),
+    ]:
+        ref = evaluate_episodes(est, X, eps, **kw).scores
+        np.testing.assert_array_equal(evaluate_episodes(est, Xt, eps, **kw).scores, ref)
+
+
+@pytest.mark.cuda
+def test_evaluate_episodes_on_a_cuda_pool():
+    torch = pytest.importorskip("torch")
+    from protolearn.transductive import LaplacianFewShotClassifier
+
+    X, y = load_digits(return_X_y=True)
+    X = X.astype(np.float32)
+    eps = sample_episodes(y, n_way=3, n_shot=1, n_query=5, n_episodes=50,
+                          random_state=0)  # fmt: skip
+    kw = {"transductive": True, "batched": True}
+    ref = evaluate_episodes(LaplacianFewShotClassifier(), X, eps, **kw).scores
+    Xg = torch.from_numpy(X).cuda()
+    got = evaluate_episodes(LaplacianFewShotClassifier(), Xg, eps, **kw).scores
+    assert np.mean(got == ref) > 0.95  # GPU float32 rounding may flip rare ties

@@ -9,6 +9,7 @@ from sklearn.base import clone
 from sklearn.utils import Bunch, check_random_state, column_or_1d
 
 from ..metrics import mean_confidence_interval
+from ..utils import _array_api as xp
 from ..utils._validation import resolve_nota_label
 
 
@@ -239,8 +240,10 @@ def evaluate_episodes(
         ``predict(X_query)``.  Transductive: ``fit`` on support and query rows together
         with the query labels set to `unlabeled` (scikit-learn's semi-supervised
         convention), predictions read from ``transduction_``.
-    X : array-like of shape (n_samples, n_features)
-        The pool the episodes index into.
+    X : array-like or torch tensor of shape (n_samples, n_features)
+        The pool the episodes index into.  A tensor stays a tensor on its device
+        (e.g. a GPU): episodes are cut from it there, and with ``batched=True`` solved
+        there.
     episodes : list of :class:`Episode`
     transductive : bool, default=False
     unlabeled : scalar, default=-1
@@ -272,7 +275,8 @@ def evaluate_episodes(
     >>> bool(transductive.mean > inductive.mean), inductive.scores.shape
     (True, (200,))
     """
-    X = np.asarray(X)
+    if not xp.is_torch(X):
+        X = np.asarray(X)
     if len(episodes) == 0:
         raise ValueError("episodes is empty: nothing to evaluate.")
     scores = np.empty(len(episodes))
@@ -292,16 +296,25 @@ def evaluate_episodes(
                 raise ValueError(
                     f"support labels use the unlabeled marker {unlabeled!r}."
                 )
-            Xe = X[np.concatenate([ep.support_index, ep.query_index])]
+            Xe = _rows(X, np.concatenate([ep.support_index, ep.query_index]))
             ye = _with_unlabeled(ep.support_labels, ep.query_index.size, unlabeled)
             est.fit(Xe, ye)
-            pred = np.asarray(est.transduction_)[ep.support_index.size :]
+            pred = est.transduction_[ep.support_index.size :]
         else:
-            est.fit(X[ep.support_index], ep.support_labels)
-            pred = est.predict(X[ep.query_index])
-        scores[i] = np.mean(np.asarray(pred) == ep.query_labels)
+            est.fit(_rows(X, ep.support_index), ep.support_labels)
+            pred = est.predict(_rows(X, ep.query_index))
+        scores[i] = np.mean(_numpy(pred) == ep.query_labels)
     mean, ci = mean_confidence_interval(scores)
     return Bunch(mean=mean, ci95=ci, scores=scores)
+
+
+def _rows(X, index):
+    """Rows of the pool (numpy, or a torch tensor on its device)."""
+    return X[xp.as_index_like(index, X)] if xp.is_torch(X) else X[index]
+
+
+def _numpy(a):
+    return xp.to_numpy(a) if xp.is_torch(a) else np.asarray(a)
 
 
 def _with_unlabeled(labels, n_unlabeled, unlabeled):
@@ -323,6 +336,14 @@ def _with_unlabeled(labels, n_unlabeled, unlabeled):
     return out
 
 
+def _stack_like(X):
+    if xp.is_torch(X):
+        import torch
+
+        return torch.stack
+    return np.stack
+
+
 def _evaluate_batched(estimator, X, episodes, scores):
     """Per-episode accuracies into `scores`, episodes of one shape solved together."""
     groups = {}
@@ -331,13 +352,14 @@ def _evaluate_batched(estimator, X, episodes, scores):
         groups.setdefault(key, []).append(i)
     for idx in groups.values():
         eps = [episodes[i] for i in idx]
-        S = np.stack([X[e.support_index] for e in eps])
-        Q = np.stack([X[e.query_index] for e in eps])
+        stack = _stack_like(X)
+        S = stack([_rows(X, e.support_index) for e in eps])
+        Q = stack([_rows(X, e.query_index) for e in eps])
         # class indices in the order of each episode's sorted classes (as fit would)
         s_lab = np.stack([np.searchsorted(np.sort(e.classes), e.support_labels)
                           for e in eps])  # fmt: skip
         out = estimator.solve_episodes(S, s_lab, Q)
-        pred = np.asarray(out.labels)
+        pred = _numpy(out.labels)
         for row, (i, e) in enumerate(zip(idx, eps)):
             labels = np.sort(e.classes)[pred[row]]
             scores[i] = np.mean(labels == e.query_labels)
