@@ -362,19 +362,26 @@ def test_cuda_fit_and_predict(digits_split):
     assert clf.score(Xte, yte) > 0.9
 
 
+_BLOB_CENTRES = np.array([[0.0, 0.0, 0.0], [3.0, 3.0, 0.0], [3.0, -3.0, 0.0]])
+
+
+def _fit_three_blobs(model, detection):
+    """`model` fitted on 20 points around each of three blob centres."""
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(size=(20, 3)) + c for c in _BLOB_CENTRES])
+    y = np.repeat([0, 1, 2], 20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model(detection=detection, random_state=0).fit(X, y)
+
+
 @pytest.mark.parametrize("name", list(MODELS))
 @pytest.mark.parametrize("detection", ["exponential", "gaussian"])
 def test_far_queries_keep_the_formulas_ranking(name, detection):
     # Three blobs; queries far out along the blob directions.  All detections there
     # are below 1e-30 (or underflow): the clamped log p_c of an RBF network tied every
     # class, so predict said classes_[0] and predict_proba was uniform.
-    rng = np.random.default_rng(0)
-    centres = np.array([[0.0, 0.0, 0.0], [3.0, 3.0, 0.0], [3.0, -3.0, 0.0]])
-    X = np.concatenate([rng.normal(size=(20, 3)) + c for c in centres])
-    y = np.repeat([0, 1, 2], 20)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = MODELS[name](detection=detection, random_state=0).fit(X, y)
+    clf = _fit_three_blobs(MODELS[name], detection)
     Q = np.array([[3.0, 3.0, 0.0], [3.0, -3.0, 0.0], [-1.0, -1.0, 0.0]])
     Q = np.concatenate([Q * f for f in (1, 10, 30, 100)])
     # float64 reference: log p_c = log(sum_k r+_ck d_k + r-_ck (1 - d_k)) with the
@@ -410,13 +417,8 @@ def test_rbf_radius_far_from_every_component(detection):
     # only depends on ratios of detections; against a float64 log-space reference
     # (exponential: sigma/2 * min_c (log P_y - log P_c)), and certified by a line
     # search towards the other classes' blob centres.
-    rng = np.random.default_rng(0)
-    centres = np.array([[0.0, 0.0, 0.0], [3.0, 3.0, 0.0], [3.0, -3.0, 0.0]])
-    X = np.concatenate([rng.normal(size=(20, 3)) + c for c in centres])
-    y = np.repeat([0, 1, 2], 20)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = RBFClassifier(detection=detection, random_state=0).fit(X, y)
+    clf = _fit_three_blobs(RBFClassifier, detection)
+    centres = _BLOB_CENTRES
     Q = np.concatenate([centres[[1, 2]] * f for f in (1, 10, 100, 1000)])
     r = clf.certified_radius(Q)
     assert np.all(r > 0)
