@@ -276,3 +276,76 @@ def test_quantile_ignores_known_unknown_rows(blobs, rng):
         nota="quantile", alpha=0.1, calibration_size=0.5, random_state=0
     ).fit(X, y)
     np.testing.assert_allclose(clf.margins_, ref.margins_)
+
+
+def test_nota_label_dtypes(blobs, rng):
+    """Bool classes with rejection come back as int64 0 / 1 / -1 (a bool array cannot
+    hold -1), still comparable with the bools and scorable; uint64 labels beyond 2**53
+    stay exact (numpy would have promoted them with -1 to float64 and merged them)."""
+    X, y = blobs
+    X, y = X[y < 2], y[y < 2]
+    far = rng.normal(size=(5, 2)) + 40
+    yb = y == 1
+    closed = GaussianPrototypeClassifier().fit(X, yb)
+    assert closed.predict(X).dtype == bool
+    clf = GaussianPrototypeClassifier(nota="global", random_state=0).fit(X, yb)
+    np.testing.assert_array_equal(clf.classes_, [False, True])
+    pred = clf.predict(np.r_[X, far])
+    assert pred.dtype == np.int64
+    assert set(pred.tolist()) <= {0, 1, -1} and np.all(pred[-5:] == -1)
+    assert np.mean(pred[:-5] == yb) > 0.9
+    assert clf.score(X, yb) > 0.9  # sklearn metrics accept bool truth vs int labels
+
+    big = np.array([2**63 + 1, 2**63 + 3], dtype=np.uint64)
+    clf = GaussianPrototypeClassifier(nota="global", random_state=0).fit(X, big[y])
+    pred = clf.predict(np.r_[X, far])
+    assert [int(v) for v in pred[-5:]] == [-1] * 5
+    kept = [int(v) for v in pred[:-5] if v != -1]
+    assert set(kept) == {2**63 + 1, 2**63 + 3}
+    assert np.mean([int(p) == int(t) for p, t in zip(pred[:-5], big[y])]) > 0.9
+    # int8 labels with -1: plain int64
+    pred = (
+        GaussianPrototypeClassifier(nota="global", random_state=0)
+        .fit(X, y.astype(np.int8))
+        .predict(far)
+    )
+    assert pred.dtype == np.int64 and pred.tolist() == [-1] * 5
+
+
+@pytest.mark.parametrize("nota", ["quantile", "adaptive"])
+def test_too_few_samples_for_the_split_names_the_class(blobs, nota):
+    X, y = blobs
+    rows = np.r_[0:2, 40:50, 80:90]  # class 0 has 2 samples: 1 is held out
+    with pytest.raises(
+        ValueError, match=r"at least 2 samples per class in the .*class 0 has 1"
+    ):
+        GaussianPrototypeClassifier(
+            nota=nota, n_components_per_class=2, random_state=0
+        ).fit(X[rows], y[rows])
+
+
+@pytest.mark.parametrize(
+    "covariance_type, n_components", [("full", 1), ("diag", 2), ("spherical", 2)]
+)
+def test_quantile_rejects_about_alpha_of_in_distribution_queries(
+    covariance_type, n_components
+):
+    """Split-conformal: the expected in-class rejection is floor(alpha (n + 1)) /
+    (n + 1) <= alpha for n calibration scores per (well separated) class."""
+    means = np.random.RandomState(0).normal(scale=5, size=(3, 3))
+    rates = []
+    for rep in range(40):
+        r = np.random.RandomState(rep)
+        X = np.concatenate([r.normal(size=(100, 3)) + m for m in means])
+        y = np.repeat([0, 1, 2], 100)
+        Xt = np.concatenate([r.normal(size=(200, 3)) + m for m in means])
+        clf = GaussianPrototypeClassifier(
+            covariance_type=covariance_type,
+            n_components_per_class=n_components,
+            nota="quantile",
+            alpha=0.2,
+            random_state=rep,
+        ).fit(X, y)
+        rates.append(np.mean(clf.predict(Xt) == -1))
+    expected = np.floor(0.2 * 31) / 31  # 30 calibration scores per class
+    assert abs(np.mean(rates) - expected) < 0.025, (np.mean(rates), expected)

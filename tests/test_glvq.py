@@ -530,3 +530,45 @@ def test_gmlvq_transform_is_the_metric_space(rng):
     np.testing.assert_allclose(
         GMLVQClassifier(n_components=2, random_state=0).fit_transform(X, y), Z
     )
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS)
+def test_early_stopping_with_a_tiny_class(rng, cls):
+    """The validation split never takes a class's every sample (before: a random
+    split after failed stratification did, for some seeds, and the error told the
+    user to lower n_prototypes)."""
+    X, y = _blobs(rng, per_class=20)
+    X, y = X[:41], y[:41]  # class 2 has a single sample
+    for seed in range(10):
+        est = cls(early_stopping=True, max_iter=5, random_state=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X, y)
+        assert est.prototypes_.shape[0] == 3
+    # a class left short by the validation split: the error says so
+    X, y = _blobs(rng, per_class=4)
+    with pytest.raises(ValueError, match="early_stopping's validation_fraction=0.5"):
+        cls(n_prototypes=3, early_stopping=True, validation_fraction=0.5).fit(X, y)
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS)
+def test_refit_and_pickle(rng, cls):
+    import pickle
+
+    X, y = _blobs(rng)
+    est = cls(n_prototypes=2, random_state=0).fit(X, y)
+    X2, y2 = _blobs(rng, n_classes=2, d=3)
+    labels = np.array(["no", "yes"])[y2]
+    est.fit(X2, labels)  # other features, other label type: nothing left over
+    assert est.n_features_in_ == 3 and est.prototypes_.shape == (4, 3)
+    assert set(est.prototype_labels_) == {"no", "yes"}
+    assert est.score(X2, labels) > 0.9
+    restored = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(restored.predict(X2), est.predict(X2))
+    np.testing.assert_array_equal(restored.predict_proba(X2), est.predict_proba(X2))
+    np.testing.assert_array_equal(
+        restored.certified_radius(X2), est.certified_radius(X2)
+    )
+    if cls is GMLVQClassifier:
+        assert est.omega_.shape == (3, 3)
+        assert np.trace(est.relevance_matrix_) == pytest.approx(1.0, abs=1e-12)

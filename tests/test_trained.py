@@ -190,3 +190,32 @@ def test_verbose_prints_each_iteration(iris, capsys):
     out = capsys.readouterr().out
     assert "Iteration 1, loss = " in out
     assert out.count("validation accuracy") == 4
+
+
+def test_early_stopping_split_keeps_every_class_in_training(iris):
+    """A class too small for the stratified split (or one stratification hands to
+    the validation part whole) still gets a training row."""
+    X, y = iris
+    seen = []
+
+    class _Spy(_SoftmaxRegression):
+        def _init_params(self, X, y, rng):
+            seen.append(np.bincount(y.numpy(), minlength=self.classes_.size))
+            return super()._init_params(X, y, rng)
+
+    # 48 / 50 / 2 samples at validation_fraction=0.9: stratification sends both
+    # samples of the small class to validation (every seed)
+    rows = np.r_[0:48, 50:100, 100:102]
+    for seed in range(5):
+        est = _Spy(
+            early_stopping=True, validation_fraction=0.9, max_iter=5, random_state=seed
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X[rows], y[rows])
+        assert seen[-1].min() >= 1 and seen[-1].sum() == 10
+    # a singleton class cannot be stratified at all: it stays in training
+    rows = np.r_[0:50, 50:100, 100:101]
+    for seed in range(10):
+        _Spy(early_stopping=True, random_state=seed).fit(X[rows], y[rows])
+        assert seen[-1][2] == 1 and seen[-1].sum() == 101 - 11

@@ -23,6 +23,24 @@ from ..utils._validation import (
 NOTA_MODES = ("global", "quantile", "adaptive")
 
 
+def _labels_with_nota(classes, nota_label):
+    """``classes`` followed by ``nota_label``, in a dtype holding both exactly.
+
+    Integer and boolean classes with an integer ``nota_label`` give int64 (a bool array
+    cannot hold -1, and numpy would promote uint64 and int64 to float64, rounding labels
+    beyond 2**53); any other combination takes numpy's common dtype, or object where
+    that dtype would change a label (e.g. integers beyond 2**53 with a float label).
+    """
+    nota = np.asarray([nota_label])
+    if classes.dtype.kind in "biu" and nota.dtype.kind in "iu":
+        if classes.dtype.kind != "u" or classes.max() <= np.iinfo(np.int64).max:
+            return np.concatenate([classes.astype(np.int64), nota.astype(np.int64)])
+    out = np.concatenate([classes, nota])
+    if not (np.all(out[:-1].astype(classes.dtype) == classes) and out[-1] == nota[0]):
+        out = np.concatenate([classes.astype(object), nota.astype(object)])
+    return out
+
+
 class GaussianPrototypeClassifier(BasePrototypeClassifier):
     """Gaussian prototypes with adaptive margins and none-of-the-above rejection.
 
@@ -93,7 +111,13 @@ GaussianMixture`).
         Label predicted for rejected queries, and the label of known-unknown rows in
         ``y`` when ``nota`` is set ("global" / "adaptive" fit margins on them,
         "quantile" ignores them).  "auto": -1 for numeric labels,
-        "NOTA" for string labels.  It never appears in ``classes_``.
+        "NOTA" for string labels.  It never appears in ``classes_``.  Predictions
+        with rejection hold the classes and this label in one array: integer classes
+        come back as int64, and boolean classes as int64 0 / 1 (a boolean array
+        cannot hold -1; ``0 == False`` and ``1 == True``, so comparisons and
+        scikit-learn metrics against boolean ``y`` still work, but do not cast the
+        predictions with ``astype(bool)``, which turns -1 into True); an object
+        array only where no common dtype holds every label exactly.
     alpha : float in (0, 1), default=0.05
         "quantile": the in-class rejection rate allowed.
     target_recall : float in (0, 1) or None, default=None
@@ -266,15 +290,24 @@ GaussianMixture`).
         with np.errstate(divide="ignore"):
             return np.log(p / s)
 
-    def _fit_model(self, X, y_idx, n_classes, rng):
-        """Gaussian (mixture) prototypes on (X, class indices); a dict of parameters."""
+    def _fit_model(self, X, y_idx, n_classes, rng, labels=None, where=""):
+        """Gaussian (mixture) prototypes on (X, class indices); a dict of parameters.
+
+        ``labels`` (the class label of each index) and ``where`` (the split the rows
+        come from) only word the error for classes with too few samples.
+        """
         counts = np.bincount(y_idx, minlength=n_classes)
         k = self.n_components_per_class
         if counts.min() < k:
+            short = np.flatnonzero(counts < k)
+            names = short if labels is None else np.asarray(labels)[short]
+            desc = ", ".join(
+                f"class {c!r} has {n}" for c, n in zip(names.tolist(), counts[short])
+            )
             raise ValueError(
-                f"n_components_per_class={k} needs at least {k} samples per class "
-                f"(in every cross-fitting / calibration split); a class has "
-                f"{counts.min()}. Lower n_components_per_class."
+                f"n_components_per_class={k} needs at least {k} samples per class"
+                f"{where}; {desc}. Lower n_components_per_class"
+                f"{' or give these classes more samples' if where else ''}."
             )
         res = _gaussian.fit_class_mixtures(
             X,
@@ -412,7 +445,7 @@ GaussianMixture`).
         else:
             if self.nota is not None:
                 margins = self._fit_cross(Xk, y_idx, X[unknown], rng)
-            model = self._fit_model(Xk, y_idx, classes.size, rng)
+            model = self._fit_model(Xk, y_idx, classes.size, rng, labels=classes)
         self._set_model(model)
         self.margins_ = margins
         return self
@@ -445,7 +478,15 @@ GaussianMixture`).
                 np.clip(round(self.calibration_size * rows.size), 1, rows.size - 1)
             )
             calib[rng.choice(rows, size=n_cal, replace=False)] = True
-        model = self._fit_model(X[~calib], y_idx[~calib], counts.size, rng)
+        model = self._fit_model(
+            X[~calib],
+            y_idx[~calib],
+            counts.size,
+            rng,
+            labels=self.classes_,
+            where=" in the part of each class not held out for calibration "
+            f"(calibration_size={self.calibration_size})",
+        )
         a, s = self._assign(X[calib], model, log_priors)
         margins = _margins.grouped_conformal_thresholds(s, a, counts.size, self.alpha)
         open_ = np.flatnonzero(np.isneginf(margins))
@@ -480,7 +521,15 @@ GaussianMixture`).
                 continue
             remap = np.full(C, -1)
             remap[known] = np.arange(known.size)
-            model = self._fit_model(X[train], remap[y_idx[train]], known.size, rng)
+            model = self._fit_model(
+                X[train],
+                remap[y_idx[train]],
+                known.size,
+                rng,
+                labels=self.classes_[known],
+                where=" in the training part of every cross-fitting fold "
+                f"(n_splits={self.n_splits})",
+            )
             log_priors = self._class_log_priors(self.classes_, counts_all, subset=known)
             parts = [(X[heldout], False)]
             if has_unknown:
@@ -545,7 +594,9 @@ GaussianMixture`).
 
         A query gets its most probable class ``c`` (``classes_[argmax
         decision_function]``) and is rejected when ``log p(x | c) < margins_[c]``,
-        i.e. where :meth:`score_samples` is negative.
+        i.e. where :meth:`score_samples` is negative.  With rejection, the labels'
+        dtype is the one described under ``nota_label`` (boolean classes: int64
+        0 / 1 / -1).
         """
         check_is_fitted(self)
         X = validate_predict_data(self, X)
@@ -554,7 +605,7 @@ GaussianMixture`).
         labels = self.classes_
         if self.margins_ is not None:
             idx[xp.to_numpy(fit) < 0] = labels.size
-            labels = np.concatenate([labels, np.asarray([self.nota_label_])])
+            labels = _labels_with_nota(labels, self.nota_label_)
         return labels_out(labels, idx, like=X)
 
     def score_samples(self, X):

@@ -203,9 +203,16 @@ class GLVQClassifier(NearestPrototypeMixin, BaseTrainedPrototypeClassifier):
         ]
         if short:
             desc = ", ".join(f"{c!r} has {n} < {k}" for c, n, k in short)
+            where = (
+                " (in the training part left by early_stopping's validation_fraction="
+                f"{self.validation_fraction})"
+                if self.early_stopping
+                else ""
+            )
             raise ValueError(
-                "Each class needs at least as many training samples as prototypes: "
-                f"{desc}. Lower n_prototypes for these classes."
+                "Each class needs at least as many training samples as prototypes"
+                f"{where}: {desc}. Lower n_prototypes for these classes"
+                f"{' or validation_fraction' if self.early_stopping else ''}."
             )
         W, proto_cls, _ = _prototypes.class_prototypes(
             X, y, self.classes_.size, n_per_class, metric="euclidean", random_state=rng

@@ -67,10 +67,11 @@ Training
   improves when the monitored value beats the best so far by more than ``tol`` -- the
   training loss (epoch mean for adam), or with ``early_stopping=True`` the accuracy on
   a stratified ``validation_fraction`` of the training data held out from the
-  optimisation (the best parameters seen are restored).  Training stops after
-  ``n_iter_no_change`` consecutive iterations without improvement; L-BFGS-B also
-  stops (converged) on scipy's own tests (relative loss change below its ``ftol``, or
-  no descent step found).  Reaching ``max_iter`` first warns
+  optimisation (the best parameters seen are restored; where a class is too small
+  to stratify, a random split that keeps at least one training row of every class).
+  Training stops after ``n_iter_no_change`` consecutive iterations without
+  improvement; L-BFGS-B also stops (converged) on scipy's own tests (relative loss
+  change below its ``ftol``, or no descent step found).  Reaching ``max_iter`` first warns
   :class:`~sklearn.exceptions.ConvergenceWarning`.
 - Threads: problems with fewer than ~2**20 elements per thread (rows x (features +
   classes)) train on correspondingly fewer CPU threads (restored after ``fit``).
@@ -290,8 +291,17 @@ class BaseTrainedPrototypeClassifier(BasePrototypeClassifier):
             tr, val = train_test_split(
                 rows, test_size=n_val, stratify=y_idx, random_state=rng
             )
-        except ValueError:  # a class too small to stratify: plain random split
-            tr, val = train_test_split(rows, test_size=n_val, random_state=rng)
+        except ValueError:  # a class too small to stratify
+            tr = None
+        if tr is None or np.bincount(y_idx[tr], minlength=n_classes).min() == 0:
+            # (stratification can also hand every sample of a small class to the
+            # validation part): a random split keeping one training row per class
+            keep = np.array(
+                [rng.choice(np.flatnonzero(y_idx == c)) for c in range(n_classes)]
+            )
+            rest = np.setdiff1d(rows, keep)
+            val = rng.choice(rest, size=n_val, replace=False)
+            tr = np.setdiff1d(rows, val)
         return np.sort(tr), np.sort(val)
 
     def _train(self, params, X, y, X_val, y_val, generator, torch):
