@@ -51,7 +51,8 @@ for name, model in models.items():
 
 # %%
 # ROC curve of ``score_samples`` (in-scope is the positive class): the global model's
-# score is the plain log-density, the adaptive one subtracts each intent's margin.
+# score is the log-density minus one shared margin (so its ROC is the plain
+# log-density's), the adaptive one subtracts each intent's own margin.
 # The dots are the operating points ``predict`` uses (score < 0 is rejected).
 fig, ax = plt.subplots(figsize=(5.5, 4.5))
 for name, color in (("global threshold", "tab:red"), ("adaptive margins", "tab:blue")):

@@ -123,9 +123,10 @@ plt.show()
 
 # %%
 # One episode in 2-D (PCA of the CL2N features): the transduction moves each
-# prototype from its single support towards its queries.  The assignments stay soft
-# (the entropy term has weight 1 against squared distances on the unit sphere), so
-# every prototype is also pulled a little towards the episode's mean.
+# prototype from its single support towards its queries.  With the default
+# ``temperature=0.1`` the assignments end up nearly hard (in this episode every
+# query's largest label probability is above 0.99), so each refined prototype is
+# close to the mean of its support and the queries assigned to it.
 ep = sample_episodes(y, n_way=5, n_shot=1, n_query=15, n_episodes=1, random_state=3)[0]
 Xe = np.vstack([X[ep.support_index], X[ep.query_index]])
 ye = np.r_[ep.support_labels, np.full(ep.query_index.size, -1)]
