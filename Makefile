@@ -1,5 +1,5 @@
 # The README's two commands are `make demo` and `make test`. Each creates .venv with the
-# Python it finds (PYTHON=python3.11 by default), installs the local CPU wheel
+# Python it finds (PYTHON=python3 by default; `make test PYTHON=python3.11` picks another), installs the local CPU wheel
 # torch==2.13.0 first, then this package with the extras it needs.
 PYTHON ?= python3
 VENV ?= .venv

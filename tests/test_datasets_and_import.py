@@ -92,3 +92,12 @@ def test_data_home_expands_user(clinc150, tmp_path, monkeypatch):
     X, y = load_clinc150(subset="val", return_X_y=True)
     assert X.shape == (3100, 384) and X.dtype == np.float32 and y.dtype == np.int64
     assert Path("~").expanduser() == home
+
+
+def test_every_advertised_subpackage_imports():
+    # __all__ / dir() listed "deep" and "embed" before they existed:
+    # protolearn.deep raised ModuleNotFoundError
+    import protolearn
+
+    for name in protolearn.__all__:
+        assert getattr(protolearn, name) is not None

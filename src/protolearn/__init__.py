@@ -6,8 +6,6 @@ Subpackages are imported lazily, so ``import protolearn`` is fast and never impo
   RBF / CBC and GLVQ classifiers
 - :mod:`protolearn.transductive` -- transductive few-shot classification and clustering
 - :mod:`protolearn.ood` -- out-of-distribution (novelty) detectors
-- :mod:`protolearn.deep` -- trainable heads on frozen embeddings (torch / skorch)
-- :mod:`protolearn.embed` -- raw text / images -> frozen foundation-model embeddings
 - :mod:`protolearn.datasets`, :mod:`protolearn.metrics`, :mod:`protolearn.model_selection`
 """
 
@@ -19,8 +17,6 @@ _SUBMODULES = {
     "classification",
     "transductive",
     "ood",
-    "deep",
-    "embed",
     "datasets",
     "metrics",
     "model_selection",
