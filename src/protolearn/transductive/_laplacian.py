@@ -16,7 +16,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from threadpoolctl import ThreadpoolController
 
 from .._core import _graph, _prototypes
-from .._core._distances import l2_normalize
+from .._core._distances import common_centre, l2_normalize
 from ..base import BasePrototypeClassifier
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import (
@@ -85,7 +85,26 @@ def _centre(support, query, preprocessing, center):
     return X
 
 
-def _transduce(Z, onehot, p, *, sparse_graph, normalize=False, check_finite=None):
+def _transduce(Z, onehot, p, **kw):
+    """:func:`_transduce_rows`, on rows centred on their task's mean where the model
+    depends on distances only (no preprocessing, no rectification: every term is a
+    distance, a kernel of one or a kNN graph of them), with the prototypes moved back.
+    The expanded distances of rows far from the origin lose their digits in float32
+    (raw columns around 1e4: 0.995 -> 0.975 query accuracy); CL2N rows are centred
+    already."""
+    shift = None
+    if p["preprocessing"] is None and not (
+        p["rectify"] and Z.shape[1] > onehot.shape[1]
+    ):
+        shift = Z.mean(1)[:, None, :]
+        Z = Z - shift
+    out, bandwidth = _transduce_rows(Z, onehot, p, **kw)
+    if shift is not None:
+        out = (out[0], out[1] + shift, *out[2:])
+    return out, bandwidth
+
+
+def _transduce_rows(Z, onehot, p, *, sparse_graph, normalize=False, check_finite=None):
     """The shared pipeline: points (T, n, d) whose first ``n_s`` rows are the supports,
     with one-hot labels (T, n_s, K) -> the outputs of ``laplacian_solve``.
 
@@ -718,6 +737,8 @@ class LaplacianFewShotClassifier(BasePrototypeClassifier):
     def _class_scores(self, X):
         Z = self._transform(X)
         M = xp.asarray_like(self.prototypes_, Z)
+        c = common_centre(M)  # f depends on z - m only (see common_centre)
+        Z, M = Z - c, M - c
         h = None if self.bandwidth_ is None else xp.full((1,), self.bandwidth_, Z)
         f = _graph.prototype_term(Z[None], M[None], self.prototype, h)[0]
         return -f / self.temperature
