@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._core import _distances, _robustness
 from .utils import _array_api as xp
 from .utils._sklearn_compat import Interval, StrOptions
-from .utils._validation import labels_out, validate_predict_data
+from .utils._validation import bunch_like, labels_out, validate_predict_data
 
 
 class BasePrototypeClassifier(ClassifierMixin, BaseEstimator):
@@ -159,7 +159,7 @@ class NearestPrototypeMixin:
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or torch tensor of shape (n_samples, n_features)
         n_exemplars : int, default=3
             Training exemplars to return per sample: the stored exemplars of the
             sample's nearest prototype (its ``exemplars_per_prototype`` training samples
@@ -169,7 +169,8 @@ class NearestPrototypeMixin:
 
         Returns
         -------
-        explanation : :class:`~sklearn.utils.Bunch` of numpy arrays with
+        explanation : :class:`~sklearn.utils.Bunch` of numpy arrays (tensors on X's
+            device for a tensor ``X``; string labels stay numpy) with
             ``prototype_index`` (n_samples, n_prototypes) indices into ``prototypes_``,
             nearest first; ``prototype_label``; ``prototype_distance``;
             ``exemplar_index`` (n_samples, n_exemplars) row indices into the training
@@ -177,6 +178,7 @@ class NearestPrototypeMixin:
             ``exemplar_label``.
         """
         check_is_fitted(self)
+        like = X
         if not (isinstance(n_exemplars, (int, np.integer)) and n_exemplars >= 0):
             raise ValueError(f"n_exemplars must be an int >= 0; got {n_exemplars!r}.")
         if not (isinstance(n_prototypes, (int, np.integer)) and n_prototypes >= 1):
@@ -210,7 +212,7 @@ class NearestPrototypeMixin:
             ex_idx[rows, :m] = self.exemplar_indices_[p][valid][top]
             ex_dist[rows, :m] = np.take_along_axis(De, top, axis=1)
         nearest_label = self.prototype_labels_[order[:, 0]]
-        return Bunch(
+        explanation = Bunch(
             prototype_index=order,
             prototype_label=self.prototype_labels_[order],
             prototype_distance=proto_dist,
@@ -218,6 +220,7 @@ class NearestPrototypeMixin:
             exemplar_distance=ex_dist,
             exemplar_label=np.repeat(nearest_label[:, None], n_exemplars, axis=1),
         )
+        return bunch_like(explanation, like)
 
 
 class BaseOutlierDetector(OutlierMixin, BaseEstimator):

@@ -95,7 +95,7 @@ def shrunk_precision_cholesky(covariance, n_samples, shrinkage):
     """
     s = oas_shrinkage(covariance, n_samples) if shrinkage == "auto" else shrinkage
     s = float(s or 0.0)
-    S = shrink_covariance(covariance.copy(), s)
+    S = shrink_covariance(covariance, s)  # a new array: `covariance` is not modified
     return precision_cholesky(S), s
 
 

@@ -246,7 +246,10 @@ def knn_affinity(
 
         rows = torch.arange(n, device=X.device).repeat_interleave(k)
         W = torch.sparse_coo_tensor(
-            torch.stack([rows, index.reshape(-1)]), w.reshape(-1), (n, n)
+            torch.stack([rows, index.reshape(-1)]),
+            w.reshape(-1),
+            (n, n),
+            device=X.device,
         ).coalesce()
         if symmetric:
             W = ((W + W.t()) * 0.5).coalesce()
@@ -280,7 +283,7 @@ def _largest_k(B, k):
     if xp.is_torch(B):  # torch's CPU topk is ~10x slower than these argmax passes
         import torch
 
-        return torch.from_numpy(_largest_k(B.numpy(), k))
+        return torch.from_numpy(_largest_k(B.detach().numpy(), k))
     if k > 8:
         return xp.smallest_k(-B, k)[1]
     T, n, m = B.shape
@@ -351,7 +354,7 @@ def batched_knn_affinity(
         if kind == "binary" and bandwidth is not None and on_cpu:
             h = xp.full((T,), bandwidth, D)
             if xp.is_torch(D):
-                W = _binary_knn_graph(D.numpy(), n_neighbors, symmetric)
+                W = _binary_knn_graph(D.detach().numpy(), n_neighbors, symmetric)
                 return xp.asarray_like(W, D), h
             return _binary_knn_graph(D, n_neighbors, symmetric), h
         index = _largest_k(D, n_neighbors)

@@ -415,8 +415,10 @@ def fit_vmf_mixtures(
 
     Parameters
     ----------
-    X : (n, d) numpy array; rows are L2-normalised here.
-    y : (n,) int array of class indices ``0..n_classes-1`` (all zeros: one mixture).
+    X : (n, d) numpy array or torch tensor (any device; copied to the CPU); rows are
+        L2-normalised here, in float32 for float16/float32 input, else float64.
+    y : (n,) int array or tensor of class indices ``0..n_classes-1`` (all zeros: one
+        mixture).
     n_components : int, components (prototypes) per class.
     kappa : float or None, default=None
         Fixed concentration shared by all components (``1 / temperature``); None
@@ -444,8 +446,9 @@ def fit_vmf_mixtures(
         ``lower_bounds`` (mean per-sample objective before each M-step, then at the
         returned parameters).
     """
-    X = l2_normalize(np.asarray(X))
-    y = np.asarray(y)
+    X = xp.to_numpy(X)  # (the fitted parameters are numpy arrays)
+    X = l2_normalize(X.astype(xp.float_dtype(X), copy=False))
+    y = xp.to_numpy(y)
     n, d = X.shape
     counts = np.bincount(y, minlength=n_classes)
     if np.any(counts < n_components):

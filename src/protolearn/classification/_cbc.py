@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._core import _distances, _prototypes, _reasoning, _robustness
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import Interval, StrOptions
-from ..utils._validation import validate_predict_data
+from ..utils._validation import bunch_like, validate_predict_data
 from ._trained import BaseTrainedPrototypeClassifier
 
 # sigma = (mean + std of the distances) / log(1 / P0): the authors' recommended
@@ -149,7 +149,7 @@ class _ComponentClassifier(BaseTrainedPrototypeClassifier):
         W, origin = self._init_components(X, y, rng)
         warm = getattr(self, "_warm", None)
         if warm is not None:
-            W = torch.as_tensor(warm.components_)
+            W = torch.as_tensor(warm.components_, device=X.device)
         self._component_origin = origin
         sigma = self._init_sigma(X, W) if warm is None else warm.sigma_
         log_sigma = torch.tensor(np.log(sigma), dtype=X.dtype, device=X.device)
@@ -308,13 +308,14 @@ class _ComponentClassifier(BaseTrainedPrototypeClassifier):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or torch tensor of shape (n_samples, n_features)
         n_components : int, default=3
             Components to return per sample, largest contribution first.
 
         Returns
         -------
-        explanation : :class:`~sklearn.utils.Bunch` of numpy arrays with
+        explanation : :class:`~sklearn.utils.Bunch` of numpy arrays (tensors on X's
+            device for a tensor ``X``; string labels stay numpy) with
             ``predicted_label`` (n_samples,); ``probability`` (n_samples,), ``p_c(x)``
             of the predicted class; ``detections`` (n_samples, n_components_total),
             all detections; ``component_index`` (n_samples, n_components) into
@@ -328,6 +329,7 @@ class _ComponentClassifier(BaseTrainedPrototypeClassifier):
         check_is_fitted(self)
         if not (isinstance(n_components, (int, np.integer)) and n_components >= 1):
             raise ValueError(f"n_components must be an int >= 1; got {n_components!r}.")
+        like = X
         X = xp.to_numpy(validate_predict_data(self, X))
         D, P = self._probabilities(X)
         pos, neg = self._numpy_combination(X)
@@ -342,7 +344,7 @@ class _ComponentClassifier(BaseTrainedPrototypeClassifier):
         m = min(n_components, D.shape[1])
         order = np.argsort(-contrib, axis=1, kind="stable")[:, :m]
         table = self._reasoning_table()
-        return Bunch(
+        explanation = Bunch(
             predicted_label=self.classes_[pred],
             probability=P[rows, pred],
             detections=D,
@@ -353,6 +355,7 @@ class _ComponentClassifier(BaseTrainedPrototypeClassifier):
             negative_contribution=np.take_along_axis(minus, order, axis=1),
             reasoning=table[pred[:, None], order],
         )
+        return bunch_like(explanation, like)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -11,7 +11,7 @@ from .._core import _distances, _lvq, _prototypes
 from ..base import NearestPrototypeMixin
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import Interval, StrOptions
-from ..utils._validation import validate_predict_data
+from ..utils._validation import bunch_like, validate_predict_data
 from ._trained import BaseTrainedPrototypeClassifier
 
 _TRAINING_DOC = """    max_iter : int, default=100
@@ -252,13 +252,14 @@ class GLVQClassifier(NearestPrototypeMixin, BaseTrainedPrototypeClassifier):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or torch tensor of shape (n_samples, n_features)
         n_prototypes : int, default=3
             Nearest prototypes to return per sample.
 
         Returns
         -------
-        explanation : :class:`~sklearn.utils.Bunch` of numpy arrays with
+        explanation : :class:`~sklearn.utils.Bunch` of numpy arrays (tensors on X's
+            device for a tensor ``X``; string labels stay numpy) with
             ``prototype_index`` (n_samples, n_prototypes) indices into ``prototypes_``,
             nearest first; ``prototype_label``; ``prototype_distance`` (squared, in the
             model's metric); ``mu`` (n_samples,), the GLVQ relative distance
@@ -276,6 +277,7 @@ class GLVQClassifier(NearestPrototypeMixin, BaseTrainedPrototypeClassifier):
             and n_prototypes >= 1
         ):
             raise ValueError(f"n_prototypes must be an int >= 1; got {n_prototypes!r}.")
+        like = X
         X = xp.to_numpy(validate_predict_data(self, X))
         D = xp.to_numpy(self._prototype_distances(X))
         k = min(n_prototypes, D.shape[1])
@@ -285,13 +287,14 @@ class GLVQClassifier(NearestPrototypeMixin, BaseTrainedPrototypeClassifier):
         _, d_other = _lvq.nearest_correct_and_wrong(D, cls[win], cls)
         mu = _lvq.relative_difference(D[np.arange(D.shape[0]), win], d_other)
         R = X - self.prototypes_[win]
-        return Bunch(
+        explanation = Bunch(
             prototype_index=order[:, :k],
             prototype_label=self.prototype_labels_[order[:, :k]],
             prototype_distance=np.take_along_axis(D, order[:, :k], axis=1),
             mu=mu,
             feature_contribution=R * self._metric_times(R),
         )
+        return bunch_like(explanation, like)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -391,7 +391,7 @@ class BaseTrainedPrototypeClassifier(BasePrototypeClassifier):
             with torch.no_grad():
                 for k, a, b in zip(names, offsets[:-1], offsets[1:]):
                     p = params[k]
-                    p.copy_(torch.as_tensor(w[a:b]).view(p.shape))
+                    p.copy_(torch.as_tensor(w[a:b], device=p.device).view(p.shape))
                 self._project(params)
 
         def fun(w):

@@ -46,7 +46,7 @@ def split_classes(y, *, test_size=0.5, exclude="auto", random_state=None):
 
     Parameters
     ----------
-    y : array-like of shape (n_samples,)
+    y : array-like or torch tensor (any device) of shape (n_samples,)
     test_size : float in (0, 1) or int, default=0.5
         Share (or number) of classes in the test pool.
     exclude : tuple or "auto", default="auto"
@@ -65,7 +65,7 @@ def split_classes(y, *, test_size=0.5, exclude="auto", random_state=None):
     >>> tune.size, test.size, np.intersect1d(tune, test).size
     (5, 5, 0)
     """
-    y = column_or_1d(y)
+    y = column_or_1d(_numpy(y))
     if isinstance(exclude, str) and exclude == "auto":
         exclude = (resolve_nota_label("auto", y),)
     classes = np.setdiff1d(np.unique(y), np.asarray(exclude))
@@ -127,7 +127,7 @@ def sample_episodes(
 
     Parameters
     ----------
-    y : array-like of shape (n_samples,)
+    y : array-like or torch tensor (any device) of shape (n_samples,)
         Labels of the pool; rows labelled `nota_label` never form a class but may serve
         as none-of-the-above queries.
     n_way, n_shot, n_query : int
@@ -166,7 +166,7 @@ def sample_episodes(
     >>> len(episodes), episodes[0].support_labels.size, episodes[0].query_labels.size
     (100, 5, 75)
     """
-    y = column_or_1d(y)
+    y = column_or_1d(_numpy(y))
     for name in ("n_way", "n_shot", "n_query", "n_episodes"):
         _check_positive_int(name, locals()[name])
     if not 0 <= nota_rate < 1:

@@ -4,7 +4,7 @@
 from sklearn.model_selection import BaseCrossValidator
 from sklearn.utils import check_consistent_length, column_or_1d
 
-from ._episodes import _check_positive_int, sample_episodes
+from ._episodes import _check_positive_int, _numpy, sample_episodes
 
 
 class EpisodeSplit(BaseCrossValidator):
@@ -78,7 +78,7 @@ class EpisodeSplit(BaseCrossValidator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
+        y : array-like or torch tensor (any device) of shape (n_samples,)
             Class labels (required: episodes are drawn class by class).
         groups : ignored
 
@@ -91,7 +91,7 @@ class EpisodeSplit(BaseCrossValidator):
             raise ValueError(
                 "EpisodeSplit.split needs y: episodes are drawn class by class."
             )
-        y = column_or_1d(y)
+        y = column_or_1d(_numpy(y))
         check_consistent_length(X, y)
         episodes = sample_episodes(
             y,

@@ -285,7 +285,8 @@ def laplacian_fewshot_episodes(
           class-balanced one (see `balance`).
 
         Arrays other than ``n_iter``, ``converged`` and ``objective`` are of the input's
-        kind, dtype (float32 stays float32) and device.
+        kind, dtype (float32 stays float32) and device (tensors that require grad are
+        accepted; the results do not carry gradients).
 
     See Also
     --------
@@ -317,9 +318,9 @@ def laplacian_fewshot_episodes(
         query = np.asarray(query)
         dt = xp.float_dtype(support)
         support, query = support.astype(dt, copy=False), query.astype(dt, copy=False)
-    else:
+    else:  # the solver is not differentiable: autograd inputs are detached
         dt = xp.float_dtype(support)
-        support, query = support.to(dt), query.to(dt)
+        support, query = support.detach().to(dt), query.detach().to(dt)
     if support.ndim != 3 or query.ndim != 3:
         raise ValueError(
             "support and query must be 3-D (n_tasks, n_points, n_features); got shapes "

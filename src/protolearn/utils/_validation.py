@@ -102,3 +102,16 @@ def labels_out(classes, index, like):
 
         return torch.as_tensor(labels, device=like.device)
     return labels
+
+
+def bunch_like(bunch, like):
+    """`bunch` (a Bunch of numpy arrays) with its numeric arrays as tensors on `like`'s
+    device when `like` is a tensor (string arrays stay numpy); unchanged otherwise."""
+    if not xp.is_torch(like):
+        return bunch
+    import torch
+
+    for key, value in bunch.items():
+        if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+            bunch[key] = torch.as_tensor(value, device=like.device)
+    return bunch
