@@ -106,7 +106,13 @@ GaussianMixture`).
         :meth:`score_samples` use the ratio, which often separates out-of-scope
         queries better with a tied covariance.
     nota : {None, "global", "quantile", "adaptive"}, default=None
-        Rejection mode; None is the closed-set classifier.
+        Rejection mode; None is the closed-set classifier.  Rejection acts in
+        ``predict`` only: ``predict_proba`` / ``decision_function`` stay over
+        ``classes_``, so meta-estimators that combine probabilities (soft voting,
+        bagging, one-vs-rest, calibration) are closed-set, and hard
+        :class:`~sklearn.ensemble.VotingClassifier` fails on the NOTA label, which
+        its label encoding does not know (use ``voting="soft"`` or ``nota=None``
+        there).
     nota_label : scalar or "auto", default="auto"
         Label predicted for rejected queries, and the label of known-unknown rows in
         ``y`` when ``nota`` is set ("global" / "adaptive" fit margins on them,

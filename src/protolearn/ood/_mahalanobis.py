@@ -60,8 +60,10 @@ class MahalanobisDetector(BaseOutlierDetector):
 
     Attributes
     ----------
-    classes_ : ndarray of shape (n_classes,)
-        Labels seen in fit (``[0]`` when fitted without labels).
+    class_labels_ : ndarray of shape (n_classes,)
+        Labels seen in fit (``[0]`` when fitted without labels), the rows of ``means_``.
+        Not ``classes_``: scikit-learn reads that as the labels ``predict`` returns
+        (+1 / -1 here), e.g. in :class:`~sklearn.inspection.DecisionBoundaryDisplay`.
     means_ : ndarray of shape (n_classes, n_features)
         Class means ("class", "relative").
     covariance_ : ndarray of shape (n_features, n_features)
@@ -145,7 +147,7 @@ class MahalanobisDetector(BaseOutlierDetector):
                 "method='relative' needs labels of at least 2 classes (with one class "
                 f"its score is 0 everywhere); got {classes.size} class."
             )
-        self.classes_ = classes
+        self.class_labels_ = classes
         Z = self._prepare(X)
         n = Z.shape[0]
         after = " after L2 normalisation" if self.normalize else ""
