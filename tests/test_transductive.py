@@ -200,6 +200,16 @@ def test_bad_input(rng):
     X = np.vstack([Xs, Xq])
     with pytest.raises(ValueError, match="no labelled rows"):
         LaplacianFewShotClassifier().fit(X, np.full(len(X), -1))
+    # an object array of numbers (as the recipe for string labels makes it) works
+    y_obj = np.r_[ys, -np.ones(36, int)].astype(object)
+    got = LaplacianFewShotClassifier().fit(X, y_obj)
+    ref = LaplacianFewShotClassifier().fit(X, np.r_[ys, -np.ones(36, int)])
+    assert got.classes_.dtype.kind == "i"
+    np.testing.assert_array_equal(got.transduction_, ref.transduction_)
+    y_mixed = y_obj.copy()
+    y_mixed[0] = "a"
+    with pytest.raises(ValueError, match="mix label types"):
+        LaplacianFewShotClassifier().fit(X, y_mixed)
     with pytest.raises(ValueError, match="y contains None.*integer -1"):
         LaplacianFewShotClassifier().fit(
             X, np.r_[np.array(["a", "b", "c"], dtype=object)[ys], [None] * len(Xq)]

@@ -47,6 +47,25 @@ _PARAMS = {
 }
 
 
+def _labelled_targets(labels):
+    """The support labels, with an object array (the one that can hold both class
+    names and the integer -1 of the queries) given the dtype of its values when they
+    are all numbers or all strings: scikit-learn calls an object array of numbers
+    "unknown" targets."""
+    if labels.dtype != object or labels.size == 0:
+        return labels
+    values = labels.tolist()
+    if all(isinstance(v, str) for v in values) or all(
+        isinstance(v, (Integral, Real)) and not isinstance(v, bool) for v in values
+    ):
+        return np.asarray(values)
+    kinds = sorted({type(v).__name__ for v in values})
+    raise ValueError(
+        f"The labelled rows of y mix label types ({', '.join(kinds)}); class labels "
+        "must be all strings or all numbers."
+    )
+
+
 def _check_center(center, n_features, dtype):
     """`center` as a finite (n_features,) numpy array of `dtype`, or a ValueError."""
     c = np.asarray(xp.to_numpy(center) if xp.is_torch(center) else center, dtype=dtype)
@@ -689,8 +708,9 @@ class LaplacianFewShotClassifier(BasePrototypeClassifier):
                 "y has no labelled rows (all are -1); at least one support sample per "
                 "class is needed."
             )
-        check_classification_targets(y[~query])
-        classes, y_idx = np.unique(y[~query], return_inverse=True)
+        labelled = _labelled_targets(y[~query])
+        check_classification_targets(labelled)
+        classes, y_idx = np.unique(labelled, return_inverse=True)
         if classes.size < 2:
             raise ValueError(
                 "LaplacianFewShotClassifier needs labelled samples of at least 2 "
