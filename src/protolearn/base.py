@@ -121,9 +121,15 @@ class NearestPrototypeMixin:
         return labels_out(self.classes_, proto_cls[xp.to_numpy(winner)], like=X)
 
     def _class_scores(self, X):
-        D = self._prototype_distances(X)
-        return -_distances.min_per_group(
-            D, self._prototype_class_index(), len(self.classes_)
+        # chunk by chunk: never the full (n, n_prototypes) distance matrix
+        metric, prec = self._distance_spec()
+        groups, n_classes = self._prototype_class_index(), len(self.classes_)
+        return _distances.map_distance_chunks(
+            lambda D: -_distances.min_per_group(D, groups, n_classes),
+            self._transform_for_distance(X),
+            self.prototypes_,
+            metric,
+            precision_cholesky=prec,
         )
 
     def certified_radius(self, X):

@@ -244,6 +244,46 @@ def pairwise_distances(
     return out
 
 
+def map_row_chunks(fn, X, row_bytes, *, working_memory=None):
+    """``fn(X[rows], rows)`` over row chunks of ``X``, stacked along the first axis.
+
+    `row_bytes` is the temporary memory ``fn`` needs per row; chunks keep it within
+    scikit-learn's ``working_memory`` (or the `working_memory` given).  ``rows`` is the
+    chunk's slice, for row-aligned side inputs.  One chunk: ``fn(X, slice(None))``.
+    """
+    n = X.shape[0]
+    step = get_chunk_n_rows(
+        row_bytes=max(int(row_bytes), 1),
+        max_n_rows=max(n, 1),
+        working_memory=working_memory,
+    )
+    if step >= n:
+        return fn(X, slice(None))
+    out = None
+    for start in range(0, n, step):
+        sl = slice(start, min(start + step, n))
+        R = fn(X[sl], sl)
+        if out is None:
+            out = xp.empty((n, *R.shape[1:]), like=R)
+        out[sl] = R
+    return out
+
+
+def map_distance_chunks(fn, X, Y, metric="sqeuclidean", **kwargs):
+    """``fn(D_chunk)`` over the row chunks of the (n, m) distances, stacked: (n, k).
+
+    For a row-wise reduction of the distances (e.g. :func:`min_per_group`) that
+    never holds the full (n, m) matrix; `kwargs` go to :func:`iter_distance_chunks`.
+    """
+    out = None
+    for sl, D in iter_distance_chunks(X, Y, metric, **kwargs):
+        R = fn(D)
+        if out is None:
+            out = xp.empty((X.shape[0], *R.shape[1:]), like=R)
+        out[sl] = R
+    return out
+
+
 def nearest(X, Y, metric="sqeuclidean", **kwargs):
     """Index of and distance to the nearest prototype for each row, chunked."""
     idx, dist = [], []

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import get_chunk_n_rows
+from . import _distances
 from ._distances import common_centre, l2_normalize
 
 
@@ -70,8 +71,9 @@ def nearest_prototype_index(
                        precision_cholesky=precision_cholesky)  # fmt: skip
     n = X.shape[0]
     itemsize = X.element_size() if xp.is_torch(X) else X.dtype.itemsize
+    # per row: the centred copy of the chunk (d) and the scores S (P, twice)
     step = get_chunk_n_rows(
-        row_bytes=2 * max(W.shape[0], 1) * itemsize,
+        row_bytes=(2 * max(W.shape[0], 1) + X.shape[1]) * itemsize,
         max_n_rows=max(n, 1),
         working_memory=working_memory,
     )
@@ -129,7 +131,7 @@ def nearest_prototype_radius(
     P = W.shape[0]
     max_per_class = int(np.bincount(np.searchsorted(classes, labels)).max())
     step = get_chunk_n_rows(
-        row_bytes=3 * max_per_class * P * itemsize + 2 * P * itemsize,
+        row_bytes=(3 * max_per_class * P + 2 * P + X.shape[1]) * itemsize,
         max_n_rows=n,
         working_memory=working_memory,
     )
@@ -293,21 +295,29 @@ def reasoning_radius(
     W = xp.asarray_like(components, X)
     pos = xp.asarray_like(positive, X)
     neg = None if negative is None else xp.asarray_like(negative, X)
-    dist = component_distances(X, W, detection)
-    log_d = -dist / sigma
-    if neg is None:
-        # RBF: the margin depends on ratios of detections only (t = sqrt(P_y / P_c)),
-        # so each row is scaled by its largest detection: far from every component
-        # the detections underflowed and the radius came out negative.
-        log_d = log_d - xp.amax(log_d, axis=1)[:, None]
-    D = xp.exp(log_d)
-    if target is None:  # predict's class (log-space class probabilities)
-        target = xp.argmax(log_class_probabilities(dist, sigma, pos, neg), axis=1)
-    log_t = reasoning_log_margin(D, pos, neg, target)
-    r = None
-    if detection == "gaussian":
-        r = xp.sqrt(xp.amax(dist, axis=1))
-    out = log_margin_to_radius(log_t, sigma, detection, r)
-    if not xp.is_torch(out):
-        out = np.asarray(out, dtype=X.dtype)
-    return out
+
+    def radius(Xc, rows):
+        tgt = None if target is None else target[rows]
+        dist = component_distances(Xc, W, detection)
+        log_d = -dist / sigma
+        if neg is None:
+            # RBF: the margin depends on ratios of detections only (t = sqrt(P_y /
+            # P_c)), so each row is scaled by its largest detection: far from every
+            # component the detections underflowed and the radius came out negative.
+            log_d = log_d - xp.amax(log_d, axis=1)[:, None]
+        D = xp.exp(log_d)
+        if tgt is None:  # predict's class (log-space class probabilities)
+            tgt = xp.argmax(log_class_probabilities(dist, sigma, pos, neg), axis=1)
+        log_t = reasoning_log_margin(D, pos, neg, tgt)
+        r = None
+        if detection == "gaussian":
+            r = xp.sqrt(xp.amax(dist, axis=1))
+        out = log_margin_to_radius(log_t, sigma, detection, r)
+        if not xp.is_torch(out):
+            out = np.asarray(out, dtype=Xc.dtype)
+        return out
+
+    # row chunks: the margin takes ~16 (rows, C) and the detections ~6 (rows, K)
+    # temporaries (float64 at worst)
+    C, K = pos.shape
+    return _distances.map_row_chunks(radius, X, (16 * C + 6 * K + X.shape[1]) * 8)

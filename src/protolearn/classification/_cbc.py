@@ -216,16 +216,23 @@ class _ComponentClassifier(BaseTrainedPrototypeClassifier):
         D = self._detections(X)
         return D, _reasoning.class_probabilities(D, *self._numpy_combination(X))
 
+    def _chunk_row_bytes(self, X):
+        # a few (rows, n_components) temporaries per row chunk (float64 at worst)
+        return (6 * self.components_.shape[0] + X.shape[1]) * 8
+
     def _class_scores(self, X):
         # log p_c in log space: the clamped log of the probabilities tied every class
         # of an RBF network at samples far from all components (predicting classes_[0]
-        # with uniform predict_proba).
-        dist = _reasoning.component_distances(
-            X, xp.asarray_like(self.components_, X), self.detection
-        )
-        return _reasoning.log_class_probabilities(
-            dist, self.sigma_, *self._numpy_combination(X)
-        )
+        # with uniform predict_proba).  Row chunk by row chunk: never the full
+        # (n, n_components) distances.
+        W = xp.asarray_like(self.components_, X)
+        combination = self._numpy_combination(X)
+
+        def scores(Xc, rows):
+            dist = _reasoning.component_distances(Xc, W, self.detection)
+            return _reasoning.log_class_probabilities(dist, self.sigma_, *combination)
+
+        return _distances.map_row_chunks(scores, X, self._chunk_row_bytes(X))
 
     def class_probabilities(self, X):
         """The model's class probabilities ``p_c(x)`` (not normalised over classes).
@@ -243,7 +250,9 @@ class _ComponentClassifier(BaseTrainedPrototypeClassifier):
         """
         check_is_fitted(self)
         X = validate_predict_data(self, X)
-        return self._probabilities(X)[1]
+        return _distances.map_row_chunks(
+            lambda Xc, rows: self._probabilities(Xc)[1], X, self._chunk_row_bytes(X)
+        )
 
     def _proba_logits(self, scores):
         # scores are log p_c: their softmax normalises the agreement probabilities

@@ -10,6 +10,7 @@ from sklearn.utils import Bunch, check_random_state, column_or_1d
 
 from ..metrics import mean_confidence_interval
 from ..utils import _array_api as xp
+from ..utils._sklearn_compat import get_chunk_n_rows
 from ..utils._validation import resolve_nota_label
 
 
@@ -350,16 +351,31 @@ def _evaluate_batched(estimator, X, episodes, scores):
     for i, ep in enumerate(episodes):
         key = (ep.support_index.size, ep.query_index.size, ep.classes.size)
         groups.setdefault(key, []).append(i)
-    for idx in groups.values():
-        eps = [episodes[i] for i in idx]
-        stack = _stack_like(X)
-        S = stack([_rows(X, e.support_index) for e in eps])
-        Q = stack([_rows(X, e.query_index) for e in eps])
-        # class indices in the order of each episode's sorted classes (as fit would)
-        s_lab = np.stack([np.searchsorted(np.sort(e.classes), e.support_labels)
-                          for e in eps])  # fmt: skip
-        out = estimator.solve_episodes(S, s_lab, Q)
-        pred = _numpy(out.labels)
-        for row, (i, e) in enumerate(zip(idx, eps)):
-            labels = np.sort(e.classes)[pred[row]]
-            scores[i] = np.mean(labels == e.query_labels)
+    for group in groups.values():
+        # chunks of episodes: the stacked features of a whole group would be an
+        # (n_episodes * n_points, n_features) copy of the pool's rows
+        ep = episodes[group[0]]
+        n_points = ep.support_index.size + ep.query_index.size
+        itemsize = X.element_size() if xp.is_torch(X) else X.itemsize
+        step = get_chunk_n_rows(
+            row_bytes=2 * n_points * (X.shape[1] + ep.classes.size) * itemsize,
+            max_n_rows=len(group),
+        )
+        for start in range(0, len(group), step):
+            _evaluate_chunk(estimator, X, episodes, group[start : start + step], scores)
+
+
+def _evaluate_chunk(estimator, X, episodes, idx, scores):
+    """Accuracies of the episodes `idx` (all of one shape), solved together."""
+    eps = [episodes[i] for i in idx]
+    stack = _stack_like(X)
+    S = stack([_rows(X, e.support_index) for e in eps])
+    Q = stack([_rows(X, e.query_index) for e in eps])
+    # class indices in the order of each episode's sorted classes (as fit would)
+    s_lab = np.stack([np.searchsorted(np.sort(e.classes), e.support_labels)
+                      for e in eps])  # fmt: skip
+    out = estimator.solve_episodes(S, s_lab, Q)
+    pred = _numpy(out.labels)
+    for row, (i, e) in enumerate(zip(idx, eps)):
+        labels = np.sort(e.classes)[pred[row]]
+        scores[i] = np.mean(labels == e.query_labels)

@@ -16,7 +16,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from threadpoolctl import ThreadpoolController
 
 from .._core import _graph, _prototypes
-from .._core._distances import common_centre, l2_normalize
+from .._core._distances import common_centre, l2_normalize, map_row_chunks
 from ..base import BasePrototypeClassifier
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import (
@@ -262,7 +262,10 @@ def laplacian_fewshot_episodes(
     episode (same model, same stopping rule per task), but all tasks move together:
     batched matrix products over a leading task axis, with dense per-task kNN graphs,
     taken in chunks of tasks so that memory stays bounded (``TASK_CHUNK_MIB`` on the
-    CPU, scikit-learn's ``working_memory`` on a GPU).
+    CPU, scikit-learn's ``working_memory`` on a GPU).  A task of ``n`` points holds a
+    few (n, n) matrices, so this is for many small episodes: for one large episode
+    (thousands of queries) use :class:`LaplacianFewShotClassifier`, whose kNN graph
+    is sparse (one task of 4,000 queries peaks at ~185 MiB here).
     numpy arrays run on the CPU; torch tensors run on their device (GPU when they are
     on one), and the results come back as tensors there.
 
@@ -756,13 +759,17 @@ class LaplacianFewShotClassifier(BasePrototypeClassifier):
         return l2_normalize(Z)
 
     def _class_scores(self, X):
-        Z = self._transform(X)
-        M = xp.asarray_like(self.prototypes_, Z)
+        M = xp.asarray_like(self.prototypes_, X)
         c = common_centre(M)  # f depends on z - m only (see common_centre)
-        Z, M = Z - c, M - c
-        h = None if self.bandwidth_ is None else xp.full((1,), self.bandwidth_, Z)
-        f = _graph.prototype_term(Z[None], M[None], self.prototype, h)[0]
-        return -f / self.temperature
+        M = M - c
+        h = None if self.bandwidth_ is None else xp.full((1,), self.bandwidth_, X)
+
+        def scores(Xc, rows):  # row chunks: a few (rows, d) temporaries each
+            Z = self._transform(Xc) - c
+            f = _graph.prototype_term(Z[None], M[None], self.prototype, h)[0]
+            return -f / self.temperature
+
+        return map_row_chunks(scores, X, (4 * X.shape[1] + 3 * M.shape[0]) * 8)
 
     def solve_episodes(self, support, support_labels, query, *, n_jobs=None):
         """:func:`laplacian_fewshot_episodes` with this estimator's hyperparameters.

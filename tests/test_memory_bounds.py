@@ -1,0 +1,136 @@
+"""Prediction-side memory stays bounded by ``working_memory`` as the query grows.
+
+Each test traces the peak of numpy allocations (``tracemalloc``) during one call on a
+query of ``N`` float32 rows whose full-size temporaries (an (n, d) copy of the query,
+or a few (n, n_components) arrays) would take tens of MiB, and asserts that the peak,
+less the returned output, stays within a few MiB under ``working_memory=1``.
+"""
+
+import gc
+import tracemalloc
+
+import numpy as np
+import pytest
+from sklearn import config_context
+
+from protolearn.classification import (
+    CBCClassifier,
+    NearestPrototypeClassifier,
+    RBFClassifier,
+)
+from protolearn.model_selection import evaluate_episodes, sample_episodes
+from protolearn.transductive import LaplacianFewShotClassifier
+
+MiB = 2**20
+# Working memory 1 MiB: a chunk's temporaries take a few MiB at most (a chunk holds a
+# few arrays of the budgeted size, and get_chunk_n_rows rounds up to one row).
+BOUND_MIB = 6
+
+
+def _nbytes(out):
+    if isinstance(out, np.ndarray):
+        return out.nbytes
+    if isinstance(out, dict):
+        return sum(_nbytes(v) for v in out.values())
+    return 0
+
+
+def _peak_minus_output_mib(fn):
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        with config_context(working_memory=1):
+            out = fn()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return (peak - base - _nbytes(out)) / MiB
+
+
+def _blobs(n, d, n_classes, seed):
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(0).normal(size=(n_classes, d)) * 3
+    y = rng.integers(0, n_classes, n)
+    X = centres[y] + rng.normal(size=(n, d))
+    return X.astype(np.float32), y
+
+
+@pytest.mark.parametrize("method", ["predict", "certified_radius", "decision_function"])
+def test_nearest_prototype_chunks_bound_the_query_copy(method):
+    # Few prototypes, many features: the row chunks of nearest_prototype_index and
+    # nearest_prototype_radius were sized for the (rows, P) scores alone, so the
+    # centred (rows, d) copy of the chunk covered the whole 20 MiB query.
+    X, y = _blobs(200, 256, 2, seed=0)
+    clf = NearestPrototypeClassifier().fit(X, y)
+    Xq, _ = _blobs(20_000, 256, 2, seed=1)
+    assert Xq.nbytes > 16 * MiB
+    extra = _peak_minus_output_mib(lambda: getattr(clf, method)(Xq))
+    assert extra < BOUND_MIB, f"{method}: {extra:.1f} MiB beyond the output"
+
+
+def test_nearest_prototype_scores_do_not_hold_all_distances():
+    # decision_function took the class minimum of the full (n, n_prototypes) matrix.
+    X, y = _blobs(600, 4, 3, seed=0)
+    clf = NearestPrototypeClassifier(n_prototypes=40, random_state=0).fit(X, y)
+    Xq, _ = _blobs(50_000, 4, 3, seed=1)
+    extra = _peak_minus_output_mib(lambda: clf.decision_function(Xq))
+    assert extra < BOUND_MIB, f"{extra:.1f} MiB beyond the output"
+    with config_context(working_memory=1):
+        chunked = clf.decision_function(Xq)
+    D = ((Xq[:, None, :] - clf.prototypes_[None]) ** 2).sum(-1)
+    ref = -np.stack(
+        [D[:, clf.prototype_labels_ == c].min(1) for c in clf.classes_], axis=1
+    )
+    np.testing.assert_allclose(chunked, ref, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("cls", [RBFClassifier, CBCClassifier])
+@pytest.mark.parametrize(
+    "method", ["decision_function", "certified_radius", "class_probabilities"]
+)
+def test_component_classifiers_chunk_the_component_distances(cls, method):
+    # log_class_probabilities and reasoning_radius ran on the full (n, K) distances
+    # (several (n, K) and (n, C) temporaries, float64 in the margin).
+    X, y = _blobs(300, 8, 3, seed=0)
+    clf = cls(n_components=60, max_iter=3, random_state=0).fit(X, y)
+    Xq, _ = _blobs(20_000, 8, 3, seed=1)
+    extra = _peak_minus_output_mib(lambda: getattr(clf, method)(Xq))
+    assert extra < BOUND_MIB, f"{method}: {extra:.1f} MiB beyond the output"
+    with config_context(working_memory=1):
+        chunked = getattr(clf, method)(Xq[:3000])
+    with config_context(working_memory=1024):
+        whole = getattr(clf, method)(Xq[:3000])
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_laplacian_fewshot_predict_is_chunked():
+    # _class_scores centred, normalised and squared whole (n, d) copies of the query.
+    X, y = _blobs(100, 256, 4, seed=0)
+    clf = LaplacianFewShotClassifier(max_iter=5).fit(X, y)
+    Xq, _ = _blobs(20_000, 256, 4, seed=1)
+    extra = _peak_minus_output_mib(lambda: clf.decision_function(Xq))
+    assert extra < BOUND_MIB, f"{extra:.1f} MiB beyond the output"
+    with config_context(working_memory=1):
+        chunked = clf.predict_proba(Xq[:3000])
+    with config_context(working_memory=1024):
+        whole = clf.predict_proba(Xq[:3000])
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_batched_episode_evaluation_stacks_chunks_of_episodes():
+    # All episodes of one shape were stacked at once: a (n_episodes * n_points, d)
+    # copy of the pool's rows (here 500 * 20 * 256 float32 = 10 MiB, twice in flight).
+    X, y = _blobs(2_000, 256, 10, seed=0)
+    episodes = sample_episodes(
+        y, n_way=3, n_shot=1, n_query=5, n_episodes=500, random_state=0
+    )
+    est = LaplacianFewShotClassifier(max_iter=5)
+    extra = _peak_minus_output_mib(
+        lambda: evaluate_episodes(est, X, episodes, transductive=True, batched=True)
+    )
+    assert extra < 2 * BOUND_MIB, f"{extra:.1f} MiB"
+    with config_context(working_memory=1):
+        chunked = evaluate_episodes(est, X, episodes, transductive=True, batched=True)
+    loop = evaluate_episodes(est, X, episodes[:50], transductive=True)
+    np.testing.assert_array_equal(chunked.scores[:50], loop.scores)
