@@ -186,7 +186,9 @@ def test_fit_predict_uses_the_labels(rng, det):
     np.testing.assert_array_equal(pred, clone(det).fit(X, names).predict(X))
     fitted = clone(det)
     fitted.fit_predict(X, names)
-    labels = getattr(fitted, "class_labels_", getattr(fitted, "prototype_labels_", None))
+    labels = getattr(
+        fitted, "class_labels_", getattr(fitted, "prototype_labels_", None)
+    )
     if labels is not None:  # the detectors that use labels
         assert set(labels) == {"a", "b", "c"}
 
