@@ -10,6 +10,7 @@ import pickle
 
 import numpy as np
 import pytest
+from _estimators import FAST_PARAMS
 from sklearn.base import clone, is_classifier, is_outlier_detector
 from sklearn.datasets import load_digits, load_iris
 from sklearn.metrics import roc_auc_score
@@ -21,21 +22,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from protolearn.utils import all_estimators
 
 # Constructor parameters that keep the checks fast (iterative estimators).
-INIT_PARAMS = {
-    "NearestPrototypeClassifier": {"random_state": 0},
-    # The checks fit with integer labels derived from a feature (classes of 1-3
-    # samples), so one prototype per class; K > 1 is covered in tests/test_ood_*.py.
-    "PrototypeMixtureDetector": {"n_prototypes": 1, "random_state": 0},
-    "KNNDetector": {"n_neighbors": 3},
-    "GaussianPrototypeClassifier": {"random_state": 0},
-    # Few L-BFGS steps keep the checks fast (they may warn ConvergenceWarning).
-    "GLVQClassifier": {"max_iter": 20, "random_state": 0},
-    "GMLVQClassifier": {"max_iter": 20, "random_state": 0},
-    "RBFClassifier": {"max_iter": 20, "random_state": 0},
-    "CBCClassifier": {"max_iter": 20, "random_state": 0},
-    "LaplacianFewShotClassifier": {"max_iter": 20},
-    "LaplacianKMeans": {"n_clusters": 3, "random_state": 0},
-}
+INIT_PARAMS = FAST_PARAMS
 
 # One grid per estimator for the GridSearchCV smoke test: {param: [values]}.
 PARAM_GRIDS = {

@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 import pytest
+from _estimators import FAST_PARAMS
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone, is_classifier, is_clusterer, is_outlier_detector
 from sklearn.calibration import CalibratedClassifierCV
@@ -47,20 +48,13 @@ from protolearn.utils import all_estimators
 # Trained classifiers stop early (max_iter=20) and may warn; so may LaplacianShot.
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
-# Fast constructor parameters (as tests/test_common.py's INIT_PARAMS, except that the
+# Fast constructor parameters (tests/_estimators.py's FAST_PARAMS, except that the
 # mixture detector gets 4 prototypes: the data here are real, not the checks' tiny
 # classes, and one unlabelled prototype of standardised digits is no detector).
 FAST_PARAMS = {
-    "NearestPrototypeClassifier": {"random_state": 0},
+    **FAST_PARAMS,
     "PrototypeMixtureDetector": {"n_prototypes": 4, "random_state": 0},
     "KNNDetector": {"n_neighbors": 5},
-    "GaussianPrototypeClassifier": {"random_state": 0},
-    "GLVQClassifier": {"max_iter": 20, "random_state": 0},
-    "GMLVQClassifier": {"max_iter": 20, "random_state": 0},
-    "RBFClassifier": {"max_iter": 20, "random_state": 0},
-    "CBCClassifier": {"max_iter": 20, "random_state": 0},
-    "LaplacianFewShotClassifier": {"max_iter": 20},
-    "LaplacianKMeans": {"n_clusters": 3, "random_state": 0},
 }
 
 # One or two real hyperparameters per estimator: {param: [values]}.

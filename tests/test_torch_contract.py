@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 import pytest
+from _estimators import FAST_PARAMS
 from sklearn.datasets import load_iris
 
 from protolearn import _core
@@ -30,18 +31,7 @@ from protolearn.utils import all_estimators
 
 torch = pytest.importorskip("torch")
 
-FAST = {
-    "NearestPrototypeClassifier": {"random_state": 0},
-    "PrototypeMixtureDetector": {"n_prototypes": 1, "random_state": 0},
-    "KNNDetector": {"n_neighbors": 3},
-    "GaussianPrototypeClassifier": {"random_state": 0},
-    "GLVQClassifier": {"max_iter": 20, "random_state": 0},
-    "GMLVQClassifier": {"max_iter": 20, "random_state": 0},
-    "RBFClassifier": {"max_iter": 20, "random_state": 0},
-    "CBCClassifier": {"max_iter": 20, "random_state": 0},
-    "LaplacianFewShotClassifier": {"max_iter": 20},
-    "LaplacianKMeans": {"n_clusters": 3, "random_state": 0},
-}
+FAST = FAST_PARAMS
 METHODS = (
     "predict",
     "predict_proba",

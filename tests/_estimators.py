@@ -1,0 +1,18 @@
+"""Constructor parameters that keep the tests of every estimator fast (few iterations
+for the iterative ones), shared by the test modules that loop over all estimators."""
+
+FAST_PARAMS = {
+    "NearestPrototypeClassifier": {"random_state": 0},
+    # The sklearn checks fit with integer labels derived from a feature (classes of 1-3
+    # samples), so one prototype per class; K > 1 is covered in tests/test_ood_*.py.
+    "PrototypeMixtureDetector": {"n_prototypes": 1, "random_state": 0},
+    "KNNDetector": {"n_neighbors": 3},
+    "GaussianPrototypeClassifier": {"random_state": 0},
+    # Few L-BFGS steps keep the tests fast (they may warn ConvergenceWarning).
+    "GLVQClassifier": {"max_iter": 20, "random_state": 0},
+    "GMLVQClassifier": {"max_iter": 20, "random_state": 0},
+    "RBFClassifier": {"max_iter": 20, "random_state": 0},
+    "CBCClassifier": {"max_iter": 20, "random_state": 0},
+    "LaplacianFewShotClassifier": {"max_iter": 20},
+    "LaplacianKMeans": {"n_clusters": 3, "random_state": 0},
+}
