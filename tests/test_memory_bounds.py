@@ -134,3 +134,35 @@ def test_batched_episode_evaluation_stacks_chunks_of_episodes():
         chunked = evaluate_episodes(est, X, episodes, transductive=True, batched=True)
     loop = evaluate_episodes(est, X, episodes[:50], transductive=True)
     np.testing.assert_array_equal(chunked.scores[:50], loop.scores)
+
+
+def test_one_large_episode_is_solved_with_a_sparse_graph():
+    # A task whose dense (n, n) arrays exceed the chunk budget goes through the sparse
+    # kNN graph (as the estimator): memory O(n * k), not O(n^2).  Dense, one task of
+    # 8,000 queries held several (8005, 8005) float32 arrays (256 MB each).
+    from protolearn.transductive import (
+        LaplacianFewShotClassifier,
+        laplacian_fewshot_episodes,
+    )
+
+    rng = np.random.default_rng(0)
+    C = rng.normal(size=(5, 32)) * 1.5
+    yq = rng.integers(0, 5, 8000)
+    Q = (C[yq] + rng.normal(size=(8000, 32))).astype(np.float32)
+    S = (C + 0.3 * rng.normal(size=(5, 32))).astype(np.float32)
+    with config_context(working_memory=8):
+        tracemalloc.start()
+        try:
+            out = laplacian_fewshot_episodes(S[None], np.arange(5)[None], Q[None])
+            peak = tracemalloc.get_traced_memory()[1] / 2**20
+        finally:
+            tracemalloc.stop()
+    assert peak < 40, peak
+    est = LaplacianFewShotClassifier().fit(
+        np.r_[S, Q], np.r_[np.arange(5), -np.ones(8000, int)]
+    )
+    np.testing.assert_array_equal(out.labels[0], est.transduction_[5:])
+    np.testing.assert_allclose(
+        out.label_distributions[0], est.label_distributions_[5:], atol=1e-5
+    )
+    assert np.mean(out.labels[0] == yq) > 0.95

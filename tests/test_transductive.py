@@ -294,8 +294,11 @@ def test_batched_n_jobs_gives_identical_results(rng, monkeypatch, params):
     runs.append(
         LaplacianFewShotClassifier(**params).solve_episodes(S, lab, Q, n_jobs=2)
     )
-    monkeypatch.setattr(_laplacian, "TASK_CHUNK_MIB", 1e-4)  # one task per chunk
-    runs.append(laplacian_fewshot_episodes(S, lab, Q, n_jobs=3, **params))
+    # one task per chunk (n_jobs=1; two with n_jobs=3), still dense (below the budget
+    # of one task's (n, n) arrays, a task takes the sparse path: not bit for bit)
+    n = S.shape[1] + Q.shape[1]
+    monkeypatch.setattr(_laplacian, "TASK_CHUNK_MIB", n * n * 4 / 2**20)
+    runs += [laplacian_fewshot_episodes(S, lab, Q, n_jobs=j, **params) for j in (1, 3)]
     for out in runs:
         assert set(out) == set(ref)
         for key in ref:
@@ -384,3 +387,43 @@ def test_torch_batch_matches_numpy_batch(clinc_pools):
     np.testing.assert_array_equal(out.n_iter, ref.n_iter)
     np.testing.assert_array_equal(out.labels.numpy(), ref.labels)
     np.testing.assert_allclose(out.prototypes.numpy(), ref.prototypes, atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        dict(graph="query", balance="auto"),
+        dict(prototype="kmodes", affinity="heat", balance="equal"),
+        dict(preprocessing=None, symmetric=False),
+    ],
+)
+def test_batched_large_tasks_take_the_sparse_path_with_the_same_result(
+    rng, monkeypatch, params
+):
+    # a task whose dense arrays exceed the chunk budget is solved alone on a sparse
+    # kNN graph; forced here on small tasks, it gives the dense path's solution
+    tasks = [_toy(rng) for _ in range(3)]
+    S = np.stack([t[0] for t in tasks]).astype(np.float32)
+    lab = np.stack([t[1] for t in tasks])
+    Q = np.stack([t[2] for t in tasks]).astype(np.float32)
+    dense = laplacian_fewshot_episodes(S, lab, Q, **params)
+    monkeypatch.setattr(_laplacian, "TASK_CHUNK_MIB", 1e-4)
+    calls = []
+    knn = _laplacian._graph.knn_affinity
+    monkeypatch.setattr(
+        _laplacian._graph,
+        "knn_affinity",
+        lambda *a, **k: calls.append(1) or knn(*a, **k),
+    )
+    sparse = laplacian_fewshot_episodes(S, lab, Q, **params)
+    assert len(calls) == 3  # one sparse graph per task
+    threads = laplacian_fewshot_episodes(S, lab, Q, n_jobs=2, **params)
+    for key in sparse:  # the path does not depend on n_jobs
+        np.testing.assert_array_equal(threads[key], sparse[key], err_msg=key)
+    np.testing.assert_array_equal(sparse.labels, dense.labels)
+    np.testing.assert_allclose(
+        sparse.label_distributions, dense.label_distributions, atol=1e-5
+    )
+    np.testing.assert_allclose(sparse.prototypes, dense.prototypes, atol=1e-5)
+    np.testing.assert_array_equal(sparse.balanced, dense.balanced)

@@ -263,9 +263,10 @@ def laplacian_fewshot_episodes(
     batched matrix products over a leading task axis, with dense per-task kNN graphs,
     taken in chunks of tasks so that memory stays bounded (``TASK_CHUNK_MIB`` on the
     CPU, scikit-learn's ``working_memory`` on a GPU).  A task of ``n`` points holds a
-    few (n, n) matrices, so this is for many small episodes: for one large episode
-    (thousands of queries) use :class:`LaplacianFewShotClassifier`, whose kNN graph
-    is sparse (one task of 4,000 queries peaks at ~185 MiB here).
+    few (n, n) matrices; a task too large for them (a single task's (n, n) array
+    above that budget: ~1,000 points in float32 on the CPU) is solved alone with a
+    sparse kNN graph instead, as :class:`LaplacianFewShotClassifier` solves it
+    (memory ``O(n * n_neighbors)``).
     numpy arrays run on the CPU; torch tensors run on their device (GPU when they are
     on one), and the results come back as tensors there.
 
@@ -378,9 +379,14 @@ def laplacian_fewshot_episodes(
     itemsize = support.element_size() if xp.is_torch(support) else dt.itemsize
     on_gpu = xp.is_torch(support) and support.device.type != "cpu"
     budget = (get_config()["working_memory"] if on_gpu else TASK_CHUNK_MIB) * 2**20
+    per_task = n * max(n, K) * itemsize
+    # a task whose dense (n, n) arrays alone exceed the budget is solved on its own
+    # with a sparse kNN graph (as the estimator solves it), not densely; decided
+    # before the thread factor, so that results do not depend on n_jobs
+    sparse = per_task > budget
     if n_jobs > 1 and not on_gpu:
         budget *= THREAD_CHUNK_FACTOR
-    step = max(1, int(budget // (n * max(n, K) * itemsize)))
+    step = 1 if sparse else max(1, int(budget // per_task))
     if n_jobs > 1:  # chunks of equal size, as many per thread
         n_chunks = -(-T // step)
         n_chunks = min(T, -(-n_chunks // n_jobs) * n_jobs)
@@ -388,7 +394,8 @@ def laplacian_fewshot_episodes(
 
     def solve(a):
         return _solve_tasks(
-            support[a : a + step], labels[a : a + step], query[a : a + step], K, p
+            support[a : a + step], labels[a : a + step], query[a : a + step], K, p,
+            sparse=sparse,
         )  # fmt: skip
 
     starts = range(0, T, step)
@@ -456,17 +463,22 @@ def _check_finite(support, query):
             raise ValueError(f"{name} contains NaN or infinity.")
 
 
-def _solve_tasks(support, labels, query, K, p):
+def _solve_tasks(support, labels, query, K, p, sparse=False):
+    """One chunk of tasks, densely; or (`sparse`, one task) with a sparse kNN graph."""
     ns = support.shape[1]
     with np.errstate(invalid="ignore", over="ignore"):  # NaN / inf: checked later
         X = _centre(support, query, p["preprocessing"], p["center"])
     onehot = xp.one_hot(labels, K, like=X)
+    if sparse:
+        _check_finite(support, query)
+        if p["preprocessing"] is not None:
+            X = _graph.batched_l2_normalize(X)
     (Y, M, n_iter, hist, conv, bal), _ = _transduce(
         X,
         onehot,
         p,
-        sparse_graph=False,
-        normalize=p["preprocessing"] is not None,
+        sparse_graph=sparse,
+        normalize=p["preprocessing"] is not None and not sparse,
         check_finite=lambda: _check_finite(support, query),
     )
     return Y[:, ns:], M, n_iter, hist, conv, bal
