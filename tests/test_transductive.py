@@ -427,3 +427,25 @@ def test_batched_large_tasks_take_the_sparse_path_with_the_same_result(
     )
     np.testing.assert_allclose(sparse.prototypes, dense.prototypes, atol=1e-5)
     np.testing.assert_array_equal(sparse.balanced, dense.balanced)
+
+
+def test_batched_sparse_path_on_torch_tensors(rng, monkeypatch):
+    # the sparse route with tensors: a torch sparse graph on the tensors' device,
+    # results as tensors, equal to the numpy route (and no torch sparse warning)
+    torch = pytest.importorskip("torch")
+    tasks = [_toy(rng) for _ in range(2)]
+    S, lab, Q = (np.stack([t[i] for t in tasks]) for i in range(3))
+    S, Q = S.astype(np.float32), Q.astype(np.float32)
+    monkeypatch.setattr(_laplacian, "TASK_CHUNK_MIB", 1e-4)
+    ref = laplacian_fewshot_episodes(S, lab, Q, balance="auto")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        out = laplacian_fewshot_episodes(
+            torch.from_numpy(S), torch.from_numpy(lab), torch.from_numpy(Q),
+            balance="auto",
+        )  # fmt: skip
+    assert isinstance(out.labels, torch.Tensor)
+    np.testing.assert_array_equal(out.labels.numpy(), ref.labels)
+    np.testing.assert_allclose(
+        out.label_distributions.numpy(), ref.label_distributions, atol=1e-5
+    )
