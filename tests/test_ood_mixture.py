@@ -212,6 +212,32 @@ def test_balanced_em_uses_every_prototype(rng):
     assert w.min() > 0.05
 
 
+def test_small_epsilon_float32_keeps_every_sample(rng):
+    """Sinkhorn with a small epsilon in float32: no sample's assignment underflows."""
+    X, y = _sphere_blobs(rng, n_classes=2, per_class=90, spread=0.6)
+    dets = [
+        PrototypeMixtureDetector(n_prototypes=3, epsilon=2e-3, random_state=0).fit(
+            X.astype(dtype), y
+        )
+        for dtype in (np.float32, np.float64)
+    ]
+    for det in dets:
+        assert det.weights_.sum() == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(dets[0].weights_, dets[1].weights_, atol=1e-3)
+
+
+def test_antipodal_class_single_prototype_is_unit(rng):
+    """A class whose samples sum to zero still gets a unit-norm prototype."""
+    X = np.r_[np.eye(5), -np.eye(5)]
+    for score_type in ("mixture", "max_similarity"):
+        det = PrototypeMixtureDetector(
+            n_prototypes=1, score_type=score_type, random_state=0
+        ).fit(X)
+        np.testing.assert_allclose(np.linalg.norm(det.prototypes_, axis=1), 1.0)
+    # max_similarity is the cosine to a training sample: 1 for it, not 0 for all
+    assert det.score_samples(X).max() == pytest.approx(1.0)
+
+
 def test_convergence_warning(rng):
     X, y = _sphere_blobs(rng)
     with pytest.warns(ConvergenceWarning, match="max_iter=1"):

@@ -142,6 +142,15 @@ def _logsumexp_rows(A):
     return np.log(A.sum(axis=1)) + m
 
 
+def _at_least_single(X):
+    """``X`` in float32 when it is float16 / bfloat16 (numpy or torch), else as is."""
+    if xp.is_torch(X):
+        import torch
+
+        return X.float() if X.dtype in (torch.float16, torch.bfloat16) else X
+    return X.astype(np.float32) if X.dtype == np.float16 else X
+
+
 def vmf_mixture_log_density(
     X, means, log_weights, kappa, *, log_normalizer=None, working_memory=None
 ):
@@ -149,7 +158,9 @@ def vmf_mixture_log_density(
 
     Parameters
     ----------
-    X : (n, d) array or tensor; rows are L2-normalised here.
+    X : (n, d) array or tensor; rows are L2-normalised here (float16 / bfloat16 are
+        computed in float32: ``kappa * mu`` and ``log C_d(kappa)`` overflow or lose all
+        precision in half precision).
     means : (m, d) unit-norm component means.
     log_weights : (m,) log mixing weights (``-inf`` for an empty component).
     kappa : float or (m,) array, concentrations.
@@ -160,8 +171,9 @@ def vmf_mixture_log_density(
 
     Returns
     -------
-    log_density : (n,) array or tensor like ``X``.
+    log_density : (n,) array or tensor like ``X`` (float32 for half-precision ``X``).
     """
+    X = _at_least_single(X)
     m = means.shape[0]
     if log_normalizer is None:
         log_normalizer = vmf_log_normalizer(X.shape[1], kappa)
@@ -187,7 +199,11 @@ def sinkhorn(scores, epsilon, n_iter=3, row_mask=None):
 
     For each leading batch index, ``Q = exp(scores / epsilon)`` is scaled alternately so
     that every column (prototype) gets the same total mass and every row (sample) mass
-    one; after ``n_iter`` rounds the rows sum to one, as in PALM's official code.
+    one; after ``n_iter`` rounds the rows sum to one, as in PALM's official code.  The
+    first round runs on ``log Q`` (log-sum-exp normalisations), so no row or column
+    underflows to zero however small `epsilon` is; after it every column holds an
+    entry of at least ``1 / (n K)`` and every row one of at least ``1 / K``, and the
+    remaining rounds divide by sums bounded away from zero.
 
     Parameters
     ----------
@@ -201,25 +217,32 @@ def sinkhorn(scores, epsilon, n_iter=3, row_mask=None):
     -------
     Q : (..., n, K) array, each valid row summing to one.
     """
-    Q = scores / epsilon
-    Q -= (
-        Q.max(axis=(-2, -1), keepdims=True)
-        if row_mask is None
-        else _masked_max(Q, row_mask)
-    )
-    np.exp(Q, out=Q)
+    L = scores / epsilon
     if row_mask is not None:
-        Q *= row_mask[..., None]
+        L = np.where(row_mask[..., None], L, -np.inf).astype(L.dtype, copy=False)
+    if n_iter < 1:
+        L -= _finite_or_zero(L.max(axis=(-2, -1), keepdims=True))
+        return np.exp(L, out=L)
+    L -= _finite_or_zero(_logsumexp_axis(L, -2))  # columns: mass 1 each
+    L -= _finite_or_zero(_logsumexp_axis(L, -1))  # rows: mass 1 each
+    Q = np.exp(L, out=L)
     tiny = np.finfo(Q.dtype).tiny
-    for _ in range(n_iter):
-        Q /= np.maximum(Q.sum(axis=-2, keepdims=True), tiny)  # columns: mass 1 each
-        Q /= np.maximum(Q.sum(axis=-1, keepdims=True), tiny)  # rows: mass 1 each
+    for _ in range(n_iter - 1):
+        Q /= np.maximum(Q.sum(axis=-2, keepdims=True), tiny)
+        Q /= np.maximum(Q.sum(axis=-1, keepdims=True), tiny)
     return Q
 
 
-def _masked_max(Q, row_mask):
-    filled = np.where(row_mask[..., None], Q, -np.inf)
-    return filled.max(axis=(-2, -1), keepdims=True)
+def _finite_or_zero(a):
+    """``a`` with its non-finite entries (all-padding rows, ``-inf``) set to zero."""
+    return np.where(np.isfinite(a), a, 0).astype(a.dtype, copy=False)
+
+
+def _logsumexp_axis(L, axis):
+    """``log sum exp`` along `axis` (kept), ``-inf`` where every entry is ``-inf``."""
+    m = _finite_or_zero(L.max(axis=axis, keepdims=True))
+    with np.errstate(divide="ignore"):
+        return np.log(np.exp(L - m).sum(axis=axis, keepdims=True)) + m
 
 
 # ------------------------------------------------------------------------- fit
@@ -315,7 +338,15 @@ def _init_means(X, y, buckets, n_classes, n_components, init, rng, max_iter):
     else:
         for b in buckets:
             out[b.classes] = _seed_bucket(b, n_components, rng, init == "k-means++")
-    return l2_normalize(out.reshape(-1, d)).reshape(out.shape)
+    out = l2_normalize(out.reshape(-1, d)).reshape(out.shape)
+    # A zero resultant (a class of antipodal pairs, n_components=1) or a zero seed
+    # row has no direction: start from the class's first nonzero sample instead (any
+    # unit vector maximises the likelihood there), so every mean is a unit vector.
+    for c, j in zip(*np.nonzero(~np.any(out != 0, axis=-1))):
+        rows = X[y == c]
+        nonzero = np.flatnonzero(np.any(rows != 0, axis=1))
+        out[c, j] = rows[nonzero[0]] if nonzero.size else np.eye(1, d, dtype=X.dtype)
+    return out
 
 
 def _similarities(bucket, M):
