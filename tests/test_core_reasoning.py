@@ -227,3 +227,39 @@ def test_radius_torch_in_torch_out(rng):
     rt = reasoning_radius(torch.from_numpy(X.astype(np.float32)), W, 0.8, pos, neg)
     assert isinstance(rt, torch.Tensor) and rt.dtype == torch.float32
     np.testing.assert_allclose(rt.numpy(), r, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["original", "stable", "rbf"])
+@pytest.mark.parametrize("detection", ["exponential", "gaussian"])
+def test_radius_stays_sound_where_detections_underflow(rng, kind, detection):
+    # Far from every component all detections exp(-dist / sigma) underflow to 0; the
+    # CBC quadratic then had a = c = 0 and reported an infinite radius although
+    # walking to the components flips the prediction.
+    W, pos, neg = _model(rng, kind)
+    sigma = 0.8
+    directions = rng.normal(size=(6, 2))
+    X = 1500 * directions / np.linalg.norm(directions, axis=1, keepdims=True)
+    assert np.all(R.detection_probabilities(X, W, sigma, detection) == 0)
+
+    def predict(Z):
+        dist = R.component_distances(Z, W, detection)
+        return R.log_class_probabilities(dist, sigma, pos, neg).argmax(1)
+
+    found = np.array([line_search(predict, x, W, n_grid=300) for x in X])
+    assert np.isfinite(found).all()
+    for Xin in (X, torch.from_numpy(X)):
+        r = reasoning_radius(Xin, W, sigma, pos, neg, detection=detection)
+        r = r.numpy() if isinstance(r, torch.Tensor) else r
+        assert np.all(np.isfinite(r))
+        assert np.all(r <= found + 1e-6)
+        if neg is not None:  # CBC: p_c ~ sum_k r-_ck there, far from any flip
+            assert np.all(r > (0.9 if detection == "exponential" else 0.3) * found)
+    # the scaled (log-space) root agrees with the plain one where nothing underflows
+    Xn = rng.normal(scale=1.5, size=(25, 2))
+    dist = R.component_distances(Xn, W, detection)
+    D = np.exp(-dist / sigma)
+    tgt = R.log_class_probabilities(dist, sigma, pos, neg).argmax(1)
+    m = (-dist / sigma).max(1)
+    plain = reasoning_log_margin(D, pos, neg, tgt)
+    scaled = reasoning_log_margin(D / np.exp(m)[:, None], pos, neg, tgt, log_scale=m)
+    np.testing.assert_allclose(scaled, plain, rtol=1e-9, atol=1e-12)

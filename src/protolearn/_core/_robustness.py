@@ -181,7 +181,7 @@ def _log(x):
     return x.log() if xp.is_torch(x) else np.log(x)
 
 
-def reasoning_log_margin(D, positive, negative, target, *, smooth=0.0):
+def reasoning_log_margin(D, positive, negative, target, *, smooth=0.0, log_scale=None):
     """``min_{c != target} log t*_c`` (n,): the certified log-detection margin.
 
     Parameters
@@ -194,6 +194,14 @@ def reasoning_log_margin(D, positive, negative, target, *, smooth=0.0):
     smooth : float >= 0
         Added under the square root (a smaller, still sound value; keeps gradients
         finite during training).
+    log_scale : (n,) array or None
+        When given, ``D`` holds the detections divided by ``exp(log_scale)`` row by
+        row (e.g. scaled by the row's largest detection) and the root is computed in
+        log space: far from every component the unscaled detections underflow to 0,
+        and the quadratic (whose ``a``, ``c`` are linear in the detections but ``b`` is
+        not) then gave ``t* = inf`` -- an infinite radius where a finite
+        perturbation flips the prediction.  Not differentiable where ``b = 0``;
+        the training loss uses the unscaled path.
 
     Returns
     -------
@@ -208,6 +216,8 @@ def reasoning_log_margin(D, positive, negative, target, *, smooth=0.0):
     Q = D @ neg.T
     N = neg.sum(1)
     C = P.shape[1]
+    if log_scale is not None:
+        return _scaled_log_margin(P, Q, N, target, log_scale, smooth)
     if xp.is_torch(D):
         import torch
 
@@ -245,6 +255,52 @@ def reasoning_log_margin(D, positive, negative, target, *, smooth=0.0):
         t = np.where(b >= 0, t_pos, t_neg)
         log_t = np.log(np.maximum(t, 1e-300))
     log_t[rows, y] = np.inf
+    return log_t.min(1)
+
+
+def _scaled_log_margin(P, Q, N, target, log_scale, smooth):
+    """The log of the positive root of ``a t^2 + b t - c`` with ``a = e^m a'``,
+    ``c = e^m c'`` (``a'``, ``c'`` from the scaled detections, ``m = log_scale``),
+    in log space: with ``s = sqrt(b^2 + 4 a c)``, ``log t = log 2 + log c -
+    log(|b| + s)`` for ``b >= 0`` and ``log(|b| + s) - log 2 - log a`` for ``b < 0``
+    (both sums of non-negative terms: no cancellation, no underflow)."""
+    torch_in = xp.is_torch(P)
+    if torch_in:
+        import torch
+
+        y = xp.as_index_like(target, P)
+        Py, Qy, Ny = (M.gather(1, y[:, None]) for M in (P, Q, N[None, :].expand_as(P)))
+        own = torch.nn.functional.one_hot(y, P.shape[1]).bool()
+        logaddexp, log = torch.logaddexp, torch.log
+        m = log_scale[:, None]
+    else:
+        y = np.asarray(target)
+        rows = np.arange(P.shape[0])
+        Py, Qy, Ny = P[rows, y][:, None], Q[rows, y][:, None], N[y][:, None]
+        own = np.zeros(P.shape, dtype=bool)
+        own[rows, y] = True
+        logaddexp, log = np.logaddexp, np.log
+        m = np.asarray(log_scale)[:, None]
+    a, c, b = P + Qy, Q + Py, N[None, :] - Ny
+    absb = b.abs() if torch_in else np.abs(b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_a, log_c, log_b = log(a) + m, log(c) + m, log(absb)
+        q = logaddexp(2 * log_b, np.log(4.0) + log_a + log_c)
+        if smooth:
+            q = logaddexp(q, log(xp.full(q.shape, float(smooth), like=q)))
+        log_sum = logaddexp(log_b, q / 2)  # log(|b| + s)
+        log_t = xp.where(
+            b >= 0, np.log(2.0) + log_c - log_sum, log_sum - np.log(2.0) - log_a
+        )
+        # a = c = b = 0 (degenerate reasoning: the two classes tie everywhere): nan
+        floor = float(np.log(1e-300))
+        if torch_in:
+            log_t = torch.nan_to_num(log_t, nan=floor, posinf=torch.inf).clamp(
+                min=floor
+            )
+            return log_t.masked_fill(own, torch.inf).amin(1)
+        log_t = np.where(np.isnan(log_t), floor, np.maximum(log_t, floor))
+    log_t[own] = np.inf
     return log_t.min(1)
 
 
@@ -300,15 +356,15 @@ def reasoning_radius(
         tgt = None if target is None else target[rows]
         dist = component_distances(Xc, W, detection)
         log_d = -dist / sigma
-        if neg is None:
-            # RBF: the margin depends on ratios of detections only (t = sqrt(P_y /
-            # P_c)), so each row is scaled by its largest detection: far from every
-            # component the detections underflowed and the radius came out negative.
-            log_d = log_d - xp.amax(log_d, axis=1)[:, None]
-        D = xp.exp(log_d)
+        # Each row is scaled by its largest detection and the root solved in log
+        # space: far from every component the detections underflow (RBF: the radius
+        # came out negative; CBC: t* = inf, an infinite radius where a finite
+        # perturbation flips the prediction).
+        m = xp.amax(log_d, axis=1)
+        D = xp.exp(log_d - m[:, None])
         if tgt is None:  # predict's class (log-space class probabilities)
             tgt = xp.argmax(log_class_probabilities(dist, sigma, pos, neg), axis=1)
-        log_t = reasoning_log_margin(D, pos, neg, tgt)
+        log_t = reasoning_log_margin(D, pos, neg, tgt, log_scale=m)
         r = None
         if detection == "gaussian":
             r = xp.sqrt(xp.amax(dist, axis=1))
