@@ -166,3 +166,18 @@ def test_one_large_episode_is_solved_with_a_sparse_graph():
         out.label_distributions[0], est.label_distributions_[5:], atol=1e-5
     )
     assert np.mean(out.labels[0] == yq) > 0.95
+
+
+def test_knn_detector_normalises_the_query_chunk_by_chunk():
+    # score_samples L2-normalised the whole query first: an (n, d) copy (20 MiB here)
+    from protolearn.ood import KNNDetector
+
+    X, _ = _blobs(2000, 256, 4, seed=0)
+    det = KNNDetector(n_neighbors=10).fit(X)
+    Xq, _ = _blobs(20_000, 256, 4, seed=1)
+    assert Xq.nbytes > 16 * MiB
+    extra = _peak_minus_output_mib(lambda: det.score_samples(Xq))
+    assert extra < BOUND_MIB, f"{extra:.1f} MiB beyond the output"
+    ref = det.score_samples(Xq)  # default working memory: one chunk
+    with config_context(working_memory=1):
+        np.testing.assert_allclose(det.score_samples(Xq), ref, rtol=1e-5, atol=1e-6)

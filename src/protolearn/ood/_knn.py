@@ -4,6 +4,7 @@ from numbers import Integral
 
 from .._core import _distances, _neighbors
 from ..base import BaseOutlierDetector
+from ..utils import _array_api as xp
 from ..utils._sklearn_compat import Interval, _fit_context
 from ..utils._validation import validate_fit_data
 
@@ -107,18 +108,25 @@ class KNNDetector(BaseOutlierDetector):
         self._set_offset(X, max_samples=self.MAX_OFFSET_SAMPLES)
         return self
 
+    def _kth_distance(self, X, k):
+        # row chunks: the normalised copy of X is made chunk by chunk, not whole
+        def chunk(Xc, rows):
+            return _neighbors.kth_neighbor_distance(
+                self._prepare(Xc), self.fit_X_, k, metric="euclidean"
+            )
+
+        itemsize = X.element_size() if xp.is_torch(X) else X.dtype.itemsize
+        row_bytes = (X.shape[1] + 4 * self.fit_X_.shape[0]) * itemsize
+        return _distances.map_row_chunks(chunk, X, row_bytes)
+
     def _score_samples(self, X):
-        return -_neighbors.kth_neighbor_distance(
-            self._prepare(X), self.fit_X_, self.n_neighbors, metric="euclidean"
-        )
+        return -self._kth_distance(X, self.n_neighbors)
 
     def _training_scores(self, X):
         # leave-one-out: the (k+1)-th nearest stored row, the row itself being the
         # first (distance 0; an exact duplicate is at 0 too, so the multiset of the
         # other rows' distances is the same whichever of the two is dropped)
-        return -_neighbors.kth_neighbor_distance(
-            self._prepare(X), self.fit_X_, self.n_neighbors + 1, metric="euclidean"
-        )
+        return -self._kth_distance(X, self.n_neighbors + 1)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
