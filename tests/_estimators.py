@@ -16,3 +16,19 @@ FAST_PARAMS = {
     "LaplacianFewShotClassifier": {"max_iter": 20},
     "LaplacianKMeans": {"n_clusters": 3, "random_state": 0},
 }
+
+# One or two real hyperparameters per estimator, for the GridSearchCV tests:
+# {param: [values]}.
+PARAM_GRIDS = {
+    "NearestPrototypeClassifier": {"n_prototypes": [1, 2]},
+    "PrototypeMixtureDetector": {"n_prototypes": [1, 4]},
+    "MahalanobisDetector": {"method": ["class", "agnostic"]},
+    "KNNDetector": {"n_neighbors": [3, 10], "normalize": [True, False]},
+    "GaussianPrototypeClassifier": {"covariance_type": ["tied", "full"]},
+    "GLVQClassifier": {"n_prototypes": [1, 2], "activation": ["sigmoid", "identity"]},
+    "GMLVQClassifier": {"n_components": [None, 2]},
+    "RBFClassifier": {"loss": ["margin", "robust"]},
+    "CBCClassifier": {"reasoning": ["stable", "original"]},
+    "LaplacianFewShotClassifier": {"lam": [0.0, 0.7], "n_neighbors": [3, 5]},
+    "LaplacianKMeans": {"lam": [0.5, 1.0]},
+}

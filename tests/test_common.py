@@ -1,16 +1,16 @@
 """scikit-learn's estimator checks, pickling, clone, Pipeline and GridSearchCV for every
 public protolearn estimator (found by ``all_estimators``, so new ones are covered).
 
-Fast constructor parameters live in ``INIT_PARAMS``; every expected failure is listed,
-with its reason, in ``EXPECTED_FAILED_CHECKS``; ``xfail_strict`` makes an unexpected
-pass fail too.
+Fast constructor parameters and the parameter grids live in tests/_estimators.py;
+every expected failure is listed, with its reason, in ``EXPECTED_FAILED_CHECKS``;
+``xfail_strict`` makes an unexpected pass fail too.
 """
 
 import pickle
 
 import numpy as np
 import pytest
-from _estimators import FAST_PARAMS
+from _estimators import FAST_PARAMS, PARAM_GRIDS
 from sklearn.base import clone, is_classifier, is_outlier_detector
 from sklearn.datasets import load_digits, load_iris
 from sklearn.metrics import roc_auc_score
@@ -23,21 +23,6 @@ from protolearn.utils import all_estimators
 
 # Constructor parameters that keep the checks fast (iterative estimators).
 INIT_PARAMS = FAST_PARAMS
-
-# One grid per estimator for the GridSearchCV smoke test: {param: [values]}.
-PARAM_GRIDS = {
-    "NearestPrototypeClassifier": {"n_prototypes": [1, 2]},
-    "PrototypeMixtureDetector": {"n_prototypes": [1, 4]},
-    "MahalanobisDetector": {"method": ["class", "agnostic"]},
-    "KNNDetector": {"n_neighbors": [3, 10], "normalize": [True, False]},
-    "GaussianPrototypeClassifier": {"covariance_type": ["tied", "full"]},
-    "GLVQClassifier": {"n_prototypes": [1, 2], "activation": ["sigmoid", "identity"]},
-    "GMLVQClassifier": {"n_components": [None, 2]},
-    "RBFClassifier": {"loss": ["margin", "robust"]},
-    "CBCClassifier": {"reasoning": ["stable", "original"]},
-    "LaplacianFewShotClassifier": {"lam": [0.0, 0.7], "n_neighbors": [3, 5]},
-    "LaplacianKMeans": {"lam": [0.5, 1.0]},
-}
 
 # {estimator name: {check name: reason}}
 EXPECTED_FAILED_CHECKS = {

@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 import pytest
-from _estimators import FAST_PARAMS
+from _estimators import FAST_PARAMS, PARAM_GRIDS
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone, is_classifier, is_clusterer, is_outlier_detector
 from sklearn.calibration import CalibratedClassifierCV
@@ -57,21 +57,14 @@ FAST_PARAMS = {
     "KNNDetector": {"n_neighbors": 5},
 }
 
-# One or two real hyperparameters per estimator: {param: [values]}.
+# tests/_estimators.py's grids, with a second parameter for the nearest prototypes and
+# soft K-means (lam=0) against the Laplacian for the clustering.
 GRIDS = {
+    **PARAM_GRIDS,
     "NearestPrototypeClassifier": {
         "n_prototypes": [1, 2],
         "metric": ["euclidean", "cosine"],
     },
-    "PrototypeMixtureDetector": {"n_prototypes": [1, 4]},
-    "MahalanobisDetector": {"method": ["class", "agnostic"]},
-    "KNNDetector": {"n_neighbors": [3, 10], "normalize": [True, False]},
-    "GaussianPrototypeClassifier": {"covariance_type": ["tied", "full"]},
-    "GLVQClassifier": {"n_prototypes": [1, 2], "activation": ["sigmoid", "identity"]},
-    "GMLVQClassifier": {"n_components": [None, 2]},
-    "RBFClassifier": {"loss": ["margin", "robust"]},
-    "CBCClassifier": {"reasoning": ["stable", "original"]},
-    "LaplacianFewShotClassifier": {"lam": [0.0, 0.7], "n_neighbors": [3, 5]},
     "LaplacianKMeans": {"lam": [0.0, 1.0]},
 }
 
