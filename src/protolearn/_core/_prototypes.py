@@ -5,8 +5,11 @@ numpy or torch in, same kind out.  k-means++ seeding uses scikit-learn's tested
 per-class sizes); the Lloyd iterations run on the input's array kind and device.
 """
 
+import warnings
+
 import numpy as np
 from sklearn.cluster import kmeans_plusplus
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from ..utils import _array_api as xp
@@ -18,7 +21,9 @@ def class_means(X, y, n_classes):
 
     Computed as ``X[y == c].mean(0)`` for each class, the same arithmetic as
     :class:`sklearn.neighbors.NearestCentroid`, so the results agree bit for bit.
+    Integer ``X`` gives float64 means.
     """
+    X = _as_float(X)
     y = xp.as_index_like(y, X)
     out = xp.empty((n_classes, X.shape[1]), like=X)
     for c in range(n_classes):
@@ -42,17 +47,36 @@ def kmeans(
     """Lloyd's k-means (``metric="euclidean"``) or spherical k-means (``"cosine"``).
 
     Spherical k-means works on L2-normalised rows, assigns by cosine similarity and
-    re-normalises the centres after each mean update.  Seeding is k-means++ unless
-    `init` (an (n_clusters, d) array) is given.  Empty clusters are re-seeded with the
-    point farthest from its centre, as scikit-learn does.
+    re-normalises the centres after each mean update.  Seeding is k-means++
+    (:func:`sklearn.cluster.kmeans_plusplus`, drawing from `random_state`) unless
+    `init` (an (n_clusters, d) array) is given.  As in scikit-learn, a cluster left
+    empty takes the point farthest from its centre, which leaves its own cluster (the
+    farthest points go to the empty clusters in order; a cluster so emptied keeps its
+    centre for the next assignment); and fewer distinct clusters
+    than `n_clusters` in the result (fewer distinct points than `n_clusters`) warns
+    ``ConvergenceWarning``, the extra centres duplicating others.
+
+    Parameters
+    ----------
+    X : (n, d) array or tensor; integers are cast to float64
+    n_clusters : int <= n
+    metric : "euclidean" or "cosine"
+    max_iter : int, most Lloyd iterations (assignment + mean update)
+    tol : float, stop once the squared Frobenius shift of the centres is at most
+        ``tol`` times the mean per-feature variance of the (normalised) rows, as
+        scikit-learn.  Reaching `max_iter` does not warn: the caller compares
+        ``n_iter`` with it.
+    random_state : int, RandomState instance or None
+    init : (n_clusters, d) array, optional
 
     Returns
     -------
-    centers : (n_clusters, d) array, labels : (n,) int array, inertia : float,
-    n_iter : int
+    centers : (n_clusters, d) array, labels : (n,) int array, inertia : float (sum
+    of squared distances, or of cosine distances ``1 - cos``), n_iter : int
     """
     if metric not in ("euclidean", "cosine"):
         raise ValueError(f"metric must be 'euclidean' or 'cosine'; got {metric!r}.")
+    X = _as_float(X)
     n = X.shape[0]
     if n < n_clusters:
         raise ValueError(f"n_samples={n} should be >= n_clusters={n_clusters}.")
@@ -83,22 +107,43 @@ def kmeans(
             break
     labels, dmin = nearest(Xw, centers, dist_metric)
     inertia = float(dmin.sum())
+    distinct = np.unique(xp.to_numpy(labels)).size
+    if distinct < n_clusters:
+        warnings.warn(
+            f"Number of distinct clusters ({distinct}) found smaller than "
+            f"n_clusters ({n_clusters}). Possibly due to duplicate points in X.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
     return centers, labels, inertia, n_iter
 
 
+def _as_float(X):
+    """`X` itself when floating point, else cast to float64 (as the estimators do)."""
+    if xp.is_torch(X):
+        import torch
+
+        return X if X.is_floating_point() else X.to(torch.float64)
+    X = np.asarray(X)
+    return X if X.dtype.kind == "f" else X.astype(np.float64)
+
+
 def _update_centers(X, labels, n_clusters, dmin, old_centers):
-    labels_np = xp.to_numpy(labels)
+    labels_np = xp.to_numpy(labels).copy()
     counts = np.bincount(labels_np, minlength=n_clusters)
     centers = xp.empty(tuple(old_centers.shape), like=X)
     empty = np.flatnonzero(counts == 0)
     if empty.size:
-        # Re-seed empty clusters with the points farthest from their centres.
+        # As scikit-learn: the points farthest from their centres move to the empty
+        # clusters, leaving the clusters they were in.
         far = np.argsort(-xp.to_numpy(dmin), kind="stable")[: empty.size]
+        labels_np[far] = empty
     for k in range(n_clusters):
-        if counts[k]:
-            centers[k] = X[xp.as_index_like(np.flatnonzero(labels_np == k), X)].mean(0)
-    for k, i in zip(empty, far if empty.size else []):
-        centers[int(k)] = X[int(i)]
+        members = np.flatnonzero(labels_np == k)
+        if members.size:
+            centers[k] = X[xp.as_index_like(members, X)].mean(0)
+        else:  # its only point moved to an empty cluster: keep the centre
+            centers[k] = old_centers[k]
     return centers
 
 
@@ -120,7 +165,8 @@ def class_prototypes(
     y : (n,) int array of class indices ``0..n_classes-1``
     n_prototypes : sequence of int, one entry per class
     metric : "euclidean" or "mahalanobis" (plain k-means / means) or "cosine"
-        (spherical: normalised means and spherical k-means).
+        (spherical: the rows are L2-normalised first, then the normalised mean, which
+        is spherical k-means with one centre, or spherical k-means).
 
     Returns
     -------
@@ -140,9 +186,10 @@ def class_prototypes(
                 f"{k} prototypes requested for it."
             )
         Xc = X[xp.as_index_like(np.flatnonzero(y_np == c), X)]
-        if k == 1:
-            center = Xc.mean(0)[None, :]
-            blocks.append(l2_normalize(center) if metric == "cosine" else center)
+        if k == 1 and metric == "cosine":
+            blocks.append(l2_normalize(l2_normalize(Xc).mean(0)[None, :]))
+        elif k == 1:
+            blocks.append(Xc.mean(0)[None, :])
         else:
             centers, _, _, it = kmeans(
                 Xc, k, metric=km_metric, random_state=rng, max_iter=max_iter
@@ -192,13 +239,36 @@ def rectify_prototypes(support, support_onehot, query, prototypes, *, scale=10.0
 
     cs, cq = cos(support), cos(shifted)
     q_onehot = xp.one_hot(xp.argmax(cq, axis=2), K, like=cq)
-    # exp(scale * (cos - 1)): the same normalised weights, no overflow
-    ws = support_onehot * xp.exp(scale * (cs - 1))
-    wq = q_onehot * xp.exp(scale * (cq - 1))
+    ws, wq = _rectification_weights(cs, support_onehot, cq, q_onehot, scale)
     norm = ws.sum(1) + wq.sum(1)
     return (ws.swapaxes(1, 2) @ support + wq.swapaxes(1, 2) @ shifted) / norm[
         :, :, None
     ]
+
+
+def _rectification_weights(cs, support_onehot, cq, q_onehot, scale):
+    """Unnormalised weights ``exp(scale * cos)`` of the members of each class.
+
+    Computed as ``exp(scale * (cos - top))``, ``top`` the largest member cosine of the
+    class: the same weights once normalised over the class, no overflow, and a weight
+    of 1 for the top member at any `scale` (shifting by 1 instead underflows every
+    member to 0, and the prototype to 0/0, once ``scale * (1 - cos)`` passes ~100 in
+    float32, ~700 in float64).  Non-members get 0.
+    """
+    # cosines lie in [-1, 1]: non-members pushed below any member by 3
+    top = xp.amax(
+        xp.concat(
+            [
+                cs * support_onehot - 3 * (1 - support_onehot),
+                cq * q_onehot - 3 * (1 - q_onehot),
+            ],
+            axis=1,
+        ),
+        axis=1,
+    )[:, None, :]
+    ws = support_onehot * xp.exp(-scale * xp.clip_min(top - cs, 0))
+    wq = q_onehot * xp.exp(-scale * xp.clip_min(top - cq, 0))
+    return ws, wq
 
 
 def rectify_prototype_weights(gram, support_onehot, *, scale=10.0):
@@ -244,9 +314,7 @@ def rectify_prototype_weights(gram, support_onehot, *, scale=10.0):
     qq = zz[:, ns:] + 2 * Gu[:, ns:] + uGu[:, None]
     cq = (GM[:, ns:] + uGM[:, None, :]) * inverse_norm(qq)[:, :, None] * inv_m
     q_onehot = xp.one_hot(xp.argmax(cq, axis=2), K, like=cq)
-    # exp(scale * (cos - 1)): the same normalised weights, no overflow
-    ws = support_onehot * xp.exp(scale * (cs - 1))
-    wq = q_onehot * xp.exp(scale * (cq - 1))
+    ws, wq = _rectification_weights(cs, support_onehot, cq, q_onehot, scale)
     wq_sum = wq.sum(1)
     norm = ws.sum(1) + wq_sum
     C = xp.concat([ws, wq], axis=1)
