@@ -707,17 +707,24 @@ class _Balance:
 
 def cut_fraction(W, Y):
     """(T,) numpy: the fraction of the graph's edge weight between points whose hard
-    labels (arg-max of the soft labels `Y`, (T, n, K)) differ: ``1 - <H, W H> / sum(W)``
-    for the one-hot labels ``H``.  `W` as for :func:`graph_product`."""
+    labels (arg-max of the soft labels `Y`, (T, n, K)) differ: ``<H, W (1 - H)> /
+    sum(W)`` for the one-hot labels ``H`` (``= 1 - <H, W H> / sum(W)``).  `W` as for
+    :func:`graph_product`.
+
+    The cut weight is summed directly (non-negative terms only): a labelling that cuts
+    no edge gets exactly 0, and two labellings cutting the same edges the same value;
+    ``1 - <H, W H> / sum(W)`` left a rounding residue of either sign (+-1e-16 in
+    float64), so that ``balance="auto"`` with ``balance_tol=0`` chose between two
+    labellings of equal cut by rounding."""
     H = xp.one_hot(xp.to_numpy(xp.argmax(Y, axis=2)), Y.shape[2], like=Y)
-    same = xp.to_numpy(_task_dot(H, graph_product(W, H)))
+    cut = xp.to_numpy(_task_dot(H, graph_product(W, 1 - H)))
     if sparse.issparse(W):
         total = np.array([W.sum()])
     elif xp.is_torch(W) and W.is_sparse:
         total = np.array([float(W.values().sum())])
     else:
         total = xp.to_numpy(_sum_tasks(W))
-    return 1.0 - same / np.maximum(total, np.finfo(np.float64).tiny)
+    return cut / np.maximum(total, np.finfo(np.float64).tiny)
 
 
 # The working batch shrinks to the running tasks once at most COMPACT_FRAC of it still
