@@ -23,24 +23,8 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore::sklearn.exceptions.ConvergenceWarning"  # max_iter=2 cases, on purpose
 )
 
-DEFAULTS = dict(
-    lam=0.7,
-    n_neighbors=3,
-    affinity="binary",
-    symmetric=True,
-    graph="all",
-    prototype="kmeans",
-    update_prototypes=True,
-    temperature=0.1,
-    preprocessing="cl2n",
-    center=None,
-    rectify=False,
-    rectify_scale=10.0,
-    balance="none",
-    balance_tol=0.01,
-    max_iter=50,
-    tol=1e-4,
-)
+# The estimator's defaults (the reference re-implements the model, not the defaults).
+DEFAULTS = LaplacianFewShotClassifier().get_params()
 
 
 # ------------------------------------------------------------------ the reference
