@@ -1,6 +1,7 @@
 """LaplacianFewShotClassifier and the batched episode solver: accuracy on CLINC150,
 monotone objective, scikit-learn conventions, numpy/torch, bad input."""
 
+import tracemalloc
 import warnings
 
 import numpy as np
@@ -307,6 +308,64 @@ def test_batched_n_jobs_gives_identical_results(rng, monkeypatch, params):
     for bad in (0, 1.5, "2"):
         with pytest.raises(ValueError, match="n_jobs must be None or a nonzero"):
             laplacian_fewshot_episodes(S, lab, Q, n_jobs=bad)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        dict(center=None, balance="auto", balance_tol=0.05),
+        dict(rectify=True, graph="query", prototype="kmodes", affinity="heat"),
+        dict(preprocessing="l2n", balance="equal", n_neighbors=2),
+    ],
+)
+def test_rows_formed_in_blocks_give_the_stored_rows_results(
+    rng, monkeypatch, params, backend
+):
+    # On the CPU Gram path the stacked, centred rows of a chunk are formed a few tasks
+    # at a time for the Gram matrix and the final prototypes, never stored: bit for bit
+    # the results of the stored (T, n, d) rows, with a last block of fewer tasks.
+    tasks = [_toy(rng, d=50) for _ in range(23)]
+    S, lab, Q = (np.stack([t[i] for t in tasks]).astype(np.float32) for i in range(3))
+    lab = lab.astype(np.int64)
+    params = {"center": S.mean((0, 1)), **params}
+    if backend == "torch":
+        torch = pytest.importorskip("torch")
+        S, lab, Q = (torch.from_numpy(a) for a in (S, lab, Q))
+    n, d = S.shape[1] + Q.shape[1], S.shape[2]
+    monkeypatch.setattr(_laplacian, "ROW_BLOCK_BYTES", 3 * n * d * 4)  # 3 tasks
+    monkeypatch.setattr(_laplacian, "TASK_CHUNK_MIB", 0.05)  # chunks of 5 tasks
+    blocks = laplacian_fewshot_episodes(S, lab, Q, **params)
+    monkeypatch.setattr(_laplacian, "_rows_in_blocks", lambda *a: False)
+    stored = laplacian_fewshot_episodes(S, lab, Q, **params)
+    stored2 = laplacian_fewshot_episodes(S, lab, Q, n_jobs=2, **params)
+    for key in stored:
+        for other in (blocks, stored2):
+            a, b = np.asarray(other[key]), np.asarray(stored[key])
+            np.testing.assert_array_equal(a, b, err_msg=key)
+    assert (np.asarray(blocks.labels) == np.stack([t[3] for t in tasks])).mean() > 0.9
+
+
+def test_rows_formed_in_blocks_are_not_stored():
+    # 200 tasks of 30 points in 1,000 dimensions: their stacked float32 rows take
+    # 23 MiB, their (n, n) arrays 0.7 MiB.  The chunk of tasks held its (T, n, d) rows
+    # (the default 4 MiB chunk budget fits all 200 tasks) until the end of its solve.
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 1000))
+    ys, yq = np.tile(np.arange(3), (200, 1)), np.tile(np.arange(3).repeat(9), (200, 1))
+    S = (centres[ys] + rng.normal(size=ys.shape + (1000,))).astype(np.float32)
+    Q = (centres[yq] + rng.normal(size=yq.shape + (1000,))).astype(np.float32)
+    rows = (S.nbytes + Q.nbytes) / 2**20
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        out = laplacian_fewshot_episodes(S, ys, Q)
+        peak = (tracemalloc.get_traced_memory()[1] - base) / 2**20
+    finally:
+        tracemalloc.stop()
+    assert rows > 20 and peak - out.prototypes.nbytes / 2**20 < 6, peak
+    assert (out.labels == yq).mean() > 0.95
 
 
 @pytest.mark.cuda

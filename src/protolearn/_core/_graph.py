@@ -333,9 +333,9 @@ def batched_knn_affinity(
 
     Same weights as :func:`knn_affinity`, per task (the heat bandwidth is estimated per
     task when `bandwidth` is None).  `gram` may pass ``X X^T`` (T, n, n) when it is
-    already computed.  Returns ``W`` and the (T,) bandwidths.
+    already computed (`X` may then be None).  Returns ``W`` and the (T,) bandwidths.
     """
-    T, n, _ = X.shape
+    T, n = (gram if X is None else X).shape[:2]
     if not 1 <= n_neighbors <= n - 1:
         raise ValueError(
             f"n_neighbors must be in [1, n_points - 1] = [1, {n - 1}]; got {n_neighbors}."
@@ -751,6 +751,7 @@ def laplacian_solve(
     coef=None,
     row_scale=None,
     marginals=None,
+    features=None,
 ):
     """Alternate bound steps on ``Y`` and prototype steps on ``M`` (see module docstring).
 
@@ -789,6 +790,10 @@ def laplacian_solve(
         classes); every bound step is then the constrained minimiser of
         :func:`balanced_softmax`.  The halved steps stay feasible (the constraint set is
         convex), so the objective is still non-increasing.
+    features : callable or None
+        ``C -> C^T Z`` for per-row weights ``C`` (T, n, K): forms the final prototypes
+        when the features are not stored; `Z` is then None, and `gram` and `coef` must
+        be given.
 
     Returns
     -------
@@ -796,14 +801,17 @@ def laplacian_solve(
     float64 ndarray (``E`` before the first step, then after each iteration; NaN after
     a task stopped), converged : (T,) bool ndarray
     """
-    T = Z.shape[0]
-    fixed = xp.asarray_like(fixed, Z) > 0.5
+    if Z is None and (gram is None or coef is None or features is None):
+        raise ValueError("Z=None needs gram, coef and features.")
+    like = Y_fixed if Z is None else Z  # kind, dtype and device of the features
+    T = like.shape[0]
+    fixed = xp.asarray_like(fixed, like) > 0.5
     fixed3 = fixed[:, :, None]
-    temp = xp.asarray_like(np.asarray(temperature), Z) if np.ndim(temperature) else None
-    protos = _Prototypes(Z, M, prototype, bandwidth, gram, coef, row_scale)
+    temp = xp.asarray_like(np.asarray(temperature), like) if np.ndim(temperature) else None
+    protos = _Prototypes(Z, M, prototype, bandwidth, gram, coef, row_scale, features)
     bal = None
     if marginals is not None:
-        bal = _Balance(xp.asarray_like(marginals, Z), fixed3)
+        bal = _Balance(xp.asarray_like(marginals, like), fixed3)
 
     def unary():
         A = protos.term()
@@ -813,7 +821,7 @@ def laplacian_solve(
             A /= temp[:, None, None]
         return A
 
-    freef = xp.where(fixed, Z[:, :, 0] * 0, Z[:, :, 0] * 0 + 1)
+    freef = xp.where(fixed, like[:, :, 0] * 0, like[:, :, 0] * 0 + 1)
     A = unary()
     Y = _bound_step(A, None, Y_fixed, fixed3, bal)
     LWY = lam * graph_product(W, Y) if lam else None
@@ -823,7 +831,7 @@ def laplacian_solve(
     history[:, 0] = xp.to_numpy(E)
     n_iter = np.zeros(T, dtype=np.int64)
     converged = np.zeros(T, dtype=bool)
-    eps = 16 * float(np.finfo(xp.to_numpy(Z[:1, :1, :1]).dtype).eps)
+    eps = 16 * float(np.finfo(xp.to_numpy(like[:1, :1, :1]).dtype).eps)
     # Tasks stop at different iterations.  The working arrays hold the tasks `work`
     # (indices into the batch); once half of them have stopped, the stopped ones are
     # written out and the arrays shrink to the running ones (dense graphs only), so
@@ -836,7 +844,7 @@ def laplacian_solve(
         all_active = bool(active.all())
         act = None
         if not all_active:
-            act = xp.as_index_like(active, Z) > 0 if xp.is_torch(Z) else active
+            act = xp.as_index_like(active, like) > 0 if xp.is_torch(like) else active
         Yn = _bound_step(A, LWY, Y_fixed, fixed3, bal)
         LWYn = lam * graph_product(W, Yn) if lam else None
         Rn = _energy_rest(Yn, LWYn, freef)
@@ -849,7 +857,7 @@ def laplacian_solve(
                     break
                 # halve the step of the tasks whose energy went up (only those: the
                 # others keep exactly the step they would take alone)
-                b = xp.as_index_like(np.flatnonzero(worse), Z)
+                b = xp.as_index_like(np.flatnonzero(worse), like)
                 Yb, LWYb = Yn[b], LWYn[b]
                 Yb -= Y[b]
                 Yb *= 0.5
@@ -888,10 +896,10 @@ def laplacian_solve(
         ):
             if Y_out is None:
                 Y_out = xp.empty(tuple(Y_fixed.shape), like=Y)
-            stop = xp.as_index_like(np.flatnonzero(~active), Z)
-            Y_out[xp.as_index_like(work[~active], Z)] = Y[stop]
+            stop = xp.as_index_like(np.flatnonzero(~active), like)
+            Y_out[xp.as_index_like(work[~active], like)] = Y[stop]
             protos.store(stop, work[~active])
-            keep = xp.as_index_like(np.flatnonzero(active), Z)
+            keep = xp.as_index_like(np.flatnonzero(active), like)
             Y, A, E, R = Y[keep], A[keep], E[keep], R[keep]
             LWY = None if LWY is None else LWY[keep]
             Y_fixed, fixed, fixed3, freef = (
@@ -909,8 +917,8 @@ def laplacian_solve(
             active = np.ones(work.size, dtype=bool)
     if Y_out is None:
         return Y, protos.prototypes(), n_iter, history, converged
-    Y_out[xp.as_index_like(work, Z)] = Y
-    protos.store(xp.as_index_like(np.arange(work.size), Z), work)
+    Y_out[xp.as_index_like(work, like)] = Y
+    protos.store(xp.as_index_like(np.arange(work.size), like), work)
     return Y_out, protos.prototypes(), n_iter, history, converged
 
 
@@ -925,17 +933,25 @@ class _Prototypes:
     With a row scale ``s`` the features are ``Z * s``: ``M = (C * s)^T Z``.
     """
 
-    def __init__(self, Z, M, kind, bandwidth, gram=None, coef=None, row_scale=None):
+    def __init__(
+        self, Z, M, kind, bandwidth, gram=None, coef=None, row_scale=None,
+        features=None,
+    ):  # fmt: skip
         self.kind, self.bandwidth = kind, bandwidth
-        n, d = Z.shape[1], Z.shape[2]
+        self.combine = features  # C -> C^T Z when Z is not stored (Z None)
+        if Z is None:  # the Gram path with weights, as laplacian_solve checks
+            n = d = gram.shape[1]
+        else:
+            n, d = Z.shape[1], Z.shape[2]
         self.gram = n <= d
         if coef is not None and not self.gram:
             raise ValueError("coef needs n_points <= n_features (the Gram path).")
         if row_scale is not None and not self.gram:
             Z, row_scale = Z * row_scale[:, :, None], None
         self.Z, self.s, self.M, self.C = Z, row_scale, M, coef
-        self.n_tasks, self.out, self.s_all = Z.shape[0], None, row_scale
-        self.rows = xp.as_index_like(np.arange(Z.shape[0]), Z)
+        like = gram if Z is None else Z
+        self.n_tasks, self.out, self.s_all = like.shape[0], None, row_scale
+        self.rows = xp.as_index_like(np.arange(like.shape[0]), like)
         if self.gram:
             if gram is None:
                 Zs = Z if row_scale is None else Z * row_scale[:, :, None]
@@ -1033,5 +1049,9 @@ class _Prototypes:
             return state
         s = self.s if self.out is None else self.s_all
         C = state if s is None else state * s[:, :, None]
+        if self.combine is not None:  # every task of the batch (see laplacian_solve)
+            if self.out is None and self.rows.shape[0] != self.n_tasks:
+                raise RuntimeError("prototypes of a subset of unstored features.")
+            return self.combine(C)
         Z = self.features() if self.out is None else self.Z
         return bmm(C.swapaxes(1, 2), Z)

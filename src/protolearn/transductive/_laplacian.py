@@ -3,6 +3,7 @@ K-means / K-modes generalisation), one episode (estimator) or many at once (func
 
 import functools
 import inspect
+import queue
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
@@ -80,19 +81,22 @@ def _check_center(center, n_features, dtype):
     return c
 
 
-def _centre(support, query, preprocessing, center):
+def _centre(support, query, preprocessing, center, out=None):
     """Support and query rows stacked (T, n, d) and centred as `preprocessing` asks
-    ("cl2n": on `center`, None meaning each task's mean), not yet L2-normalised."""
-    if preprocessing != "cl2n":
-        return xp.concat([support, query], axis=1)
+    ("cl2n": on `center`, None meaning each task's mean), not yet L2-normalised.
+    `out`: None, or an array of at least T tasks of that shape to write into."""
     T, ns, d = support.shape
     n = ns + query.shape[1]
+    X = xp.empty((T, n, d), like=support) if out is None else out[:T]
+    if preprocessing != "cl2n":
+        X[:, :ns], X[:, ns:] = support, query
+        return X
     if center is None:
         c = (support.sum(1) + query.sum(1)) / n
-    else:
+    else:  # (d,), or (T, d): one per task
         c = xp.asarray_like(center, support)
     c = c[None, None, :] if c.ndim == 1 else c[:, None, :]
-    X = xp.empty((T, n, d), like=support)  # stacked and centred in one pass
+    # stacked and centred in one pass
     if xp.is_torch(X):
         import torch
 
@@ -102,6 +106,66 @@ def _centre(support, query, preprocessing, center):
         np.subtract(support, c, out=X[:, :ns])
         np.subtract(query, c, out=X[:, ns:])
     return X
+
+
+class _RowBlocks:
+    """The stacked rows ``[support; query]`` of a chunk of tasks, centred as
+    :func:`_centre` does, formed a block of tasks at a time and never stored.
+
+    The Gram path needs the rows twice only: for their Gram matrix, and at the end for
+    the prototypes (weighted sums of the rows).  Each block's rows are formed into one
+    small buffer that stays in the core's cache through its product, so the (T, n, d)
+    array of the chunk (~4.8x its (T, n, n) arrays for CLINC150 episodes) is neither
+    written to memory nor read back, twice; every task's products are the ones a
+    whole chunk gets.
+    """
+
+    def __init__(self, support, query, preprocessing, center):
+        self.support, self.query, self.preprocessing = support, query, preprocessing
+        T, ns, d = support.shape
+        self.n, self.d = ns + query.shape[1], d
+        if preprocessing == "cl2n" and center is None:  # each task's own mean
+            center = (support.sum(1) + query.sum(1)) / self.n
+        self.center = center
+        itemsize = support.element_size() if xp.is_torch(support) else support.itemsize
+        self.step = max(1, ROW_BLOCK_BYTES // (self.n * d * itemsize))
+        self.buffer = xp.empty((min(self.step, T), self.n, d), like=support)
+
+    def _blocks(self):
+        T = self.support.shape[0]
+        for a in range(0, T, self.step):
+            b = min(a + self.step, T)
+            c = self.center
+            if c is not None and c.ndim == 2:  # per-task centres
+                c = c[a:b]
+            yield a, b, _centre(
+                self.support[a:b], self.query[a:b], self.preprocessing, c,
+                out=self.buffer,
+            )  # fmt: skip
+
+    def gram(self):
+        """(T, n, n) Gram matrix of the (centred, not normalised) rows."""
+        G = xp.empty((self.support.shape[0], self.n, self.n), like=self.support)
+        for a, b, X in self._blocks():
+            if xp.is_torch(G):
+                G[a:b] = _graph.bmm(X, X.swapaxes(1, 2))
+            else:
+                np.matmul(X, X.swapaxes(1, 2), out=G[a:b])
+        return G
+
+    def weighted_sums(self, C):
+        """``C^T Z`` (T, K, d) for per-row weights `C` (T, n, K)."""
+        M = xp.empty((C.shape[0], C.shape[2], self.d), like=C)
+        for a, b, X in self._blocks():
+            if xp.is_torch(M):
+                M[a:b] = _graph.bmm(C[a:b].swapaxes(1, 2), X)
+            else:
+                np.matmul(C[a:b].swapaxes(1, 2), X, out=M[a:b])
+        return M
+
+
+# Blocks of `_RowBlocks` hold about this many bytes of rows: within a core's L2 cache.
+ROW_BLOCK_BYTES = 2**20
 
 
 def _transduce(Z, onehot, p, **kw):
@@ -123,7 +187,10 @@ def _transduce(Z, onehot, p, **kw):
     return out, bandwidth
 
 
-def _transduce_rows(Z, onehot, p, *, sparse_graph, normalize=False, check_finite=None):
+def _transduce_rows(
+    Z, onehot, p, *, sparse_graph, normalize=False, check_finite=None, gram=None,
+    features=None,
+):  # fmt: skip
     """The shared pipeline: points (T, n, d) whose first ``n_s`` rows are the supports,
     with one-hot labels (T, n_s, K) -> the outputs of ``laplacian_solve``.
 
@@ -140,19 +207,28 @@ def _transduce_rows(Z, onehot, p, *, sparse_graph, normalize=False, check_finite
     -- as it is whenever a row holds NaN or infinity, at no extra pass over the data;
     it can also be finite rows overflowing, which the exact check lets through -- and
     always when there is no Gram matrix.
+
+    `gram`, `features`: the rows' Gram matrix (T, n, n), already computed, and a
+    function ``C -> C^T Z`` (:meth:`_RowBlocks.weighted_sums`); `Z` is then None (the
+    rows are not stored) and the Gram path is taken.
     """
-    T, n, d = Z.shape
+    if Z is None:
+        T, n = gram.shape[:2]
+        d = n
+    else:
+        T, n, d = Z.shape
     ns, K = onehot.shape[1], onehot.shape[2]
     nq = n - ns
+    G, scale = gram, None
     gram = not sparse_graph and n <= d
     rectify = p["rectify"] and nq > 0
-    Y_fixed = xp.concat([onehot, xp.full((T, nq, K), 0.0, Z)], axis=1)
+    Y_fixed = xp.concat([onehot, xp.full((T, nq, K), 0.0, onehot)], axis=1)
     fixed = np.zeros((T, n), dtype=bool)
     fixed[:, :ns] = True
-    G = scale = None
     if gram:
-        with np.errstate(invalid="ignore", over="ignore"):  # checked just below
-            G = _graph.bmm(Z, Z.swapaxes(1, 2))
+        if G is None:
+            with np.errstate(invalid="ignore", over="ignore"):  # checked just below
+                G = _graph.bmm(Z, Z.swapaxes(1, 2))
         if check_finite is not None and not _graph.all_finite(xp.diagonal(G)):
             check_finite()
         if normalize:
@@ -195,13 +271,14 @@ def _transduce_rows(Z, onehot, p, *, sparse_graph, normalize=False, check_finite
             Gg = None if G is None else G[:, part, part]
             if p["affinity"] == "binary" and p["prototype"] == "kmeans":
                 kw["bandwidth"] = 1.0  # unused: skips the kNN distances
-            W, bandwidth = _graph.batched_knn_affinity(Z[:, part], k, gram=Gg, **kw)
+            Zg = None if Z is None else Z[:, part]
+            W, bandwidth = _graph.batched_knn_affinity(Zg, k, gram=Gg, **kw)
         # a dense (T, nq, nq) graph stays as it is: graph_product reads it as the
         # graph over the last rows (the queries), at (nq / n)^2 of the cost
         if sparse_graph and nodes.size < n:
             W = _graph.embed_graph(W, nodes, n)
     if p["prototype"] == "kmodes" and bandwidth is None:
-        bandwidth = xp.full((T,), 1.0, Z)
+        bandwidth = xp.full((T,), 1.0, onehot)
 
     def solve(marginals=None):
         return _graph.laplacian_solve(
@@ -222,11 +299,12 @@ def _transduce_rows(Z, onehot, p, *, sparse_graph, normalize=False, check_finite
             coef=coef,
             row_scale=scale,
             marginals=marginals,
+            features=features,
         )
 
     if p["balance"] == "none" or nq == 0 or (p["balance"] == "auto" and W is None):
         return (*solve(), np.zeros(T, dtype=bool)), bandwidth
-    equal = solve(xp.full((T, K), nq / K, Z))
+    equal = solve(xp.full((T, K), nq / K, onehot))
     if p["balance"] == "equal":
         return (*equal, np.ones(T, dtype=bool)), bandwidth
     free = solve()
@@ -397,13 +475,28 @@ def laplacian_fewshot_episodes(
         n_chunks = min(T, -(-n_chunks // n_jobs) * n_jobs)
         step = -(-T // n_chunks)
 
-    def solve(a):
-        return _solve_tasks(
-            support[a : a + step], labels[a : a + step], query[a : a + step], K, p,
-            sparse=sparse,
-        )  # fmt: skip
-
     starts = range(0, T, step)
+    n_workers = min(n_jobs, len(starts))
+    # where the stacked rows are stored (see _rows_in_blocks), one (step, n, d) buffer
+    # of them per worker, reused by its chunks: chunks that each allocate and free
+    # theirs make the allocator hand the memory back to the system and fault it in
+    # again, chunk after chunk
+    buffers = queue.SimpleQueue()
+    if len(starts) > 1 and not (sparse or _rows_in_blocks(support, query, p, sparse)):
+        for _ in range(n_workers):
+            buffers.put(xp.empty((step, n, d), like=support))
+
+    def solve(a):
+        buf = None if buffers.empty() else buffers.get()
+        try:
+            return _solve_tasks(
+                support[a : a + step], labels[a : a + step], query[a : a + step], K,
+                p, sparse=sparse, out=buf,
+            )  # fmt: skip
+        finally:
+            if buf is not None:
+                buffers.put(buf)
+
     if len(starts) == 1:
         Yq, M, n_iter, hist, conv, bal = solve(0)
     else:  # every chunk writes its rows of the outputs (in its own thread)
@@ -425,7 +518,7 @@ def laplacian_fewshot_episodes(
             # compete for the same cores (no faster than n_jobs=1 on 2 cores without)
             with (
                 _blas_controller().limit(limits=1, user_api="blas"),
-                ThreadPoolExecutor(max_workers=min(n_jobs, len(starts))) as pool,
+                ThreadPoolExecutor(max_workers=n_workers) as pool,
             ):
                 list(pool.map(solve_into, starts))
         else:
@@ -468,11 +561,36 @@ def _check_finite(support, query):
             raise ValueError(f"{name} contains NaN or infinity.")
 
 
-def _solve_tasks(support, labels, query, K, p, sparse=False):
-    """One chunk of tasks, densely; or (`sparse`, one task) with a sparse kNN graph."""
+def _rows_in_blocks(support, query, p, sparse):
+    """Whether a chunk's stacked rows are formed block by block (:class:`_RowBlocks`)
+    rather than stored: dense normalised tasks of fewer points than features, on the
+    CPU (on a GPU one batched product is faster than many small ones)."""
+    n, d = support.shape[1] + query.shape[1], support.shape[2]
+    on_gpu = xp.is_torch(support) and support.device.type != "cpu"
+    return not sparse and not on_gpu and n <= d and p["preprocessing"] is not None
+
+
+def _solve_tasks(support, labels, query, K, p, sparse=False, out=None):
+    """One chunk of tasks, densely; or (`sparse`, one task) with a sparse kNN graph.
+    `out`: None, or a buffer for the stacked rows (see :func:`_centre`)."""
     ns = support.shape[1]
+    if _rows_in_blocks(support, query, p, sparse):
+        rows = _RowBlocks(support, query, p["preprocessing"], p["center"])
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN / inf: checked later
+            G = rows.gram()
+        (Y, M, n_iter, hist, conv, bal), _ = _transduce_rows(
+            None,
+            xp.one_hot(labels, K, like=G),
+            p,
+            sparse_graph=False,
+            normalize=True,
+            check_finite=lambda: _check_finite(support, query),
+            gram=G,
+            features=rows.weighted_sums,
+        )
+        return Y[:, ns:], M, n_iter, hist, conv, bal
     with np.errstate(invalid="ignore", over="ignore"):  # NaN / inf: checked later
-        X = _centre(support, query, p["preprocessing"], p["center"])
+        X = _centre(support, query, p["preprocessing"], p["center"], out=out)
     onehot = xp.one_hot(labels, K, like=X)
     if sparse:
         _check_finite(support, query)
