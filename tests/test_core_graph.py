@@ -135,6 +135,38 @@ def test_graph_product_over_the_last_points(rng):
         _graph.graph_product(W, Y[:, :4])
 
 
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_label_major_products_and_task_selection(rng, backend):
+    # soft labels held as views of (T, K, n) memory: graph products (a full graph, a
+    # graph over the last points, symmetric or directed) equal the plain products and
+    # come out label-major; selecting tasks keeps the layout
+    W = rng.random((3, 6, 6)).astype(np.float32)
+    Wsym = W + W.swapaxes(1, 2)
+    Y = rng.random((3, 9, 4)).astype(np.float32)
+    Yf = Y[:, 3:].copy()
+    if backend == "torch":
+        torch = pytest.importorskip("torch")
+        W, Wsym, Y, Yf = (torch.from_numpy(a) for a in (W, Wsym, Y, Yf))
+    L, Lf = _graph.label_major(Y), _graph.label_major(Yf)
+    assert _graph.is_label_major(L) and not _graph.is_label_major(Y)
+    assert _graph.label_major(L) is L
+    for G, sym in ((W, False), (Wsym, True), (Wsym, False)):
+        for lab, plain in ((L, Y), (Lf, Yf)):
+            out = _graph.graph_product(G, lab, symmetric=sym)
+            want = _graph.graph_product(G, plain)
+            assert _graph.is_label_major(out) and tuple(out.shape) == tuple(want.shape)
+            np.testing.assert_allclose(np.asarray(out), np.asarray(want), rtol=1e-5)
+    idx = np.array([2, 0])
+    if backend == "torch":
+        idx = torch.as_tensor(idx)
+    picked = _graph.take_tasks(L, idx)
+    assert _graph.is_label_major(picked)
+    np.testing.assert_array_equal(np.asarray(picked), np.asarray(Y[idx]))
+    np.testing.assert_array_equal(
+        np.asarray(_graph.take_tasks(Y, idx)), np.asarray(Y[idx])
+    )
+
+
 def _reference_iteration(Z, Yfix, fixed, M, W, lam, T):
     """One iteration written out point by point: bound step, then K-means means."""
     n, K = Yfix.shape

@@ -80,6 +80,43 @@ def bmm(A, B):
     return A @ B
 
 
+def label_major(A):
+    """A (T, n, K) stack as a view of (T, K, n) memory ("label-major": each label's
+    column of a task contiguous).  The soft labels, unaries and prototype weights of
+    :func:`laplacian_solve` are held this way on the Gram path: with K of a few labels,
+    numpy's elementwise steps broadcast a per-point or per-label value along a
+    contiguous axis of n points instead of along rows of K entries (2-3x faster at
+    (250, 80, 5)), the reductions over the labels are K contiguous passes, and
+    ``C^T G`` is one product of contiguous (K, n) and (n, n) matrices (~1.4x faster
+    than ``G C`` there).  Elementwise operations keep the layout (order "K")."""
+    if is_label_major(A):
+        return A
+    if xp.is_torch(A):
+        return A.transpose(1, 2).contiguous().transpose(1, 2)
+    return np.ascontiguousarray(A.swapaxes(1, 2)).swapaxes(1, 2)
+
+
+def is_label_major(A):
+    """Whether the (T, n, K) stack `A` is a view of contiguous (T, K, n) memory."""
+    At = A.transpose(1, 2) if xp.is_torch(A) else A.swapaxes(1, 2)
+    contiguous = At.is_contiguous() if xp.is_torch(A) else At.flags.c_contiguous
+    return bool(contiguous) and A.shape[1] > 1 and A.shape[2] > 1
+
+
+def take_tasks(A, index):
+    """``A[index]`` over the leading (task) axis, keeping a label-major layout."""
+    if is_label_major(A):
+        return A.swapaxes(1, 2)[index].swapaxes(1, 2)
+    return A[index]
+
+
+def _product_label_major(A, Y, symmetric=False):
+    """``A @ Y`` for stacks (T, m, m) and a label-major (T, m, K) `Y`, returned
+    label-major: computed as ``(Y^T A^T)^T``, or ``(Y^T A)^T`` when `A` is symmetric."""
+    Yt = Y.swapaxes(1, 2)
+    return bmm(Yt, A if symmetric else A.swapaxes(1, 2)).swapaxes(1, 2)
+
+
 def all_finite(A):
     """Whether every entry of `A` is finite.  A sum is non-finite whenever an entry is
     (inf and NaN propagate), so the exact elementwise test only runs when the sum
@@ -421,13 +458,15 @@ def embed_graph(W, index, n):
     return out
 
 
-def graph_product(W, Y):
+def graph_product(W, Y, symmetric=False):
     """``W Y`` for a graph ``W`` and soft labels ``Y`` (T, n, K); ``W=None`` means no edges.
 
     ``W`` is dense (T, n, n), or sparse (n, n) (scipy or torch) when T == 1.  A dense
     (T, m, m) ``W`` with m < n is a graph over the last m points only (the queries of
     episodes whose supports come first; the other rows of ``W Y`` are zero): for
-    5-shot episodes a (75, 75) product per task instead of a (100, 100) one.
+    5-shot episodes a (75, 75) product per task instead of a (100, 100) one.  A
+    label-major `Y` (:func:`label_major`) gives a label-major result; `symmetric`:
+    ``W`` is known to be symmetric (a faster product then).
     """
     if W is None:
         return Y * 0
@@ -438,10 +477,16 @@ def graph_product(W, Y):
 
         return torch.sparse.mm(W, Y[0])[None]
     n, m = Y.shape[1], W.shape[1]
-    if m == n:
-        return bmm(W, Y)
     if m > n:
         raise ValueError(f"graph over {m} points for soft labels of {n} points.")
+    if is_label_major(Y):
+        if m == n:
+            return _product_label_major(W, Y, symmetric)
+        out = label_major(Y * 0)
+        out[:, n - m :] = _product_label_major(W, Y[:, n - m :], symmetric)
+        return out
+    if m == n:
+        return bmm(W, Y)
     if xp.is_torch(Y):
         out = Y.new_zeros(Y.shape)
         out[:, n - m :] = bmm(W, Y[:, n - m :])
@@ -808,6 +853,13 @@ def laplacian_solve(
     fixed = xp.asarray_like(fixed, like) > 0.5
     fixed3 = fixed[:, :, None]
     temp = xp.asarray_like(np.asarray(temperature), like) if np.ndim(temperature) else None
+    sparse_W = W is not None and (sparse.issparse(W) or getattr(W, "is_sparse", 0))
+    # small tasks with dense graphs: soft labels, unaries and weights held label-major
+    n_pts, n_feat = (gram.shape[1], gram.shape[1]) if Z is None else Z.shape[1:]
+    lm = n_pts <= n_feat and not sparse_W
+    if lm:
+        Y_fixed = label_major(Y_fixed)
+        coef = None if coef is None else label_major(coef)
     protos = _Prototypes(Z, M, prototype, bandwidth, gram, coef, row_scale, features)
     bal = None
     if marginals is not None:
@@ -815,6 +867,8 @@ def laplacian_solve(
 
     def unary():
         A = protos.term()
+        if lm:  # explicit first prototypes give a point-major term
+            A = label_major(A)
         if temp is None:
             A /= temperature
         else:
@@ -824,7 +878,8 @@ def laplacian_solve(
     freef = xp.where(fixed, like[:, :, 0] * 0, like[:, :, 0] * 0 + 1)
     A = unary()
     Y = _bound_step(A, None, Y_fixed, fixed3, bal)
-    LWY = lam * graph_product(W, Y) if lam else None
+    sym = safeguard  # W symmetric (the safeguard's condition)
+    LWY = lam * graph_product(W, Y, sym) if lam else None
     R = _energy_rest(Y, LWY, freef)  # E = R + <Y, A>
     E = R + _task_dot(Y, A)
     history = np.full((T, max_iter + 1), np.nan)
@@ -846,7 +901,7 @@ def laplacian_solve(
         if not all_active:
             act = xp.as_index_like(active, like) > 0 if xp.is_torch(like) else active
         Yn = _bound_step(A, LWY, Y_fixed, fixed3, bal)
-        LWYn = lam * graph_product(W, Yn) if lam else None
+        LWYn = lam * graph_product(W, Yn, sym) if lam else None
         Rn = _energy_rest(Yn, LWYn, freef)
         if safeguard and lam:
             En = Rn + _task_dot(Yn, A)
@@ -900,10 +955,10 @@ def laplacian_solve(
             Y_out[xp.as_index_like(work[~active], like)] = Y[stop]
             protos.store(stop, work[~active])
             keep = xp.as_index_like(np.flatnonzero(active), like)
-            Y, A, E, R = Y[keep], A[keep], E[keep], R[keep]
-            LWY = None if LWY is None else LWY[keep]
+            Y, A, E, R = take_tasks(Y, keep), take_tasks(A, keep), E[keep], R[keep]
+            LWY = None if LWY is None else take_tasks(LWY, keep)
             Y_fixed, fixed, fixed3, freef = (
-                Y_fixed[keep],
+                take_tasks(Y_fixed, keep),
                 fixed[keep],
                 fixed3[keep],
                 freef[keep],
@@ -916,6 +971,7 @@ def laplacian_solve(
             work = work[active]
             active = np.ones(work.size, dtype=bool)
     if Y_out is None:
+        Y = Y.contiguous() if xp.is_torch(Y) else np.ascontiguousarray(Y)
         return Y, protos.prototypes(), n_iter, history, converged
     Y_out[xp.as_index_like(work, like)] = Y
     protos.store(xp.as_index_like(np.arange(work.size), like), work)
@@ -967,8 +1023,11 @@ class _Prototypes:
             if self.s is not None:
                 D *= self.s[:, :, None]
             mm = (self.M * self.M).sum(-1)
-        else:
-            D = bmm(self.G, self.C)
+        else:  # G C, label-major with C (G is symmetric)
+            if is_label_major(self.C):
+                D = _product_label_major(self.G, self.C, symmetric=True)
+            else:
+                D = bmm(self.G, self.C)
             mm = _sum_points(self.C * D) if xp.is_torch(D) else _colwise_dot(self.C, D)
         D *= -2
         D += self.zz[:, :, None]
@@ -1033,7 +1092,7 @@ class _Prototypes:
         if self.gram:
             self.G = self.G[keep]
         if self.C is not None:
-            self.C = self.C[keep]
+            self.C = take_tasks(self.C, keep)
         if self.M is not None:
             self.M = self.M[keep]
 
