@@ -256,19 +256,34 @@ def easyfsl_available():
 # best of this many runs for the rows whose episodes/s enter the speed ratios (ours and
 # easyfsl LaplacianShot alike); best of 3 for the other fast rows
 SPEED_REPEAT = 5
+# each timed run of a speed-ratio row lasts at least this long: a row faster than that
+# solves the column's episodes several times in a row per run (the count set from an
+# untimed first round), so that every row of a ratio is timed over windows of the same
+# length.  The machine's speed changes over seconds; a row timed over 0.1 s windows
+# (ours) against one timed over 1 s windows (easyfsl) would have more chances to catch
+# a quiet window, and its best run would be the luckier one.
+MIN_TIMED_SECONDS = 1.0
 
 
-def timed_in_turns(runs, col, idx, repeat):
+def timed_in_turns(runs, col, idx, repeat, min_seconds=0.0):
     """Per-episode accuracies and the best episodes/s of `repeat` runs, for several
     methods on one column, their runs taken in turns (one run of each per round): the
     machine's speed drifts over the minutes of a benchmark, and the rows of a speed
-    ratio should all see the same drift."""
+    ratio should all see the same drift.  With `min_seconds`, a first untimed round
+    sets how many times each run repeats the solve (see `MIN_TIMED_SECONDS`)."""
     best, preds = [np.inf] * len(runs), [None] * len(runs)
+    loops = [1] * len(runs)
+    if min_seconds > 0:
+        for i, run in enumerate(runs):
+            t0 = time.perf_counter()
+            run(col, idx)
+            loops[i] = max(1, int(np.ceil(min_seconds / (time.perf_counter() - t0))))
     for _ in range(repeat):
         for i, run in enumerate(runs):
             t0 = time.perf_counter()
-            preds[i] = run(col, idx)
-            best[i] = min(best[i], time.perf_counter() - t0)
+            for _ in range(loops[i]):
+                preds[i] = run(col, idx)
+            best[i] = min(best[i], (time.perf_counter() - t0) / loops[i])
     return [
         (np.mean(p == col.yq[idx], axis=1), len(idx) / b) for p, b in zip(preds, best)
     ]
@@ -534,7 +549,10 @@ def main():
         col = cols[j]
         idx = np.arange(col.n_episodes)
         runs = [m.runs[s] for m in in_turns]
-        for m, res in zip(in_turns, timed_in_turns(runs, col, idx, SPEED_REPEAT)):
+        timings = timed_in_turns(
+            runs, col, idx, SPEED_REPEAT, min_seconds=MIN_TIMED_SECONDS
+        )
+        for m, res in zip(in_turns, timings):
             record(m, j, *res)
     for m in methods:
         if m in in_turns:
@@ -782,8 +800,11 @@ def report(methods, results, notes, tuned_text, n_ep, n_tune, total, quick):
         "- Speed: episodes per second of the whole solve, prepared feature arrays in "
         f"(best of {SPEED_REPEAT} runs for the rows in the speed ratios, ours and "
         "easyfsl LaplacianShot alike, taken in turns, one run of each row per round, "
-        "so that the machine's drift reaches them alike; best of 3 for the other fast "
-        "methods, one run for the slow ones). easyfsl methods run episode by episode as documented "
+        "so that the machine's drift reaches them alike, and each run at least "
+        f"{MIN_TIMED_SECONDS:g} s long: a faster row solves the column several times "
+        "per run, so that every row is timed over windows of the same length; best "
+        "of 3 for the other fast methods, one run for the slow ones). easyfsl "
+        "methods run episode by episode as documented "
         "(`process_support_set`, then `forward` on the queries, on views of each "
         "episode's rows); ours batched solves a whole column in one call (on views "
         "of the column's rows).\n"
