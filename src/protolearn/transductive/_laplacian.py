@@ -693,7 +693,8 @@ class LaplacianFewShotClassifier(BasePrototypeClassifier):
         (a balanced labelling of imbalanced queries has to split clusters; a
         balanced labelling of balanced queries only moves the few points the free
         solution got wrong).  Costs one more solve per episode, the balanced one:
-        1.7-3.5x the time of "none" on CLINC150 episodes.  See the user guide.
+        1.6-2.7x the time of "none" on CLINC150 episodes (benchmark, one thread).
+        See the user guide.
     balance_tol : float >= 0, default=0.01
         For ``balance="auto"``: the largest increase of the graph-cut fraction
         (:func:`~protolearn._core._graph.cut_fraction`) accepted for the balanced
