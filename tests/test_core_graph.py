@@ -196,15 +196,21 @@ def _reference_iteration(Z, Yfix, fixed, M, W, lam, T):
     return Y1, M1, energy(Y0, M), energy(Y1, M1)
 
 
-def test_one_iteration_equals_brute_force_reference(rng):
-    n, K, d = 25, 3, 4
+@pytest.mark.parametrize(
+    "d, symmetric",
+    # d=4: explicit prototypes; d=30 > n: the Gram path, whose soft labels are held
+    # label-major and whose graph products go through W^T unless W is symmetric
+    [(4, True), (30, True), (30, False)],
+)
+def test_one_iteration_equals_brute_force_reference(rng, d, symmetric):
+    n, K = 25, 3
     Z = rng.normal(size=(n, d))
     fixed = np.zeros(n, dtype=bool)
     fixed[:3] = True
     Yfix = np.zeros((n, K))
     Yfix[np.arange(3), np.arange(3)] = 1
     M = rng.normal(size=(K, d))
-    W = _brute_affinity(Z, 4, "binary", True)
+    W = _brute_affinity(Z, 4, "binary", symmetric)
     lam, T = 0.8, 2.0
     Y1, M1, E0, E1 = _reference_iteration(Z, Yfix, fixed, M, W, lam, T)
     for graph in (W[None], sparse.csr_matrix(W)):

@@ -92,7 +92,7 @@ def _centre(support, query, preprocessing, center, out=None):
         X[:, :ns], X[:, ns:] = support, query
         return X
     if center is None:
-        c = (support.sum(1) + query.sum(1)) / n
+        c = _task_means(support, query)
     else:  # (d,), or (T, d): one per task
         c = xp.asarray_like(center, support)
     c = c[None, None, :] if c.ndim == 1 else c[:, None, :]
@@ -106,6 +106,11 @@ def _centre(support, query, preprocessing, center, out=None):
         np.subtract(support, c, out=X[:, :ns])
         np.subtract(query, c, out=X[:, ns:])
     return X
+
+
+def _task_means(support, query):
+    """(T, d) mean of each task's support and query rows."""
+    return (support.sum(1) + query.sum(1)) / (support.shape[1] + query.shape[1])
 
 
 class _RowBlocks:
@@ -125,7 +130,7 @@ class _RowBlocks:
         T, ns, d = support.shape
         self.n, self.d = ns + query.shape[1], d
         if preprocessing == "cl2n" and center is None:  # each task's own mean
-            center = (support.sum(1) + query.sum(1)) / self.n
+            center = _task_means(support, query)
         self.center = center
         itemsize = support.element_size() if xp.is_torch(support) else support.itemsize
         self.step = max(1, ROW_BLOCK_BYTES // (self.n * d * itemsize))
@@ -147,20 +152,14 @@ class _RowBlocks:
         """(T, n, n) Gram matrix of the (centred, not normalised) rows."""
         G = xp.empty((self.support.shape[0], self.n, self.n), like=self.support)
         for a, b, X in self._blocks():
-            if xp.is_torch(G):
-                G[a:b] = _graph.bmm(X, X.swapaxes(1, 2))
-            else:
-                np.matmul(X, X.swapaxes(1, 2), out=G[a:b])
+            _graph.bmm(X, X.swapaxes(1, 2), out=G[a:b])
         return G
 
     def weighted_sums(self, C):
         """``C^T Z`` (T, K, d) for per-row weights `C` (T, n, K)."""
         M = xp.empty((C.shape[0], C.shape[2], self.d), like=C)
         for a, b, X in self._blocks():
-            if xp.is_torch(M):
-                M[a:b] = _graph.bmm(C[a:b].swapaxes(1, 2), X)
-            else:
-                np.matmul(C[a:b].swapaxes(1, 2), X, out=M[a:b])
+            _graph.bmm(C[a:b].swapaxes(1, 2), X, out=M[a:b])
         return M
 
 
@@ -295,6 +294,7 @@ def _transduce_rows(
             max_iter=p["max_iter"],
             tol=p["tol"],
             safeguard=p["symmetric"],
+            symmetric_graph=p["symmetric"],
             gram=G,
             coef=coef,
             row_scale=scale,
