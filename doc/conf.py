@@ -5,19 +5,41 @@ import protolearn
 project = "protolearn"
 author = "protolearn developers"
 release = protolearn.__version__
+version = release
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
+    # a copy of MathJax from PyPI, served from _static/mathjax: the math renders offline
+    "sphinx-mathjax-offline",
+    "matplotlib.sphinxext.plot_directive",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
 ]
 autosummary_generate = True
 numpydoc_show_class_members = False
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "auto_examples/*.ipynb"]
+exclude_patterns = ["_build", "auto_examples/*.ipynb", "_figures"]
+
 html_theme = "pydata_sphinx_theme"
+# The navbar shows the short title; the version is on the landing page.
+html_title = "protolearn"
+html_short_title = "protolearn"
+html_theme_options = {
+    "logo": {"text": "protolearn"},
+    "navbar_align": "left",
+}
+html_static_path = ["_static"]
+html_css_files = ["protolearn.css"]
+
+# figures drawn from code at build time (the landing page's figure)
+plot_include_source = False
+plot_html_show_source_link = False
+plot_html_show_formats = False
+plot_formats = [("png", 110)]
+plot_rcparams = {"savefig.bbox": "tight"}
+
 intersphinx_mapping = {
     "python": ("https://docs.python.org/3", None),
     "numpy": ("https://numpy.org/doc/stable", None),
