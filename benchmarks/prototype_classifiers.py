@@ -15,10 +15,10 @@ a certificate is defined, *certified robust accuracy* at fixed L2 radii: the sha
 points that are classified correctly **and** have ``certified_radius >= r``.  Certificates:
 ours from ``certified_radius``; the nearest-prototype peers (NearestCentroid, sklvq
 GLVQ/GMLVQ, prototorch GLVQ) exact, from their prototypes (and Omega) through
-``protolearn._core._robustness.nearest_prototype_radius``; LogisticRegression exact (the
+``protolearn.metrics.nearest_prototype_certified_radius``; LogisticRegression exact (the
 distance to the nearest decision hyperplane of a linear model); prototorch's CBC: the
 robust-CBC bound (Saralajew et al., 2024, Thm 1) from its components and reasoning through
-``protolearn._core._robustness.reasoning_radius``; SVC-RBF: none.
+``protolearn.metrics.reasoning_certified_radius``; SVC-RBF: none.
 
 Run from the repository root in the benchmark environment (../shared/BENCHMARKS.md):
 
@@ -59,11 +59,11 @@ from _report import (  # noqa: I001
     write_results,
 )
 
-from protolearn._core._robustness import (  # noqa: E402
-    nearest_prototype_radius,
-    reasoning_radius,
-)
 from protolearn.datasets import load_clinc150, load_demo_data  # noqa: E402
+from protolearn.metrics import (  # noqa: E402
+    nearest_prototype_certified_radius,
+    reasoning_certified_radius,
+)
 
 warnings.filterwarnings("ignore", category=UserWarning)
 warnings.filterwarnings("ignore", category=FutureWarning)
@@ -112,9 +112,9 @@ def prototype_radius(X, prototypes, labels, metric="euclidean", omega=None):
     """Exact L2 radius of a 1-prototype-per-class nearest-prototype rule."""
     X = np.asarray(X, dtype=np.float64)
     P = np.asarray(prototypes, dtype=np.float64)
-    L = None if omega is None else np.asarray(omega, dtype=np.float64).T
-    return nearest_prototype_radius(
-        X, P, np.asarray(labels), metric=metric, precision_cholesky=L
+    omega = None if omega is None else np.asarray(omega, dtype=np.float64)
+    return nearest_prototype_certified_radius(
+        X, P, np.asarray(labels), metric=metric, omega=omega
     )
 
 
@@ -267,7 +267,9 @@ def prototorch_cbc_radius(est, X):
     R = m.components_layer.reasonings.numpy().astype(np.float64)  # (K, C, 2)
     A, B = np.clip(R[..., 0], 0, 1).T, np.clip(R[..., 1], 0, 1).T  # (C, K)
     X = np.asarray(X, dtype=np.float64)
-    return reasoning_radius(X, W, 2.0, A, (1 - A) * B, detection="gaussian")
+    return reasoning_certified_radius(
+        X, W, A, (1 - A) * B, sigma=2.0, detection="gaussian"
+    )
 
 
 def nc_radius(est, X):

@@ -20,9 +20,11 @@ __all__ = [
     "aupr_out",
     "auroc",
     "fpr_at_tpr",
+    "nearest_prototype_certified_radius",
     "mean_confidence_interval",
     "open_set_report",
     "ood_report",
+    "reasoning_certified_radius",
 ]
 
 
@@ -275,3 +277,176 @@ def open_set_report(y_true, y_pred, *, nota_label="auto"):
             )
         ),
     )
+
+
+def _check_certificate_inputs(X, components, n_rows_other, other_name):
+    """2-D ``X`` and ``components`` with the same number of features, and
+    ``n_rows_other`` (the rows of the reasoning or the labels) matching the components."""
+    for name, a in (("X", X), ("prototypes", components)):
+        if len(a.shape) != 2:
+            raise ValueError(f"{name} must be 2-D; got shape {tuple(a.shape)}.")
+    if X.shape[1] != components.shape[1]:
+        raise ValueError(
+            f"X has {X.shape[1]} features but the prototypes have {components.shape[1]}."
+        )
+    if n_rows_other != components.shape[0]:
+        raise ValueError(
+            f"{other_name} has {n_rows_other} entries for {components.shape[0]} prototypes."
+        )
+
+
+def _as_array(a, like):
+    """numpy float input stays as it is (ints become float64); torch stays torch."""
+    if xp.is_torch(like):
+        return xp.asarray_like(a, like)
+    a = np.asarray(xp.to_numpy(a) if xp.is_torch(a) else a)
+    return a if a.dtype.kind == "f" else a.astype(np.float64)
+
+
+def nearest_prototype_certified_radius(
+    X, prototypes, prototype_labels, *, metric="euclidean", omega=None
+):
+    """Certified L2 radius of a nearest-prototype classifier at each row of ``X``.
+
+    The classifier assigns a row the label of its nearest prototype. The radius is the
+    L2 norm below which no perturbation of the row changes the predicted class: the
+    distance to the nearest decision boundary between the winning class's prototypes and
+    the others' (exact with one prototype per class, a lower bound otherwise). It
+    certifies any nearest-prototype model given its prototypes, such as nearest
+    centroids or a GLVQ / GMLVQ model trained by another library; the fitted
+    classifiers of :mod:`protolearn.classification` have their own
+    ``certified_radius`` method.
+
+    Read more in the :ref:`User Guide <prototype_classifiers>`.
+
+    Parameters
+    ----------
+    X : {array-like, torch.Tensor} of shape (n_samples, n_features)
+        The rows to certify.
+    prototypes : array-like of shape (n_prototypes, n_features)
+        The prototypes.
+    prototype_labels : array-like of shape (n_prototypes,)
+        The class of each prototype.
+    metric : {"euclidean", "sqeuclidean", "cosine", "mahalanobis"}, default="euclidean"
+        The distance the classifier compares. "mahalanobis" measures
+        ``|omega (x - w)|``, GMLVQ's adaptive metric, and needs ``omega``.
+    omega : array-like of shape (n_components, n_features), default=None
+        The projection of the "mahalanobis" metric (GMLVQ's ``omega_``).
+
+    Returns
+    -------
+    radius : ndarray or torch.Tensor of shape (n_samples,)
+        The certified radius of each row (``inf`` with a single class); a tensor on
+        ``X``'s device when ``X`` is a tensor.
+
+    See Also
+    --------
+    reasoning_certified_radius : The certificate of RBF networks and CBC.
+    protolearn.classification.NearestPrototypeClassifier.certified_radius
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from protolearn.metrics import nearest_prototype_certified_radius
+    >>> prototypes = np.array([[0.0, 0.0], [2.0, 0.0]])
+    >>> nearest_prototype_certified_radius([[0.5, 0.0], [1.5, 3.0]], prototypes, [0, 1])
+    array([0.5, 0.5])
+    """
+    from ._core import nearest_prototype_radius
+
+    X = _as_array(X, X)
+    W = _as_array(prototypes, X)
+    labels = np.asarray(xp.to_numpy(prototype_labels) if xp.is_torch(prototype_labels)
+                        else prototype_labels)  # fmt: skip
+    _check_certificate_inputs(X, W, labels.shape[0], "prototype_labels")
+    if metric == "mahalanobis":
+        if omega is None:
+            raise ValueError('metric="mahalanobis" needs omega.')
+        omega = _as_array(omega, X)
+        if omega.shape[1] != X.shape[1]:
+            raise ValueError(
+                f"omega has {omega.shape[1]} columns for {X.shape[1]} features."
+            )
+        omega = omega.T
+    elif metric not in ("euclidean", "sqeuclidean", "cosine"):
+        raise ValueError(
+            "metric must be 'euclidean', 'sqeuclidean', 'cosine' or 'mahalanobis'; "
+            f"got {metric!r}."
+        )
+    return nearest_prototype_radius(
+        X, W, labels, metric=metric, precision_cholesky=omega
+    )
+
+
+def reasoning_certified_radius(
+    X, components, positive, negative=None, *, sigma, detection="exponential"
+):
+    """Certified L2 radius of an RBF network or a CBC model at each row of ``X``.
+
+    The model detects each component with probability ``exp(-|x - w_k| / sigma)``
+    ("exponential") or ``exp(-|x - w_k|^2 / sigma)`` ("gaussian") and scores class
+    ``c`` from the detections with positive and negative reasoning (Saralajew et al.,
+    2019). The radius is a lower bound on the L2 norm of a perturbation that changes
+    the predicted class (Saralajew et al., 2024, Theorem 1). It certifies a CBC or RBF
+    model given its components and reasoning, such as one trained by another library;
+    :class:`~protolearn.classification.CBCClassifier` and
+    :class:`~protolearn.classification.RBFClassifier` have their own
+    ``certified_radius`` method.
+
+    Read more in the :ref:`User Guide <prototype_classifiers>`.
+
+    Parameters
+    ----------
+    X : {array-like, torch.Tensor} of shape (n_samples, n_features)
+        The rows to certify.
+    components : array-like of shape (n_components, n_features)
+        The components (RBF centres).
+    positive : array-like of shape (n_classes, n_components)
+        The positive reasoning: how much detecting component ``k`` speaks for class
+        ``c``; for an RBF network, the class weights.
+    negative : array-like of shape (n_classes, n_components), default=None
+        The negative reasoning: how much *not* detecting component ``k`` speaks for
+        class ``c``. None for an RBF network.
+    sigma : float > 0
+        The detection temperature.
+    detection : {"exponential", "gaussian"}, default="exponential"
+        The detection function (euclidean or squared euclidean distance).
+
+    Returns
+    -------
+    radius : ndarray or torch.Tensor of shape (n_samples,)
+        The certified radius of each row at its predicted class.
+
+    See Also
+    --------
+    nearest_prototype_certified_radius : The certificate of nearest-prototype rules.
+    protolearn.classification.CBCClassifier.certified_radius
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from protolearn.metrics import reasoning_certified_radius
+    >>> components = np.array([[0.0, 0.0], [2.0, 0.0]])
+    >>> positive = np.eye(2)  # class c is detected by component c
+    >>> r = reasoning_certified_radius([[0.0, 0.0]], components, positive, sigma=1.0)
+    >>> bool(0 < r[0] <= 1.0)
+    True
+    """
+    from ._core import reasoning_radius
+
+    if detection not in ("exponential", "gaussian"):
+        raise ValueError(
+            f"detection must be 'exponential' or 'gaussian'; got {detection!r}."
+        )
+    if not sigma > 0:
+        raise ValueError(f"sigma must be > 0; got {sigma!r}.")
+    X = _as_array(X, X)
+    W = _as_array(components, X)
+    pos = _as_array(positive, X)
+    neg = None if negative is None else _as_array(negative, X)
+    _check_certificate_inputs(X, W, pos.shape[1], "positive's second axis")
+    if neg is not None and tuple(neg.shape) != tuple(pos.shape):
+        raise ValueError(
+            f"negative has shape {tuple(neg.shape)}; positive has {tuple(pos.shape)}."
+        )
+    return reasoning_radius(X, W, float(sigma), pos, neg, detection=detection)

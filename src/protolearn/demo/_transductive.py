@@ -6,7 +6,6 @@ from sklearn.cluster import KMeans
 from sklearn.datasets import load_digits
 from sklearn.metrics import normalized_mutual_info_score
 
-from .._core._graph import center_l2_normalize
 from ..model_selection import sample_episodes
 from ..transductive import LaplacianKMeans, laplacian_fewshot_episodes
 from ._table import row, timer
@@ -25,9 +24,16 @@ def _stack(X, episodes):
     return S, s_lab, Q, q_lab
 
 
+def _cl2n(X, center):
+    """Centre on ``center`` and divide each row by its L2 norm (CL2N)."""
+    Z = X - center
+    norms = np.sqrt(np.einsum("...d,...d->...", Z, Z))[..., None]
+    return Z / np.where(norms == 0, 1, norms)
+
+
 def _nearest_mean(S, s_lab, Q, center):
     """Inductive reference: nearest support mean on CL2N features."""
-    Zs, Zq = center_l2_normalize(S, center), center_l2_normalize(Q, center)
+    Zs, Zq = _cl2n(S, center), _cl2n(Q, center)
     onehot = np.eye(s_lab.max() + 1)[s_lab]
     M = (onehot.transpose(0, 2, 1) @ Zs) / onehot.sum(1)[:, :, None]
     return (((Zq[:, :, None, :] - M[:, None]) ** 2).sum(-1)).argmin(-1)
