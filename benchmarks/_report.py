@@ -76,9 +76,24 @@ def markdown_table(header, rows):
     return "\n".join(lines)
 
 
+# A results file's hand-written section: everything from this heading to the end of the file
+# (measurements made while developing, kept beside the script's tables) survives a re-run.
+NOTES_HEADING = "## Notes (kept across runs)"
+
+
+def keep_notes(old, new):
+    """``new`` followed by ``old``'s notes section, when ``old`` has one and ``new`` not."""
+    start = old.find(NOTES_HEADING)
+    if start < 0 or NOTES_HEADING in new:
+        return new
+    return new.rstrip("\n") + "\n\n" + old[start:]
+
+
 def write_results(name, text):
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.md"
+    if path.exists():
+        text = keep_notes(path.read_text(), text)
     path.write_text(text)
     print(f"wrote {path}")
     return path
