@@ -393,19 +393,16 @@ _COMMON_PARAMS_DOC = """
         ``detection="exponential"`` with it: through the squared-distance conversion
         the "gaussian" bound favours ever larger ``sigma`` (a nearly linear model).
     margin : float >= 0, default=0.1
-        Margin of the "margin" loss (in probability units; the CBC paper used 0.3 on
-        MNIST, 0.1 is better on digits and CLINC150 -- see the user guide).
+        Margin of the "margin" loss, in probability units: training pushes the true
+        class's probability this far above every other class's.
     robust_margin : "auto" or float >= 0, default="auto"
         The L2 radius (input units) at which the "robust" loss asks every training
-        sample to be certified; set it from the radius ``r`` you want certified.
-        The authors train at the largest radius they evaluate (1.58 on MNIST); the
-        hinge stops pushing at the margin, so many training samples end just below
-        it: ``robust_margin = 2 r`` worked best (3-fold CV on the training data
-        chose 2 r from {r, 1.5 r, 2 r} in 38 of 45 (data set, split, radius)
-        cases; 3 r and 4 r were no better; see the user guide).  "auto": the median
-        over (at most 500) training samples of half the distance to the nearest
-        training sample of another class (the largest radius a classifier correct on
-        the training data could certify there); stored in ``robust_margin_``.
+        sample to be certified. The hinge stops pushing at the margin, so many training
+        samples end just below it: to certify a radius ``r``, set
+        ``robust_margin=2 * r``. "auto": the median over (at most 500) training samples
+        of half the distance to the nearest training sample of another class (the
+        largest radius a classifier correct on the training data could certify there);
+        stored in ``robust_margin_``.
     max_iter : int, default=200
         Most iterations (L-BFGS steps, or Adam epochs).
     tol : float, default=1e-5
@@ -459,6 +456,8 @@ class RBFClassifier(_ComponentClassifier):
     certified radius ``sigma_ / 2 * log(p_y / p_c)`` (Saralajew et al., 2024).
     Components are initialised as class-balanced k-means centres and trained with
     the class weights and ``sigma`` by torch autograd.
+
+    Read more in the :ref:`User Guide <prototype_classifiers>`.
 
     Parameters
     ----------
@@ -598,6 +597,8 @@ class CBCClassifier(_ComponentClassifier):
     live in feature space ("shallow" CBC) and start as class-balanced k-means
     centres; a component seeded from class ``c`` starts with positive reasoning for
     ``c`` and negative reasoning for the other classes.
+
+    Read more in the :ref:`User Guide <prototype_classifiers>`.
 
     Parameters
     ----------

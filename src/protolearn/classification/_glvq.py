@@ -65,6 +65,8 @@ class GLVQClassifier(NearestPrototypeMixin, BaseTrainedPrototypeClassifier):
     Prototypes start at the class means (one per class) or per-class k-means centres
     and are trained with torch autograd (L-BFGS by default).
 
+    Read more in the :ref:`User Guide <prototype_classifiers>`.
+
     Parameters
     ----------
     n_prototypes : int or dict, default=1
@@ -74,11 +76,10 @@ class GLVQClassifier(NearestPrototypeMixin, BaseTrainedPrototypeClassifier):
         the decision boundary most (prototorch and nec-research/enlaight default to the
         identity).
     beta : float > 0, default=10.0
-        Slope of the sigmoid (prototorch's default; sklvq uses 1, which on mu in
-        [-1, 1] is almost linear: 3-fold CV on the digits training split gave 0.904
-        with beta=1 vs 0.950 with 10, the CLINC150 validation split 0.904 vs 0.935).
-        A steep sigmoid can overfit very small training sets: lower it there.
-        Ignored for "identity".
+        Slope of the sigmoid: larger values concentrate the loss on the samples near
+        the decision boundary (1, sklvq's default, is almost linear on ``mu`` in
+        [-1, 1]). A steep sigmoid can overfit very small training sets: lower it
+        there. Ignored for "identity".
     temperature : float > 0, default=1.0
         ``predict_proba`` is the softmax of ``-distance / temperature`` over classes
         (squared distance to each class's nearest prototype).
@@ -315,6 +316,8 @@ class GMLVQClassifier(
     ``Lambda = Omega^T Omega`` has trace 1 (Schneider et al., 2009); its diagonal says
     how much each feature matters, and ``n_components < n_features`` learns a
     low-rank metric (a discriminative projection).
+
+    Read more in the :ref:`User Guide <prototype_classifiers>`.
 
     Parameters
     ----------

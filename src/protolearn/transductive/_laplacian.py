@@ -353,6 +353,8 @@ def laplacian_fewshot_episodes(
     numpy arrays run on the CPU; torch tensors run on their device (GPU when they are
     on one), and the results come back as tensors there.
 
+    Read more in the :ref:`User Guide <transductive>`.
+
     Parameters
     ----------
     support : (n_tasks, n_support, d) numpy array or torch tensor
@@ -626,19 +628,21 @@ class LaplacianFewShotClassifier(BasePrototypeClassifier):
     bound optimizer of LaplacianShot (Ziko et al., 2020) updates all queries in parallel,
     ``y_q <- softmax(-f(x_q, M) / T + lam (W Y)_q)``, alternated with
     prototype updates (Ziko et al., 2021); the objective never increases (steps that
-    would raise it are halved, see :mod:`protolearn._core._graph`).  ``lam=0`` is
+    would raise it are halved).  ``lam=0`` is
     K-means constrained by the supports (a strong baseline).
 
     ``predict`` is inductive: the nearest refined prototype (in the preprocessed
     space), so ``predict(X_train)`` may differ from ``transduction_``.  With no query
     rows the model reduces to class-mean prototypes.
 
+    Read more in the :ref:`User Guide <transductive>`.
+
     Parameters
     ----------
     lam : float >= 0, default=0.7
-        Weight of the Laplacian term.  The official code tunes it in [0.1, 1.5]
-        (default 1.0), easyfsl uses 0.7; 0.7 was the best of that grid on the CLINC150
-        validation split (see the user guide).
+        Weight of the Laplacian term, which gives neighbours in the kNN graph the same
+        label. 0 is K-means constrained by the supports; LaplacianShot tunes it in
+        [0.1, 1.5].
     n_neighbors : int >= 1, default=3
         Neighbours of each point in the kNN graph, the point itself excluded (the
         official ``knn=3`` includes the point itself, i.e. 2 neighbours here).  Clipped
@@ -650,9 +654,9 @@ class LaplacianFewShotClassifier(BasePrototypeClassifier):
         Use ``(W + W^T) / 2``; False keeps the directed graph of the official code (no
         monotonicity guarantee then, so no step halving).
     graph : {"query", "all"}, default="all"
-        Points the kNN graph is built over: the queries only (LaplacianShot) or supports
-        and queries together (better on the CLINC150 validation split: queries next to
-        a support are pulled towards its label).
+        Points the kNN graph is built over: the queries only (LaplacianShot), or the
+        supports and queries together, so that queries next to a support are pulled
+        towards its label.
     prototype : {"kmeans", "kmodes"}, default="kmeans"
         Prototype term: squared euclidean distance, or the K-modes kernel term with a
         bandwidth from the kNN distances (SLK).
@@ -660,56 +664,42 @@ class LaplacianFewShotClassifier(BasePrototypeClassifier):
         Re-estimate the prototypes from the soft assignments after each bound step
         (False: LaplacianShot's fixed prototypes).
     temperature : float > 0, default=0.1
-        Divides the prototype term (1 in LaplacianShot).  On CL2N features squared
-        distances lie in [0, 4], so at 1 ``softmax(-f)`` is nearly flat and the
-        prototype step barely moves; 0.1 (PT-MAP's scale, ``exp(-10 f)``) was the best
-        of 1, 0.3, 0.1, 0.05, 0.03 on CLINC150 tuning-pool episodes, balanced and
-        imbalanced alike.
+        Divides the prototype term (1 in LaplacianShot). Lower values make the soft
+        labels follow the nearest prototype more sharply. On CL2N features squared
+        distances lie in [0, 4], so at 1 ``softmax(-f)`` is nearly flat; 0.1 is
+        PT-MAP's scale, ``exp(-10 f)``.
     preprocessing : {"cl2n", "l2n"} or None, default="cl2n"
         Feature transform before everything: centring then L2 normalisation ("cl2n",
         SimpleShot), L2 only, or none.
-    center : array-like of shape (n_features,) or None, default=None
-        Centre for "cl2n"; None: the mean of all rows passed to ``fit``.  Pass the mean
+    center : array-like of shape (n_features,), default=None
+        Centre for "cl2n"; None: the mean of all rows passed to ``fit``. Pass the mean
         of base-class features when there are some (as SimpleShot does): the episode's
-        own mean leans towards the dominant classes of an imbalanced query set (-0.8
-        points at 1-shot under Dirichlet(2) queries on CLINC150 tuning episodes).
+        own mean leans towards the dominant classes of an imbalanced query set.
     rectify : bool, default=False
-        Initial prototypes rectified with confidently pseudo-labelled, shift-corrected
-        queries (BD-CSPN, as LaplacianShot does).  Needed with fixed prototypes; with
-        prototype updates at ``temperature=0.1`` it gave nothing on CLINC150 tuning
-        episodes (-0.1 to +0.05 points), so it is off by default.
+        Rectify the initial prototypes with confidently pseudo-labelled,
+        shift-corrected queries (BD-CSPN, as LaplacianShot does). It matters with fixed
+        prototypes (``update_prototypes=False``); with prototype updates it changes
+        little.
     rectify_scale : float >= 0, default=10.0
         Cosine scale of the rectification weights (10 in BD-CSPN; easyfsl uses 1).
     balance : {"none", "equal", "auto"}, default="none"
-        Class sizes among the queries.  "none": free (LaplacianShot).  "equal": every
+        Class sizes among the queries. "none": free (LaplacianShot). "equal": every
         class receives the same total soft mass over the queries, ``n_query /
-        n_classes`` -- each bound step is then the entropic transport plan onto those
-        class sizes (the balanced assignment of PT-MAP, solved by Newton steps on its
-        K potentials), and the objective is still non-increasing.  Right when the
-        queries are balanced (+0.5 to +1 point at 1-shot on CLINC150), badly wrong
-        when they are not (-20 points under Dirichlet(2) queries).  "auto": solve
-        both and keep the balanced solution of an episode only if its labelling cuts
-        at most `balance_tol` more of the kNN graph's edge weight than the free one
-        (a balanced labelling of imbalanced queries has to split clusters; a
-        balanced labelling of balanced queries only moves the few points the free
-        solution got wrong).  Costs one more solve per episode, the balanced one:
-        1.6-2.7x the time of "none" on CLINC150 episodes (benchmark, one thread).
-        See the user guide.
+        n_classes``; each bound step is then the entropic transport plan onto those
+        class sizes (PT-MAP's balanced assignment), and the objective is still
+        non-increasing. Right when the queries are balanced, badly wrong when they are
+        not. "auto": solve both and keep an episode's balanced solution only if its
+        labelling cuts at most ``balance_tol`` more of the kNN graph's edge weight than
+        the free one (a balanced labelling of imbalanced queries has to split
+        clusters). It costs a second solve per episode; ``balanced_`` says which
+        solution was kept.
     balance_tol : float >= 0, default=0.01
-        For ``balance="auto"``: the largest increase of the graph-cut fraction
-        (:func:`~protolearn._core._graph.cut_fraction`) accepted for the balanced
-        solution; larger values favour balanced query sets.  With the other defaults,
-        0.01, 0.015 and 0.02 were within 0.03 points of each other on 1,000
-        CLINC150 tuning-pool episodes per column (balanced and Dirichlet(2)
-        together, at 1 and 5 shots), and 0.03 / 0.05 lost 0.1 / 0.5 points at
-        1-shot.  The smallest of the three is the default: a balanced solution kept
-        on imbalanced queries costs more (~11 points on that episode at 1-shot) than
-        a free one kept on balanced queries (~5 points).  The benchmark's tuned
-        1-shot setting (``temperature=0.1, n_neighbors=5``) takes 0.03.
+        For ``balance="auto"``: the largest increase of the fraction of the graph's
+        edge weight cut by the labelling accepted for the balanced solution. Larger
+        values favour balanced query sets.
     max_iter : int >= 1, default=50
-        Iterations (each: one bound step and one prototype step).  LaplacianShot runs
-        at most 20 bound steps with fixed prototypes; with prototype updates 50 leaves
-        every CLINC150 validation episode converged at `tol` (about 6-9 iterations).
+        Most iterations (each: one bound step and one prototype step). Episodes usually
+        converge at ``tol`` within 10.
     tol : float >= 0, default=1e-4
         Stop when the relative change of the objective is at most `tol` (SLK's outer
         tolerance; LaplacianShot uses 1e-6 for its bound steps).
