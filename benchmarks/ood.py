@@ -31,7 +31,8 @@ from sklearn import config_context
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from protolearn.datasets import load_clinc150  # noqa: I001
+from _report import keep_notes  # noqa: I001
+from protolearn.datasets import load_clinc150
 from protolearn.metrics import ood_report
 from protolearn.ood import KNNDetector, MahalanobisDetector, PrototypeMixtureDetector
 
@@ -544,7 +545,10 @@ def write(results, tuning, failures, mem, lab_name, unlab_name):
         lines += [f"- {f}" for f in failures]
         lines.append("")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines))
+    text = "\n".join(lines)
+    if RESULTS.exists():  # keep the hand-written notes section
+        text = keep_notes(RESULTS.read_text(), text)
+    RESULTS.write_text(text)
     print(f"wrote {RESULTS}")
 
 
