@@ -29,6 +29,13 @@ html_short_title = "protolearn"
 html_theme_options = {
     "logo": {"text": "protolearn"},
     "navbar_align": "left",
+    # example pages give the code the right-hand column's width (it held only a link)
+    # (pages outside auto_examples/ match "[!a]**" or "api")
+    "secondary_sidebar_items": {
+        "[!a]**": ["page-toc", "sourcelink"],
+        "api": ["page-toc", "sourcelink"],
+        "auto_examples/**": [],
+    },
 }
 html_static_path = ["_static"]
 html_css_files = ["protolearn.css"]
