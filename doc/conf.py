@@ -85,4 +85,6 @@ sphinx_gallery_conf = {
     "gallery_dirs": "auto_examples",
     "filename_pattern": _examples_to_run(),
     "within_subsection_order": "FileNameSortKey",
+    # show what the examples print, not the repr of a cell's last expression
+    "capture_repr": (),
 }
