@@ -6,6 +6,7 @@ bytes naming its content), ``_resolve`` (-> model id and what ``_load`` needs),
 not normalised).
 """
 
+import contextlib
 import importlib
 import os
 from numbers import Integral
@@ -31,17 +32,50 @@ def import_backend(module, what):
         ) from exc
 
 
-def hub_load_error(source, exc):
-    """An OSError saying why the hub model ``source`` could not be loaded."""
+def hub_offline():
+    """Whether ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) asks for no downloads.
+
+    Read from the environment at each load, so that setting it after
+    ``huggingface_hub`` was imported (which reads it once) is honoured too.
+    """
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}:
+            return True
     try:
         from huggingface_hub import is_offline_mode
-
-        offline = is_offline_mode()
     except ImportError:  # pragma: no cover - a dependency of both backends
-        offline = False
+        return False
+    return bool(is_offline_mode())
+
+
+@contextlib.contextmanager
+def hub_offline_mode():
+    """While loading: ``local_files_only`` for the loaders, and, when
+    ``HF_HUB_OFFLINE`` was set after ``huggingface_hub`` was imported, the library's own
+    offline flag too (restored afterwards), which its background requests (such as
+    the user-agent registry) check."""
+    offline = hub_offline()
+    constants = None
+    if offline:
+        try:
+            from huggingface_hub import constants
+        except ImportError:  # pragma: no cover
+            constants = None
+    before = getattr(constants, "HF_HUB_OFFLINE", None)
+    if constants is not None:
+        constants.HF_HUB_OFFLINE = True
+    try:
+        yield offline
+    finally:
+        if constants is not None:
+            constants.HF_HUB_OFFLINE = before
+
+
+def hub_load_error(source, exc):
+    """An OSError saying why the hub model ``source`` could not be loaded."""
     why = (
         "HF_HUB_OFFLINE is set, so nothing is downloaded"
-        if offline
+        if hub_offline()
         else "downloading it failed"
     )
     return OSError(

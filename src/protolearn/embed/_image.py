@@ -6,7 +6,14 @@ from pathlib import Path
 import numpy as np
 
 from ..utils._sklearn_compat import StrOptions
-from ._base import BaseEmbedder, _is_pil, as_list, hub_load_error, import_backend
+from ._base import (
+    BaseEmbedder,
+    _is_pil,
+    as_list,
+    hub_load_error,
+    hub_offline_mode,
+    import_backend,
+)
 from ._cache import content_digest
 
 DEFAULT_IMAGE_MODEL = "openai/clip-vit-base-patch32"
@@ -40,7 +47,8 @@ class ImageEmbedder(BaseEmbedder):
         A Hugging Face hub name (from the local hub cache, or downloaded unless
         ``HF_HUB_OFFLINE=1``), a folder saved with ``save_pretrained``, or a loaded
         ``transformers`` vision model, used as it is (identified for the cache by a
-        digest of its weights; copied by ``clone``; not persistable with skops).
+        digest of its weights; copied by ``clone``; cannot be saved with
+        ``skops.io``, which fails on torch modules: prefer a name or a folder).
     processor : None or image processor, default=None
         Turns images into ``pixel_values``.  None loads the one saved with ``model``
         (for a model object: a CLIP processor at the model's image size).
@@ -189,12 +197,15 @@ class ImageEmbedder(BaseEmbedder):
         else:
             source = self._resolve()[1]
             try:
-                model = transformers.AutoModel.from_pretrained(str(source)).to(device)
-                processor = self.processor
-                if processor is None:
-                    processor = transformers.AutoImageProcessor.from_pretrained(
-                        str(source)
-                    )
+                with hub_offline_mode() as local:
+                    model = transformers.AutoModel.from_pretrained(
+                        str(source), local_files_only=local
+                    ).to(device)
+                    processor = self.processor
+                    if processor is None:
+                        processor = transformers.AutoImageProcessor.from_pretrained(
+                            str(source), local_files_only=local
+                        )
             except OSError as exc:
                 if isinstance(source, Path):
                     raise

@@ -4,7 +4,13 @@ import os
 from pathlib import Path
 
 from ..utils._sklearn_compat import StrOptions
-from ._base import BaseEmbedder, as_list, hub_load_error, import_backend
+from ._base import (
+    BaseEmbedder,
+    as_list,
+    hub_load_error,
+    hub_offline_mode,
+    import_backend,
+)
 from ._cache import content_digest
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -51,8 +57,9 @@ class SentenceEmbedder(BaseEmbedder):
         download).  A loaded ``SentenceTransformer`` (or any object with its
         ``encode``) is used as it is: it is identified for the cache by a digest of
         its weights, copied by :func:`~sklearn.base.clone` (so by ``GridSearchCV``),
-        pickled with the estimator, and not persistable with ``skops`` (which refuses
-        its torch types); prefer a name or a folder.
+        pickled with the estimator, and cannot be saved with ``skops.io`` (which
+        fails on torch modules); prefer a name or a folder, which are stored as
+        strings while the loaded model is dropped on pickling and reloaded on use.
     device : str, default=None
         Torch device to run the model on (``"cpu"``, ``"cuda"``, ``"cuda:1"``);
         None picks CUDA when available, else the CPU.
@@ -170,7 +177,10 @@ class SentenceEmbedder(BaseEmbedder):
         _, source = self._resolve()
         st = import_backend("sentence_transformers", "SentenceEmbedder")
         try:
-            return st.SentenceTransformer(str(source), device=device)
+            with hub_offline_mode() as offline:
+                return st.SentenceTransformer(
+                    str(source), device=device, local_files_only=offline
+                )
         except OSError as exc:
             if isinstance(source, Path):
                 raise
