@@ -191,7 +191,7 @@ def test_pickle_drops_loaded_model_and_skops(minilm, tmp_path):
     Z = minilm.transform(texts)
     assert "_loaded" in vars(minilm)
     state = minilm.__getstate__()
-    assert "_loaded" not in state and "_store_cache" not in state
+    assert "_loaded" not in state
     assert all(
         isinstance(v, (str, int, float, bool, type(None))) for v in state.values()
     )

@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ..utils._sklearn_compat import HasMethods, Interval, StrOptions, _fit_context
-from ._cache import EmbeddingStore, cache_location
+from ._cache import cache_location, open_store
 
 _INSTALL = "pip install 'protolearn[embed]'"
 
@@ -233,10 +233,7 @@ class BaseEmbedder(TransformerMixin, BaseEstimator):
         location = cache_location(self.memory)
         if location is None:
             return None
-        store = getattr(self, "_store_cache", None)
-        if store is None or store.model_id != self.model_id_:
-            store = self._store_cache = EmbeddingStore(location, self.model_id_)
-        return store
+        return open_store(location, self.model_id_)
 
     def _device(self):
         if self.device is not None:
@@ -267,9 +264,8 @@ class BaseEmbedder(TransformerMixin, BaseEstimator):
 
     def __getstate__(self):
         state = super().__getstate__()
-        # the loaded model and the open cache are rebuilt on demand
+        # the loaded model is reloaded on demand
         state.pop("_loaded", None)
-        state.pop("_store_cache", None)
         return state
 
     @staticmethod

@@ -83,3 +83,20 @@ class EmbeddingStore:
         with open(tmp, "wb") as fh:
             np.savez(fh, keys=keys, vectors=np.asarray(vectors, dtype=np.float32))
         os.replace(tmp, self.folder / name)
+
+
+_OPEN = {}  # (folder, model id) -> EmbeddingStore, shared by the clones in a process
+_MAX_OPEN = 4
+
+
+def open_store(location, model_id):
+    """The store of ``model_id`` under ``location``, shared within the process, so that
+    the clones a ``GridSearchCV`` makes read each shard once."""
+    key = (str(Path(location).resolve()), model_id)
+    store = _OPEN.pop(key, None)
+    if store is None:
+        store = EmbeddingStore(location, model_id)
+    _OPEN[key] = store  # most recently used last
+    while len(_OPEN) > _MAX_OPEN:
+        _OPEN.pop(next(iter(_OPEN)))
+    return store
