@@ -112,6 +112,8 @@ def test_inputs_list_array_series_dataframe(minilm):
         (["ok", None], "expects strings.*position 1"),
         (["ok", 3.0], "expects strings.*float"),
         ([], "0 texts"),
+        (np.array([], dtype=str), "0 texts"),
+        (3, "iterable of texts"),
         (np.array([["a", "b"]]), "one column|1-d"),
     ],
 )

@@ -106,13 +106,14 @@ def as_list(X, kind):
             raise ValueError(
                 f"Expected a 1-d array of {kind}s; got an array of shape {X.shape}."
             )
-        return X.tolist()
-    try:
-        out = list(X)
-    except TypeError:
-        raise ValueError(
-            f"Expected an iterable of {kind}s; got {type(X).__name__}."
-        ) from None
+        out = X.tolist()
+    else:
+        try:
+            out = list(X)
+        except TypeError:
+            raise ValueError(
+                f"Expected an iterable of {kind}s; got {type(X).__name__}."
+            ) from None
     if not out:
         raise ValueError(f"Found 0 {kind}s (n_samples=0); at least 1 is required.")
     return out
