@@ -6,6 +6,8 @@ Subpackages are imported lazily, so ``import protolearn`` is fast and never impo
   RBF / CBC and GLVQ classifiers
 - :mod:`protolearn.transductive` -- transductive few-shot classification and clustering
 - :mod:`protolearn.ood` -- out-of-distribution (novelty) detectors
+- :mod:`protolearn.embed` -- raw text / images -> frozen-model embeddings (extra
+  ``protolearn[embed]``)
 - :mod:`protolearn.datasets`, :mod:`protolearn.metrics`, :mod:`protolearn.model_selection`
 """
 
@@ -17,6 +19,7 @@ _SUBMODULES = {
     "classification",
     "transductive",
     "ood",
+    "embed",
     "datasets",
     "metrics",
     "model_selection",

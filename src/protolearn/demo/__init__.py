@@ -1,4 +1,6 @@
-"""The protolearn demo: every estimator family on data that ships with scikit-learn.
+"""The protolearn demo: every estimator family on data that ships with scikit-learn,
+and raw text (a CLINC150 sample that ships with protolearn) through an embedding model
+that ships as a package.
 
 Run ``python -m protolearn.demo --output-dir demo_output`` (or ``make demo``).  Each
 family lives in its own module below, exposing ``run(out_dir) -> list[dict]``; the rows
@@ -12,4 +14,5 @@ FAMILIES = [
     "protolearn.demo._open_set",
     "protolearn.demo._prototype_classifiers",
     "protolearn.demo._transductive",
+    "protolearn.demo._raw_text",
 ]

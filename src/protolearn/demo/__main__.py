@@ -14,7 +14,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m protolearn.demo",
         description="Demo of every protolearn estimator family on scikit-learn's "
-        "bundled data sets (digits, wine, breast cancer, iris).",
+        "bundled data sets (digits, wine, breast cancer, iris), and of raw text "
+        "(a bundled CLINC150 sample) through SentenceEmbedder into prototype "
+        "estimators.",
     )
     parser.add_argument(
         "--output-dir",

@@ -8,6 +8,7 @@ from numbers import Integral, Real
 from sklearn.base import _fit_context
 from sklearn.utils._chunking import get_chunk_n_rows
 from sklearn.utils._param_validation import (
+    HasMethods,
     Hidden,
     Interval,
     RealNotInt,
@@ -17,6 +18,7 @@ from sklearn.utils._param_validation import (
 from sklearn.utils.validation import validate_data
 
 __all__ = [
+    "HasMethods",
     "Hidden",
     "Integral",
     "Interval",
