@@ -53,3 +53,52 @@ def test_unscaled_wine_matches_lda(wine):
     for ct in ("tied", "full"):
         acc = cross_val_score(GaussianPrototypeClassifier(covariance_type=ct), X, y)
         assert acc.mean() >= lda - 0.01, (ct, acc.mean(), lda)
+
+
+# ------------------------------------------------------------ adaptive defaults
+def test_knn_rank_rule():
+    from protolearn._core._defaults import knn_rank
+
+    # 0.1% of the training set, at least 5, at most 100, below n
+    assert [knn_rank(n) for n in (3, 6, 200, 4999, 15_000, 50_000, 10**7)] == [
+        2,
+        5,
+        5,
+        5,
+        15,
+        50,
+        100,
+    ]
+
+
+def test_knn_detector_auto_rank(rng):
+    from protolearn.ood import KNNDetector
+
+    X = rng.normal(size=(300, 4))
+    det = KNNDetector().fit(X)
+    assert det.n_neighbors_ == 5
+    ref = KNNDetector(n_neighbors=5).fit(X)
+    np.testing.assert_array_equal(det.score_samples(X), ref.score_samples(X))
+    assert ref.n_neighbors_ == 5 and KNNDetector().fit(X[:4]).n_neighbors_ == 3
+
+
+def test_mixture_size_rule():
+    from protolearn._core._defaults import mixture_size
+
+    # unlabelled: one prototype per 50 samples; labelled: min count // 10 in [1, 6]
+    assert [mixture_size(n) for n in (10, 120, 15_000, 10**6)] == [1, 2, 300, 1000]
+    assert mixture_size(15_000, [100] * 150) == 6
+    assert mixture_size(178, [59, 71, 48]) == 4
+    assert mixture_size(20, [3, 17]) == 1
+
+
+def test_mixture_detector_auto_size(rng):
+    from protolearn.ood import PrototypeMixtureDetector
+
+    X = rng.normal(size=(260, 5)) + 4 * np.eye(5)[rng.integers(0, 5, 260)]
+    y = np.repeat([0, 1], [250, 10])
+    det = PrototypeMixtureDetector(random_state=0, max_iter=5).fit(X)
+    assert det.n_prototypes_ == 5 and det.prototypes_.shape == (5, 5)
+    det = PrototypeMixtureDetector(random_state=0, max_iter=5).fit(X, y)
+    # the smallest class (10 samples) sets one prototype per class
+    assert det.n_prototypes_ == 1 and det.prototypes_.shape == (2, 5)
