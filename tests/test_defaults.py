@@ -102,3 +102,41 @@ def test_mixture_detector_auto_size(rng):
     det = PrototypeMixtureDetector(random_state=0, max_iter=5).fit(X, y)
     # the smallest class (10 samples) sets one prototype per class
     assert det.n_prototypes_ == 1 and det.prototypes_.shape == (2, 5)
+
+
+# ---------------------------------------------------------- demo and plots fixes
+def test_demo_open_set_rows_never_reference_themselves(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from protolearn.demo import _open_set
+
+    # the two modes the table and plot need (the others only add fitting time)
+    modes = {k: _open_set.MODES[k] for k in ("nota='global'", "nota='adaptive'")}
+    monkeypatch.setattr(_open_set, "MODES", modes)
+    rows = _open_set.run(tmp_path)
+    assert rows and all(r["reference"] != r["estimator"] for r in rows)
+    # the global threshold is the others' reference and has none itself
+    glob = [r for r in rows if r["estimator"] == "GPC nota='global'"]
+    assert glob and all(r["reference"] == "" and r["ref_score"] is None for r in glob)
+    assert (tmp_path / "open_set_digits.png").stat().st_size > 0
+
+
+def test_plot_reasoning_figure_saves(tmp_path, rng):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from protolearn.classification import CBCClassifier, plot_reasoning
+
+    X = np.concatenate([rng.normal(size=(20, 3)) + 4 * c for c in range(3)])
+    y = np.repeat([0, 1, 2], 20)
+    clf = CBCClassifier(n_components=3, max_iter=5, random_state=0).fit(X, y)
+    axes = plot_reasoning(clf)
+    assert len(axes) == 2 and axes.figure is axes[0].figure is axes.figure_
+    assert [ax.get_xlabel() for ax in axes] == ["component"] * 2
+    assert axes[0].get_ylabel() == "class"
+    axes.figure.savefig(tmp_path / "reasoning.png")
+    assert (tmp_path / "reasoning.png").stat().st_size > 0
+    plt.close(axes.figure)

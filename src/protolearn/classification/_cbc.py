@@ -460,6 +460,9 @@ class RBFClassifier(_ComponentClassifier):
     Components are initialised as class-balanced k-means centres and trained with
     the class weights and ``sigma`` by torch autograd.
 
+    Detections depend on euclidean distances in the features' units: standardise
+    first (``make_pipeline(StandardScaler(), RBFClassifier())``).
+
     Parameters
     ----------
     n_components : int or None, default=None
@@ -598,6 +601,9 @@ class CBCClassifier(_ComponentClassifier):
     live in feature space ("shallow" CBC) and start as class-balanced k-means
     centres; a component seeded from class ``c`` starts with positive reasoning for
     ``c`` and negative reasoning for the other classes.
+
+    Detections depend on euclidean distances in the features' units: standardise
+    first (``make_pipeline(StandardScaler(), CBCClassifier())``).
 
     Parameters
     ----------

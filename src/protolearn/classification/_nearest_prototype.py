@@ -19,9 +19,15 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
     mean (it predicts exactly what :class:`sklearn.neighbors.NearestCentroid` predicts);
     with several, the prototypes are per-class k-means centres (spherical k-means for
     ``metric="cosine"``).  ``metric="mahalanobis"`` uses one pooled within-class
-    covariance, shrunk towards a scaled identity.  :meth:`partial_fit` updates the
+    covariance, shrunk in standardised units (so it does not depend on the features'
+    scales).  :meth:`partial_fit` updates the
     prototypes from a stream in which new classes may appear (the "nearest class mean"
     baseline of continual learning, Mensink et al., 2013; Rebuffi et al., 2017).
+
+    "euclidean" and "cosine" distances are in the features' own units, so a feature
+    with a large range dominates them: standardise tabular data first
+    (``make_pipeline(StandardScaler(), NearestPrototypeClassifier())``), or use
+    ``metric="mahalanobis"``.
 
     Parameters
     ----------
