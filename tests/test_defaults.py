@@ -85,8 +85,10 @@ def test_knn_detector_auto_rank(rng):
 def test_mixture_size_rule():
     from protolearn._core._defaults import mixture_size
 
-    # unlabelled: one prototype per 50 samples; labelled: min count // 10 in [1, 6]
-    assert [mixture_size(n) for n in (10, 120, 15_000, 10**6)] == [1, 2, 300, 1000]
+    # unlabelled: one prototype per 25 samples in [6, 1000], at most n // 2;
+    # labelled: min count // 10 in [1, 6] per class
+    sizes = [mixture_size(n) for n in (3, 10, 35, 300, 15_000, 10**6)]
+    assert sizes == [1, 5, 6, 12, 600, 1000]
     assert mixture_size(15_000, [100] * 150) == 6
     assert mixture_size(178, [59, 71, 48]) == 4
     assert mixture_size(20, [3, 17]) == 1
@@ -98,7 +100,7 @@ def test_mixture_detector_auto_size(rng):
     X = rng.normal(size=(260, 5)) + 4 * np.eye(5)[rng.integers(0, 5, 260)]
     y = np.repeat([0, 1], [250, 10])
     det = PrototypeMixtureDetector(random_state=0, max_iter=5).fit(X)
-    assert det.n_prototypes_ == 5 and det.prototypes_.shape == (5, 5)
+    assert det.n_prototypes_ == 10 and det.prototypes_.shape == (10, 5)
     det = PrototypeMixtureDetector(random_state=0, max_iter=5).fit(X, y)
     # the smallest class (10 samples) sets one prototype per class
     assert det.n_prototypes_ == 1 and det.prototypes_.shape == (2, 5)

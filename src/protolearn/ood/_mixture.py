@@ -49,12 +49,14 @@ class PrototypeMixtureDetector(BaseOutlierDetector):
     ----------
     n_prototypes : int or "auto", default="auto"
         Prototypes per class; in total when fitted without labels.  "auto" (see
-        ``n_prototypes_``): without labels one prototype per 50 samples,
-        ``clip(n_samples // 50, 1, 1000)`` (on CLINC150's 15,000 rows: 300, the
-        validation split's choice; PALM's fixed 6 scored AUROC 0.84 on test against
-        0.97, as one prototype then has to cover 25 intents); with labels
-        ``clip(min class count // 10, 1, 6)`` per class (PALM's 6 when every class
-        has 60 samples or more, so that each prototype keeps about 10 samples).
+        ``n_prototypes_``): without labels one prototype per 25 samples, at least 6
+        and at most 1000 (at most ``n_samples // 2``): on CLINC150's 15,000 rows 600,
+        tied with the 300 chosen on its validation split, where PALM's fixed 6
+        scored AUROC 0.84 against 0.97 (one prototype had to cover 25 intents);
+        with labels ``clip(min class count // 10, 1, 6)`` per class (PALM's 6 when
+        every class has 60 samples or more, so that each prototype keeps about 10
+        samples).  The rules were chosen on validation data across the data sets of
+        ``benchmarks/results/defaults.md``.
     temperature : "auto" or float > 0, default="auto"
         "auto" learns one vMF concentration ``kappa_j`` per prototype in each M-step
         (the maximum-likelihood estimate from that prototype's samples, so it adapts
