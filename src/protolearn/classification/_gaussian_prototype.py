@@ -116,7 +116,8 @@ GaussianMixture`), in the features' own units: the one term that is not
         :meth:`score_samples` use the ratio, which often separates out-of-scope
         queries better: on CLINC150's out-of-scope split and the open-intent
         protocol (25 / 50 / 75 % of intents known) ``relative=True`` with
-        ``nota="global"`` was within 0.01 macro F1 of the best mode of each
+        ``nota="global"`` (spherical covariance, ``pooling=0.5``) was within 0.01
+        macro F1 of the best mode of each
         (``benchmarks/results/defaults.md``).
     nota : {None, "global", "quantile", "adaptive"}, default=None
         Rejection mode; None is the closed-set classifier.  Rejection acts in
