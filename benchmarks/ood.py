@@ -401,7 +401,7 @@ def main(argv=None):
     print("labelled mode", flush=True)
     labelled = [
         ours_lab,
-        ours("PrototypeMixture defaults (K=6, T=auto)", "labelled"),
+        ours("PrototypeMixture defaults (K=auto: 6 per class, T=auto)", "labelled"),
         ours(
             "PrototypeMixture K=1 (one prototype per class)", "labelled", n_prototypes=1
         ),
@@ -435,8 +435,14 @@ def main(argv=None):
     # -------------------------------------------------------------- unlabelled
     unlabelled = [
         ours_unlab,
-        ours("PrototypeMixture defaults (K=6, unlabelled)", "unlabelled"),
-        ours_estimator("KNNDetector (k=50)", "unlabelled", KNNDetector(), False),
+        ours("PrototypeMixture defaults (K=auto: n/25, unlabelled)", "unlabelled"),
+        ours("PrototypeMixture K=6 (unlabelled)", "unlabelled", n_prototypes=6),
+        ours_estimator(
+            "KNNDetector defaults (k=auto: n/1000)", "unlabelled", KNNDetector(), False
+        ),
+        ours_estimator(
+            "KNNDetector (k=50)", "unlabelled", KNNDetector(n_neighbors=50), False
+        ),
         ours_estimator(
             "MahalanobisDetector agnostic (SSD+)",
             "unlabelled",

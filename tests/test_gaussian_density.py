@@ -6,7 +6,9 @@ import pytest
 from scipy import linalg
 from scipy.stats import multivariate_normal
 from sklearn.covariance import ledoit_wolf, oas
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis, _cov
 from sklearn.mixture import GaussianMixture
+from sklearn.preprocessing import StandardScaler
 
 from protolearn._core import _gaussian as g
 
@@ -89,30 +91,59 @@ def test_precision_cholesky_factorises_the_inverse(rng):
     )
 
 
+def _standardized(R, estimator):
+    """sklearn's estimator on standardised residuals, scaled back (LDA's ``_cov``)."""
+    sc = StandardScaler()
+    S, s = estimator(sc.fit_transform(R))
+    return sc.scale_[:, None] * S * sc.scale_[None, :], s
+
+
 def test_shrinkage_intensities_match_sklearn(rng):
     X, y = _data(rng, n_per_class=(12, 15, 9), d=20)
+    X *= np.logspace(-3, 3, 20)  # features on very different scales
     resp = np.eye(3)[y]
     nk, means, cov, inten = g.estimate_gaussian_parameters(
         X, resp, "full", shrinkage="ledoit_wolf"
     )
-    R0 = X[y == 0] - X[y == 0].mean(0)
-    S_lw, s_lw = ledoit_wolf(R0, assume_centered=True)
+    for c in range(3):  # each class's covariance is LDA's per-class estimate
+        np.testing.assert_allclose(cov[c], _cov(X[y == c], "auto"), rtol=1e-9)
+    S_lw, s_lw = _standardized(X[y == 0], ledoit_wolf)
     assert inten[0] == pytest.approx(s_lw, rel=1e-10)
-    np.testing.assert_allclose(cov[0] - 1e-12 * 0, S_lw, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(cov[0], S_lw, rtol=1e-10, atol=1e-12)
     nk, means, cov, inten = g.estimate_gaussian_parameters(
         X, resp, "full", shrinkage="oas"
     )
-    S_oas, s_oas = oas(R0, assume_centered=True)
+    S_oas, s_oas = _standardized(X[y == 0], oas)
     assert inten[0] == pytest.approx(s_oas, rel=1e-10)
     np.testing.assert_allclose(cov[0], S_oas, rtol=1e-10, atol=1e-12)
-    # tied: Ledoit-Wolf on the pooled within-class residuals
-    R = X - means[y]
-    S_lw, s_lw = ledoit_wolf(R, assume_centered=True)
+    # tied: Ledoit-Wolf on the pooled within-class residuals, standardised
+    S_lw, s_lw = _standardized(X - means[y], ledoit_wolf)
     _, _, cov_t, inten_t = g.estimate_gaussian_parameters(
         X, resp, "tied", shrinkage="auto"
     )
     assert inten_t[0] == pytest.approx(s_lw, rel=1e-10)
     np.testing.assert_allclose(cov_t, S_lw, rtol=1e-10, atol=1e-12)
+    # the LDA covariance: prior-weighted per-class shrunk covariances
+    _, _, cov_f, _ = g.estimate_gaussian_parameters(X, resp, "full", shrinkage="auto")
+    lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(X, y)
+    np.testing.assert_allclose(
+        np.tensordot(nk / nk.sum(), cov_f, axes=1), lda.covariance_, rtol=1e-9
+    )
+
+
+@pytest.mark.parametrize("shrinkage", [0.3, "auto", "oas"])
+def test_standardized_shrinkage_is_scale_free(rng, shrinkage):
+    X = rng.normal(size=(40, 6)) @ rng.normal(size=(6, 6))
+    D = np.array([1e-3, 1.0, 50.0, 1e4, 2.0, 0.1])
+    R = X - X.mean(0)
+    S = R.T @ R / 40
+    S1, s1 = g.standardized_shrinkage(S, 40, shrinkage, R)
+    S2, s2 = g.standardized_shrinkage(D[:, None] * S * D, 40, shrinkage, R * D)
+    assert s1 == pytest.approx(s2, rel=1e-10) and 0 < s1 <= 1
+    np.testing.assert_allclose(S2, D[:, None] * S1 * D, rtol=1e-10)
+    np.testing.assert_allclose(np.diag(S1), np.diag(S))  # variances unchanged
+    with pytest.raises(ValueError, match="needs the residuals"):
+        g.standardized_shrinkage(S, 40, "ledoit_wolf")
 
 
 def test_pooling_interpolates_full_and_tied(rng):

@@ -86,9 +86,16 @@ def test_mahalanobis_covariance_and_shrinkage(rng):
     R = X - np.stack([X[y == c].mean(0) for c in (0, 1)])[y]
     S = R.T @ R / 80
     np.testing.assert_allclose(clf.covariance_, S)
-    shrunk = 0.75 * S + 0.25 * np.trace(S) / 4 * np.eye(4)
+    # shrunk in standardised units (scale-free): the correlation towards I
+    sd = np.sqrt(np.diag(S))
+    shrunk = 0.75 * S + 0.25 * np.diag(sd**2)
     L = clf.precision_cholesky_
     np.testing.assert_allclose(L @ L.T, np.linalg.inv(shrunk), rtol=1e-8)
+    D = np.array([1e-3, 1.0, 1e3, 5.0])  # the same model on rescaled features
+    clf2 = NPC(metric="mahalanobis", shrinkage="auto").fit(X * D, y)
+    clf1 = NPC(metric="mahalanobis", shrinkage="auto").fit(X, y)
+    assert clf2.shrinkage_ == pytest.approx(clf1.shrinkage_, rel=1e-10)
+    np.testing.assert_array_equal(clf2.predict(X * D), clf1.predict(X))
 
 
 def test_binary_decision_function_is_one_dimensional(rng):

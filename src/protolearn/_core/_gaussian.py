@@ -1,8 +1,9 @@
 """Covariance estimation with shrinkage and Cholesky factors of precisions.
 
-The pooled (tied) within-class covariance, Ledoit-Wolf / fixed shrinkage towards a scaled
-identity, and the Cholesky factor of the precision computed by a triangular solve (as
-scikit-learn's ``GaussianMixture`` does), never by inverting a matrix.
+The pooled (tied) within-class covariance, Ledoit-Wolf / OAS / fixed shrinkage in
+standardised units (scale-free, as scikit-learn's LDA), and the Cholesky factor of
+the precision computed by a triangular solve (as scikit-learn's ``GaussianMixture``
+does), never by inverting a matrix.
 """
 
 import numpy as np
@@ -80,19 +81,105 @@ def oas_shrinkage(covariance, n_samples):
     return 1.0 if den == 0 else float(min(num / den, 1.0))
 
 
-def shrunk_precision_cholesky(covariance, n_samples, shrinkage):
-    """Cholesky factor of the precision of a covariance shrunk towards ``tr/d * I``.
+def feature_scales(variances):
+    """Per-feature standard deviations used to standardise, ``sqrt(variances)``.
+
+    A feature with zero variance keeps scale 1, as in
+    :class:`~sklearn.preprocessing.StandardScaler`.
+    """
+    v = np.asarray(variances, dtype=np.float64)
+    return np.where(v > 0, np.sqrt(np.maximum(v, 0.0)), 1.0)
+
+
+def standardized_shrinkage(covariance, n_samples, shrinkage, residuals=None):
+    """Shrink a covariance in standardised units, so that the result does not depend on
+    the features' scales; returns ``(shrunk covariance, intensity)``.
+
+    As scikit-learn's ``LinearDiscriminantAnalysis(shrinkage="auto")`` does it
+    (``discriminant_analysis._cov``): divide each feature by its standard deviation
+    ``sigma = sqrt(diag(covariance))`` (:func:`feature_scales`), shrink the resulting
+    correlation matrix ``R`` towards ``tr(R)/d * I`` (the identity), and scale back:
+    ``sigma_i sigma_j ((1 - s) R_ij + s tr(R)/d [i = j])``.  Multiplying the features by
+    a diagonal ``D`` gives ``D C D`` with the same intensity.  The diagonal (the
+    variances) is unchanged, up to features of zero variance.
+
+    Parameters
+    ----------
+    covariance : ndarray (or tensor) of shape (d, d)
+        Maximum-likelihood covariance (a scatter divided by ``n_samples``).
+    n_samples : float
+        Number of samples (effective count for weighted samples) it comes from; used by
+        "oas".
+    shrinkage : None, float in [0, 1], "auto", "ledoit_wolf" or "oas"
+        None: no shrinkage; a float: that intensity; "auto" / "ledoit_wolf": the
+        Ledoit-Wolf intensity (:func:`sklearn.covariance.ledoit_wolf_shrinkage`) of the
+        standardised residuals; "oas": the Oracle Approximating Shrinkage intensity
+        (:func:`oas_shrinkage`) of the correlation matrix, which needs only
+        ``covariance`` and ``n_samples`` (so it can be computed from streamed
+        sufficient statistics).
+    residuals : ndarray of shape (m, d), optional
+        Centred rows with ``residuals.T @ residuals / m == covariance``; needed only by
+        Ledoit-Wolf, whose intensity depends on fourth moments.
+
+    Returns
+    -------
+    shrunk : ndarray of shape (d, d), float64 (a tensor in, a tensor out)
+    intensity : float
+    """
+    C = xp.to_numpy(covariance).astype(np.float64, copy=False)
+    d = C.shape[0]
+    scale = feature_scales(np.diag(C))
+    R = C / scale[:, None] / scale[None, :]
+    if shrinkage is None:
+        s = 0.0
+    elif isinstance(shrinkage, str):
+        if shrinkage not in SHRINKAGE_RULES:
+            raise ValueError(
+                f"shrinkage must be None, a float in [0, 1] or one of "
+                f"{SHRINKAGE_RULES}; got {shrinkage!r}."
+            )
+        if d == 1:
+            s = 0.0
+        elif shrinkage == "oas":
+            s = oas_shrinkage(R, n_samples)
+        elif residuals is None:
+            raise ValueError(
+                "Ledoit-Wolf shrinkage needs the residuals (its intensity depends on "
+                "fourth moments); use shrinkage='oas' from a covariance alone."
+            )
+        elif residuals.shape[0] < 2:
+            s = 1.0
+        else:
+            s = ledoit_wolf_shrinkage(xp.to_numpy(residuals) / scale[None, :])
+    else:
+        s = float(shrinkage)
+    if s == 0:
+        return xp.asarray_like(C.copy(), covariance), 0.0
+    out = shrink_covariance(R, s) * scale[:, None] * scale[None, :]
+    return xp.asarray_like(out, covariance), float(s)
+
+
+def shrunk_precision_cholesky(covariance, n_samples, shrinkage, *, standardize=False):
+    """Cholesky factor of the precision of a shrunk covariance.
 
     Parameters
     ----------
     covariance : (d, d) maximum-likelihood covariance.
     n_samples : int, samples it was estimated from (for OAS).
     shrinkage : "auto" (Oracle Approximating Shrinkage), float in [0, 1] or None (0).
+    standardize : bool, default=False
+        True: shrink in standardised units (:func:`standardized_shrinkage`,
+        scale-free); False: towards ``tr(S)/d * I`` in the covariance's own units (the
+        detectors' convention, as pytorch-ood and :class:`sklearn.covariance.OAS`).
 
     Returns
     -------
     precision_cholesky : (d, d) array like `covariance`, shrinkage : float used.
     """
+    if standardize:
+        rule = "oas" if shrinkage == "auto" else shrinkage
+        S, s = standardized_shrinkage(covariance, n_samples, rule)
+        return xp.asarray_like(xp.to_numpy(precision_cholesky(S)), covariance), s
     s = oas_shrinkage(covariance, n_samples) if shrinkage == "auto" else shrinkage
     s = float(s or 0.0)
     S = shrink_covariance(covariance, s)  # a new array: `covariance` is not modified
@@ -145,28 +232,13 @@ def _as_samples(W, n_k):
     return W * np.sqrt(W.shape[0] / max(n_k, np.finfo(np.float64).tiny))
 
 
-def _intensity(shrinkage, residuals, covariance, n_samples):
-    """Shrinkage intensity in [0, 1] for a rule ("auto"/"ledoit_wolf", "oas"), a float,
-    or None (no shrinkage)."""
-    if shrinkage is None:
-        return 0.0
-    if isinstance(shrinkage, str):
-        if shrinkage not in SHRINKAGE_RULES:
-            raise ValueError(
-                f"shrinkage must be None, a float in [0, 1] or one of "
-                f"{SHRINKAGE_RULES}; got {shrinkage!r}."
-            )
-        if residuals.shape[1] == 1 or residuals.shape[0] < 2:
-            return 0.0 if residuals.shape[1] == 1 else 1.0
-        if shrinkage == "oas":
-            return oas_shrinkage(covariance, n_samples)
-        return ledoit_wolf_shrinkage(residuals)
-    return float(shrinkage)
-
-
 def _shrunk_diagonal(variances, intensity):
-    """Diagonal of the covariance shrunk towards ``mean(variances) * I``."""
-    return (1 - intensity) * variances + intensity * variances.mean()
+    """Diagonal of :func:`standardized_shrinkage`'s result: the variances themselves,
+    except that features of zero variance get ``intensity`` times the share of
+    non-constant features (as the full covariance's diagonal)."""
+    scale2 = feature_scales(variances) ** 2
+    r = variances / scale2
+    return ((1 - intensity) * r + intensity * r.mean()) * scale2
 
 
 def estimate_gaussian_parameters(
@@ -184,9 +256,13 @@ def estimate_gaussian_parameters(
     responsibilities ``resp`` (n, K) (one-hot rows give per-class Gaussians), then
     regularised in this order:
 
-    1. shrinkage of each estimate towards ``tr(S)/d * I`` (``shrinkage``: a float, or
-       "auto"/"ledoit_wolf" or "oas" to compute the intensity from the data, separately
-       for each component and for the pooled covariance);
+    1. shrinkage of each estimate in standardised units
+       (:func:`standardized_shrinkage`, as scikit-learn's LDA: the correlation matrix is
+       shrunk towards the identity, so the result does not depend on the features'
+       scales; ``shrinkage``: a float, or "auto"/"ledoit_wolf" or "oas" to compute the
+       intensity from the data, separately for each component and for the pooled
+       covariance).  Shrinkage leaves variances unchanged, so it has no effect for
+       "diag" and "spherical" (use ``pooling``);
     2. pooling (Friedman's regularised discriminant analysis): a component covariance
        becomes ``(1 - pooling) S_k + pooling S_pooled``, where ``S_pooled`` is the
        (shrunk) within-component covariance pooled over all components (what
@@ -234,8 +310,9 @@ def estimate_gaussian_parameters(
     if need_pooled:
         R = np.concatenate(residuals)
         pooled = (R.T @ R) / nk.sum()
-        intensity0 = _intensity(shrinkage, _as_samples(R, nk.sum()), pooled, n)
-        pooled = shrink_covariance(pooled, intensity0)
+        pooled, intensity0 = standardized_shrinkage(
+            pooled, n, shrinkage, _as_samples(R, nk.sum())
+        )
         pooled_diag = np.diag(pooled).copy()
     if covariance_type == "tied":
         cov = pooled.copy()
@@ -251,19 +328,21 @@ def estimate_gaussian_parameters(
         cov = np.empty((K, d))
         for k, W in enumerate(residuals):
             v = (W * W).sum(0) / nk[k]
-            S = None
-            if isinstance(shrinkage, str):
-                S = (W.T @ W) / nk[k]
-            intensities[k] = _intensity(shrinkage, _as_samples(W, nk[k]), S, nk[k])
+            if isinstance(shrinkage, str):  # the intensity needs the full covariance
+                _, intensities[k] = standardized_shrinkage(
+                    (W.T @ W) / nk[k], nk[k], shrinkage, _as_samples(W, nk[k])
+                )
+            else:
+                intensities[k] = float(shrinkage or 0.0)
             cov[k] = _shrunk_diagonal(v, intensities[k])
         if pooling > 0:
             cov = (1 - pooling) * cov + pooling * pooled_diag[None, :]
         return nk, means, cov + reg_covar, intensities
     cov = np.empty((K, d, d))
     for k, W in enumerate(residuals):
-        S = (W.T @ W) / nk[k]
-        intensities[k] = _intensity(shrinkage, _as_samples(W, nk[k]), S, nk[k])
-        S = shrink_covariance(S, intensities[k])
+        S, intensities[k] = standardized_shrinkage(
+            (W.T @ W) / nk[k], nk[k], shrinkage, _as_samples(W, nk[k])
+        )
         if pooling > 0:
             S = (1 - pooling) * S + pooling * pooled
         S.flat[:: d + 1] += reg_covar

@@ -457,6 +457,9 @@ class RBFClassifier(_ComponentClassifier):
     Components are initialised as class-balanced k-means centres and trained with
     the class weights and ``sigma`` by torch autograd.
 
+    Detections depend on euclidean distances in the features' units: standardise
+    first (``make_pipeline(StandardScaler(), RBFClassifier())``).
+
     Read more in the :ref:`User Guide <prototype_classifiers>`.
 
     Parameters
@@ -597,6 +600,9 @@ class CBCClassifier(_ComponentClassifier):
     live in feature space ("shallow" CBC) and start as class-balanced k-means
     centres; a component seeded from class ``c`` starts with positive reasoning for
     ``c`` and negative reasoning for the other classes.
+
+    Detections depend on euclidean distances in the features' units: standardise
+    first (``make_pipeline(StandardScaler(), CBCClassifier())``).
 
     Read more in the :ref:`User Guide <prototype_classifiers>`.
 

@@ -49,7 +49,9 @@ class GaussianPrototypeClassifier(BasePrototypeClassifier):
     Covariances are shrunk (a fixed intensity, Ledoit-Wolf or OAS) towards a scaled
     identity and, for per-class covariances, pooled towards the tied covariance
     (regularised discriminant analysis), as few-shot covariances are singular.
-    Log-densities are computed through Cholesky factors of the precisions, as
+    Shrinkage acts in standardised units, so the model does not depend on the
+    features' scales (except "spherical").  Log-densities are computed through
+    Cholesky factors of the precisions, as
     :class:`sklearn.mixture.GaussianMixture` does.  With ``covariance_type="tied"`` and
     no shrinkage the closed-set model is linear discriminant analysis.
 
@@ -81,17 +83,25 @@ class GaussianPrototypeClassifier(BasePrototypeClassifier):
         "tied": one covariance shared by all classes (LDA); "full": one per class (per
         component); "diag" / "spherical": diagonal / scalar per class.
     shrinkage : "auto", "ledoit_wolf", "oas", float in [0, 1] or None, default="auto"
-        Shrinkage of each covariance towards ``tr(S)/d * I``: "auto" or "ledoit_wolf"
-        (Ledoit-Wolf intensity, as :class:`~sklearn.discriminant_analysis.\
-LinearDiscriminantAnalysis` uses), "oas", a fixed intensity, or None.  For "diag"
-        the diagonal of the shrunk covariance; no effect for "spherical".
+        Shrinkage of each covariance in standardised units, as
+        :class:`~sklearn.discriminant_analysis.LinearDiscriminantAnalysis` does for
+        ``shrinkage="auto"``: features are divided by their standard deviations, the
+        correlation matrix is shrunk towards the identity and scaled back, so the
+        model does not depend on the features' scales.  "auto" or "ledoit_wolf":
+        Ledoit-Wolf intensity; "oas"; a fixed intensity (also in standardised
+        units, where LDA shrinks a fixed intensity in raw units); or None.  With
+        "full", each class's covariance is LDA's per-class estimate; "tied" shrinks
+        the pooled within-class covariance once (LDA averages the per-class shrunk
+        covariances).  No effect for "diag" and "spherical" (shrinkage leaves
+        variances unchanged; use ``pooling``).
     pooling : float in [0, 1], default=0.0
         Per-class covariances ("full", "diag", "spherical") become
         ``(1 - pooling) S_c + pooling S_tied`` (Friedman's regularised discriminant
         analysis); 1 is the tied model.  Ignored for "tied".
     reg_covar : float >= 0, default=1e-6
         Added to the covariance diagonals (as in :class:`~sklearn.mixture.\
-GaussianMixture`).
+GaussianMixture`), in the features' own units: the one term that is not
+        scale-free (negligible unless a feature's variance is near ``reg_covar``).
     n_components_per_class : int >= 1, default=1
         Gaussian components per class, fitted by EM with the regularisation above in
         every M-step (initialised by per-class k-means).
@@ -104,7 +114,11 @@ GaussianMixture`).
         relative Mahalanobis distance of Ren et al., 2021) instead of
         ``log p(x | c)``.  Predictions and probabilities are unchanged; margins and
         :meth:`score_samples` use the ratio, which often separates out-of-scope
-        queries better with a tied covariance.
+        queries better: on CLINC150's out-of-scope split and the open-intent
+        protocol (25 / 50 / 75 % of intents known) ``relative=True`` with
+        ``nota="global"`` (spherical covariance, ``pooling=0.5``) was within 0.01
+        macro F1 of the best mode of each
+        (``benchmarks/results/defaults.md``).
     nota : {None, "global", "quantile", "adaptive"}, default=None
         Rejection mode; None is the closed-set classifier.  Rejection acts in
         ``predict`` only: ``predict_proba`` / ``decision_function`` stay over
@@ -207,7 +221,7 @@ GaussianMixture`).
     array([0, 1])
     >>> pred = clf.predict(X)  # the unseen species 2 is mostly "none of the above"
     >>> float(np.mean(pred[y == 2] == -1)), float(np.mean(pred[y < 2] == y[y < 2]))
-    (0.9, 0.98)
+    (0.96, 0.98)
     """
 
     _parameter_constraints = {

@@ -65,6 +65,11 @@ class GLVQClassifier(NearestPrototypeMixin, BaseTrainedPrototypeClassifier):
     Prototypes start at the class means (one per class) or per-class k-means centres
     and are trained with torch autograd (L-BFGS by default).
 
+    Distances are euclidean in the features' own units, so a feature with a large
+    range dominates them: standardise first, e.g.
+    ``make_pipeline(StandardScaler(), GLVQClassifier())`` (on unscaled wine, 5-fold
+    accuracy 0.67 without and 1.00 with :class:`~sklearn.preprocessing.StandardScaler`).
+
     Read more in the :ref:`User Guide <prototype_classifiers>`.
 
     Parameters
@@ -316,6 +321,10 @@ class GMLVQClassifier(
     ``Lambda = Omega^T Omega`` has trace 1 (Schneider et al., 2009); its diagonal says
     how much each feature matters, and ``n_components < n_features`` learns a
     low-rank metric (a discriminative projection).
+
+    The learned metric can reweight features, but it starts from the euclidean one
+    and its regulariser and trace normalisation act in the features' units:
+    standardise first (``make_pipeline(StandardScaler(), GMLVQClassifier())``).
 
     Read more in the :ref:`User Guide <prototype_classifiers>`.
 

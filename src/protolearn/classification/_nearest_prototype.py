@@ -19,9 +19,15 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
     mean (it predicts exactly what :class:`sklearn.neighbors.NearestCentroid` predicts);
     with several, the prototypes are per-class k-means centres (spherical k-means for
     ``metric="cosine"``).  ``metric="mahalanobis"`` uses one pooled within-class
-    covariance, shrunk towards a scaled identity.  :meth:`partial_fit` updates the
+    covariance, shrunk in standardised units (so it does not depend on the features'
+    scales).  :meth:`partial_fit` updates the
     prototypes from a stream in which new classes may appear (the "nearest class mean"
     baseline of continual learning, Mensink et al., 2013; Rebuffi et al., 2017).
+
+    "euclidean" and "cosine" distances are in the features' own units, so a feature
+    with a large range dominates them: standardise tabular data first
+    (``make_pipeline(StandardScaler(), NearestPrototypeClassifier())``), or use
+    ``metric="mahalanobis"``.
 
     Parameters
     ----------
@@ -31,9 +37,11 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
         Distance between samples and prototypes.  "cosine" L2-normalises samples and
         prototypes (spherical prototypes).
     shrinkage : "auto", float in [0, 1] or None, default="auto"
-        Shrinkage of the pooled covariance towards ``tr(S)/d * I`` for
-        ``metric="mahalanobis"`` ("auto": Oracle Approximating Shrinkage, computable
-        from streamed statistics; None or 0: none).  Ignored by the other metrics.
+        Shrinkage of the pooled covariance for ``metric="mahalanobis"``, in
+        standardised units (its correlation matrix towards the identity, as
+        scikit-learn's LDA, so it does not depend on the features' scales; "auto":
+        Oracle Approximating Shrinkage, computable from streamed statistics; None
+        or 0: none).  Ignored by the other metrics.
     temperature : float > 0, default=1.0
         ``predict_proba`` is the softmax of ``-distance / temperature`` over classes
         (distance to the class's nearest prototype; squared for euclidean and
@@ -231,12 +239,11 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
                 "e.g. one sample per class), which no shrinkage can regularise. Use "
                 "metric='euclidean' or give more (distinct) samples per class."
             )
-        s = self.shrinkage
-        if s == "auto":
-            s = _gaussian.oas_shrinkage(self.covariance_, self.n_samples_seen_)
-        self.shrinkage_ = float(s or 0.0)
-        S = _gaussian.shrink_covariance(self.covariance_.copy(), self.shrinkage_)
-        self.precision_cholesky_ = _gaussian.precision_cholesky(S)
+        # scale-free: shrinks the correlation matrix ("auto": OAS, from the streamed
+        # covariance and count alone, so partial_fit equals fit)
+        self.precision_cholesky_, self.shrinkage_ = _gaussian.shrunk_precision_cholesky(
+            self.covariance_, self.n_samples_seen_, self.shrinkage, standardize=True
+        )
 
     def _assign_within_class(self, Xw, y_idx):
         """Index of each sample's nearest prototype among its own class's."""

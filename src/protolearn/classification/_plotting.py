@@ -6,6 +6,20 @@ from sklearn.utils.validation import check_is_fitted
 _KINDS = ("positive", "negative", "indefinite")
 
 
+class ReasoningAxes(list):
+    """The panels drawn by :func:`plot_reasoning` (a list of Axes) and their Figure.
+
+    ``figure`` is the Figure holding them, so ``plot_reasoning(clf).figure.savefig(
+    path)`` works as with a scikit-learn display's ``figure_``.
+    """
+
+    @property
+    def figure(self):
+        return self[0].figure
+
+    figure_ = figure
+
+
 def plot_reasoning(clf, *, classes=None, components=None, axes=None, cmap="viridis"):
     """Draw the reasoning matrices of a fitted CBC (or the weights of an RBF network).
 
@@ -28,7 +42,9 @@ def plot_reasoning(clf, *, classes=None, components=None, axes=None, cmap="virid
 
     Returns
     -------
-    axes : list of matplotlib Axes
+    axes : ReasoningAxes
+        A list of the panels' Axes, with ``.figure`` (also ``.figure_``, as in
+        scikit-learn's displays): the Figure to save or show.
 
     Examples
     --------
@@ -38,8 +54,9 @@ def plot_reasoning(clf, *, classes=None, components=None, axes=None, cmap="virid
     >>> from protolearn.classification import CBCClassifier, plot_reasoning
     >>> X, y = load_iris(return_X_y=True)
     >>> clf = CBCClassifier(n_components=6, random_state=0).fit(X, y)
-    >>> len(plot_reasoning(clf))
-    2
+    >>> axes = plot_reasoning(clf)
+    >>> len(axes), axes.figure is axes[0].figure
+    (2, True)
     """
     check_is_fitted(clf)
     if hasattr(clf, "reasoning_"):
@@ -97,4 +114,4 @@ def plot_reasoning(clf, *, classes=None, components=None, axes=None, cmap="virid
         if i == 0:
             ax.set_ylabel("class")
         ax.figure.colorbar(im, ax=ax)
-    return axes
+    return ReasoningAxes(axes)

@@ -84,7 +84,10 @@ def _plot_digits(d, out_dir):
     ax.hist(radius[~correct], bins=40, alpha=0.7, label="wrong")
     ax.set_xlabel("certified L2 radius (pixel units)")
     ax.set_ylabel("samples")
-    ax.set_title("NearestPrototypeClassifier on digits (its training samples)")
+    ax.set_title(
+        "NearestPrototypeClassifier: certified radii\n(digits, its training samples)",
+        fontsize=9,
+    )
     ax.legend()
     fig.tight_layout()
     fig.savefig(out_dir / "nearest_prototype_radius.png", dpi=80)

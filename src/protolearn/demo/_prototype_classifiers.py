@@ -96,12 +96,16 @@ def _plot_relevances(out_dir):
     axes[0].set_title("GMLVQ pixel relevances (diag of Lambda)", fontsize=9)
     axes[0].set_xticks([])
     axes[0].set_yticks([])
+    axes[0].set_xlabel("pixel column")
+    axes[0].set_ylabel("pixel row")
     fig.colorbar(im, ax=axes[0], fraction=0.046)
     Z = low.transform(d.X_test)
     P = low.transform(low.prototypes_)
     sc = axes[1].scatter(Z[:, 0], Z[:, 1], c=d.y_test, cmap="tab10", s=6)
     axes[1].scatter(P[:, 0], P[:, 1], c="k", marker="*", s=120)
     axes[1].set_title("rank-2 GMLVQ projection (test), prototypes *", fontsize=9)
+    axes[1].set_xlabel("projected dimension 1")
+    axes[1].set_ylabel("projected dimension 2")
     fig.colorbar(sc, ax=axes[1], fraction=0.046)
     fig.tight_layout()
     fig.savefig(out_dir / "gmlvq_digits_relevances.png", dpi=80)
@@ -139,9 +143,10 @@ def _plot_cbc(out_dir):
     fig.suptitle("CBC components (digits)", fontsize=9)
     fig.savefig(out_dir / "cbc_digits_components.png", dpi=80)
     plt.close(fig)
-    axes = plot_reasoning(clf)
-    axes[0].figure.savefig(out_dir / "cbc_digits_reasoning.png", dpi=80)
-    plt.close(axes[0].figure)
+    fig = plot_reasoning(clf).figure
+    fig.tight_layout()
+    fig.savefig(out_dir / "cbc_digits_reasoning.png", dpi=80)
+    plt.close(fig)
 
 
 # One entry per model family.

@@ -121,6 +121,7 @@ def _plot(X, lap, km, accs, out_dir):
     ax.bar(np.arange(2) + 0.2, [accs[s][1] for s in shots], 0.4, label="transductive")
     ax.set_xticks(range(2), [f"5-way {s}-shot" for s in shots])
     ax.set_ylim(0.5, 1.0)
+    ax.set_ylabel("query accuracy", fontsize=7)
     ax.legend(fontsize=7, loc="lower right")
     fig.suptitle("digits: cluster centres; few-shot query accuracy", fontsize=9)
     fig.tight_layout()

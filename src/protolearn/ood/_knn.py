@@ -2,10 +2,10 @@
 
 from numbers import Integral
 
-from .._core import _distances, _neighbors
+from .._core import _defaults, _distances, _neighbors
 from ..base import BaseOutlierDetector
 from ..utils import _array_api as xp
-from ..utils._sklearn_compat import Interval, _fit_context
+from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._validation import validate_fit_data
 
 
@@ -30,9 +30,14 @@ class KNNDetector(BaseOutlierDetector):
 
     Parameters
     ----------
-    n_neighbors : int, default=50
-        Rank ``k`` of the neighbour whose distance is the score (the paper's choice
-        for CIFAR-10; must be below the number of training samples).
+    n_neighbors : int or "auto", default="auto"
+        Rank ``k`` of the neighbour whose distance is the score (must be below the
+        number of training samples).  "auto": ``clip(round(n_samples / 1000), 5,
+        100)`` (at most ``n_samples - 1``): Sun et al. scale ``k`` with the training
+        set (50 for CIFAR-10's 50,000 images, about 0.1%); on CLINC150 (15,000
+        rows) this gives 15, near the validation split's best (10; the fixed 50
+        used before scored 0.03 AUROC lower on test), and the floor of 5 keeps small
+        training sets from a one-neighbour score.
     normalize : bool, default=True
         L2-normalise samples first (the paper's setting).
     contamination : "auto" or float in (0, 0.5], default="auto"
@@ -42,6 +47,8 @@ class KNNDetector(BaseOutlierDetector):
     ----------
     fit_X_ : ndarray of shape (n_samples, n_features)
         The (normalised) training samples.
+    n_neighbors_ : int
+        The rank used (``n_neighbors`` resolved).
     offset_ : float
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (``n_features_in_``,)
@@ -71,11 +78,14 @@ class KNNDetector(BaseOutlierDetector):
 
     _parameter_constraints = {
         **BaseOutlierDetector._parameter_constraints,
-        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "n_neighbors": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
         "normalize": ["boolean"],
     }
 
-    def __init__(self, *, n_neighbors=50, normalize=True, contamination="auto"):
+    def __init__(self, *, n_neighbors="auto", normalize=True, contamination="auto"):
         self.n_neighbors = n_neighbors
         self.normalize = normalize
         self.contamination = contamination
@@ -98,12 +108,16 @@ class KNNDetector(BaseOutlierDetector):
         self : object
         """
         X = validate_fit_data(self, X, ensure_min_samples=2)
-        if self.n_neighbors >= X.shape[0]:
+        if self.n_neighbors == "auto":
+            self.n_neighbors_ = _defaults.knn_rank(X.shape[0])
+        elif self.n_neighbors >= X.shape[0]:
             raise ValueError(
                 f"n_neighbors={self.n_neighbors} must be below the {X.shape[0]} "
                 "training samples (offset_ scores each one against the others); "
                 "lower n_neighbors."
             )
+        else:
+            self.n_neighbors_ = int(self.n_neighbors)
         self.fit_X_ = self._prepare(X)
         self._set_offset(X, max_samples=self.MAX_OFFSET_SAMPLES)
         return self
@@ -120,13 +134,13 @@ class KNNDetector(BaseOutlierDetector):
         return _distances.map_row_chunks(chunk, X, row_bytes)
 
     def _score_samples(self, X):
-        return -self._kth_distance(X, self.n_neighbors)
+        return -self._kth_distance(X, self.n_neighbors_)
 
     def _training_scores(self, X):
         # leave-one-out: the (k+1)-th nearest stored row, the row itself being the
         # first (distance 0; an exact duplicate is at 0 too, so the multiset of the
         # other rows' distances is the same whichever of the two is dropped)
-        return -self._kth_distance(X, self.n_neighbors + 1)
+        return -self._kth_distance(X, self.n_neighbors_ + 1)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
