@@ -328,3 +328,42 @@ def _raw_y_case(est, case):
     assert state.keys() == {k for k in vars(reference) if k.endswith("_")}
     for key, value in state.items():
         np.testing.assert_equal(value, getattr(reference, key), err_msg=key)
+
+
+def test_torch_input_is_checked_like_numpy():
+    torch = pytest.importorskip("torch")
+    from protolearn.classification import NearestPrototypeClassifier
+
+    clf = NearestPrototypeClassifier().fit(X32, Y)
+    huge = torch.as_tensor(X32) * 1e30
+    for method in ("predict", "predict_proba", "certified_radius"):
+        with _raises("too large in magnitude.*overflow float32"):
+            getattr(clf, method)(huge)
+    with _raises("too large in magnitude"):
+        NearestPrototypeClassifier().fit(huge, Y)
+    out = clf.predict_proba(torch.as_tensor(X32) * 1e15)
+    assert bool(torch.isfinite(out).all())
+
+
+def test_non_finite_scores_raise_instead_of_nan(monkeypatch):
+    """The last guard of the base classes: a score that still overflows (here forced)
+    raises a ValueError naming the rows, for classifiers and detectors alike."""
+    from protolearn.classification import NearestPrototypeClassifier
+    from protolearn.ood import KNNDetector
+
+    clf = NearestPrototypeClassifier().fit(X32, Y)
+    det = KNNDetector(n_neighbors=3).fit(X32)
+
+    def scores(X):
+        S = np.zeros((len(X), 3), dtype=X.dtype)
+        S[2] = -np.inf
+        return S
+
+    monkeypatch.setattr(clf, "_class_scores", scores)
+    monkeypatch.setattr(det, "_score_samples", lambda X: scores(X)[:, 0])
+    for method in ("predict_proba", "predict_log_proba", "decision_function"):
+        with _raises(r"scores are not finite for row\(s\) \[2\].*rescale X"):
+            getattr(clf, method)(X32)
+    for method in ("score_samples", "decision_function", "predict"):
+        with _raises(r"scores are not finite for row\(s\) \[2\]"):
+            getattr(det, method)(X32)
