@@ -16,6 +16,8 @@ try:  # property-based tests (tests/test_core_properties.py): a bounded budget f
         derandomize=True,
         suppress_health_check=[HealthCheck.too_slow],
     )
+    # HYPOTHESIS_PROFILE=thorough runs many more (random) examples, locally
+    settings.register_profile("thorough", max_examples=1000, deadline=None)
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "protolearn"))
 except ImportError:  # pragma: no cover - hypothesis is in the tests extra
     pass
