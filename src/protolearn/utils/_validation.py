@@ -42,8 +42,9 @@ def check_magnitude(X):
     if xp.is_torch(X):
         import torch
 
-        with torch.no_grad():
-            sq_max = float((X * X).sum(1).amax()) if X.numel() else 0.0
+        with torch.no_grad():  # row norms only: no (n, d) temporary
+            norm = torch.linalg.vector_norm(X, dim=1).amax() if X.numel() else 0.0
+        sq_max = float(norm) ** 2
         limit = float(torch.finfo(X.dtype).max)
         dtype = str(X.dtype).replace("torch.", "")
     else:
