@@ -179,3 +179,63 @@ def test_certified_radius_is_sound_against_attacks(problem):
             X, W, labels, working_memory=1e-6
         )
     np.testing.assert_allclose(streamed, r, rtol=1e-12, atol=1e-12)
+
+
+def _robust_estimators():
+    from _estimators import FAST_PARAMS
+
+    from protolearn.utils import all_estimators
+
+    for name, cls in all_estimators(type_filter="classifier"):
+        if hasattr(cls, "certified_radius"):
+            yield pytest.param(cls(**FAST_PARAMS.get(name, {})), id=name)
+
+
+_ROBUST_FITTED = {}
+
+
+def _fitted_on_iris(est):
+    """`est` fitted once on standardised iris (float64)."""
+    name = type(est).__name__
+    if name not in _ROBUST_FITTED:
+        from sklearn.datasets import load_iris
+
+        X, y = load_iris(return_X_y=True)
+        X = (X - X.mean(0)) / X.std(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _ROBUST_FITTED[name] = (est.fit(X, y), X)
+    return _ROBUST_FITTED[name]
+
+
+@pytest.mark.parametrize("est", list(_robust_estimators()))
+@given(
+    rows=st.lists(st.integers(0, 149), min_size=1, max_size=3, unique=True),
+    noise=st.floats(0, 1.5),
+    seed=st.integers(0, 2**16),
+)
+@hypothesis.settings(max_examples=3)
+def test_estimator_certified_radius_is_sound(est, rows, noise, seed):
+    """Every estimator's ``certified_radius``: no random perturbation and no PGD
+    attack on its own (differentiable, torch) scores flips a prediction within it."""
+    est, X_train = _fitted_on_iris(est)
+    rng = np.random.default_rng(seed)
+    X = X_train[rows] + noise * rng.normal(size=(len(rows), X_train.shape[1]))
+    r = np.asarray(est.certified_radius(X))
+    pred = est.predict(X)
+    assert (r >= 0).all()
+    for x, rx, p in zip(X, r, pred):
+        if not np.isfinite(rx) or rx < 1e-9:
+            continue
+        U = rng.normal(size=(128, X.shape[1]))
+        U *= 0.999 * rx / np.linalg.norm(U, axis=1, keepdims=True)
+        assert (est.predict(x[None] + U) == p).all()
+    found = pgd_search(
+        lambda Z: est.predict_log_proba(Z),
+        X,
+        upper=2 * r + 1e-3,
+        n_bisect=4,
+        n_steps=15,
+        seed=seed,
+    )
+    assert (r <= found * (1 + 1e-6) + 1e-9).all(), (r, found)
