@@ -16,6 +16,9 @@ def validate_fit_data(estimator, X, y="no_validation", **kwargs):
 
     Fitted state is kept as numpy arrays (so estimators pickle and load anywhere); a
     tensor is moved to the CPU first.  float32 stays float32, other dtypes -> float64.
+    Beyond scikit-learn's checks, rows whose squared distances overflow the dtype
+    (:func:`check_magnitude`) and missing labels in an object ``y``
+    (:func:`check_missing_labels`) raise a ValueError.
     """
     X = xp.to_numpy(X) if xp.is_torch(X) else X
     kwargs.setdefault("dtype", list(FLOAT_DTYPES))
@@ -137,7 +140,8 @@ def validate_predict_data(estimator, X):
     """``validate_data(reset=False)`` for array-likes; the same checks on device for torch.
 
     A torch tensor comes back as a tensor on its own device (float16/bfloat16 -> float32,
-    integers -> float64), so predictions can be computed there.
+    integers -> float64), so predictions can be computed there.  Rows too large in
+    magnitude for the dtype raise (:func:`check_magnitude`).
     """
     if not xp.is_torch(X):
         X = validate_data(estimator, X, reset=False, dtype=list(FLOAT_DTYPES))
