@@ -6,6 +6,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+try:  # property-based tests (tests/test_core_properties.py): a bounded budget for CI
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile(
+        "protolearn",
+        max_examples=20,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    # HYPOTHESIS_PROFILE=thorough runs many more (random) examples, locally
+    settings.register_profile("thorough", max_examples=1000, deadline=None)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "protolearn"))
+except ImportError:  # pragma: no cover - hypothesis is in the tests extra
+    pass
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 

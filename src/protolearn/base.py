@@ -16,13 +16,40 @@ from sklearn.base import BaseEstimator, ClassifierMixin, OutlierMixin
 from sklearn.utils import Bunch
 from sklearn.utils.validation import check_is_fitted
 
+from . import __version__
 from ._core import _distances, _robustness
 from .utils import _array_api as xp
 from .utils._sklearn_compat import Interval, StrOptions
-from .utils._validation import bunch_like, labels_out, validate_predict_data
+from .utils._validation import (
+    bunch_like,
+    check_finite_output,
+    labels_out,
+    validate_predict_data,
+)
+from .utils.persistence import check_saved_version
 
 
-class BasePrototypeClassifier(ClassifierMixin, BaseEstimator):
+class VersionedStateMixin:
+    """Stores the protolearn version with every saved estimator and refuses to load
+    one saved by an incompatible version (:mod:`protolearn.utils.persistence`).
+
+    Every public protolearn estimator inherits it (left of ``BaseEstimator``), so that
+    pickle, joblib and skops all record the version in ``__getstate__`` and check it
+    in ``__setstate__``.  A subclass that overrides these calls ``super()``: its
+    ``__setstate__`` first, before rebuilding anything from the state.
+    """
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        return {**state, "_protolearn_version": __version__}
+
+    def __setstate__(self, state):
+        state = dict(state)
+        check_saved_version(state.pop("_protolearn_version", None), type(self).__name__)
+        super().__setstate__(state)
+
+
+class BasePrototypeClassifier(ClassifierMixin, VersionedStateMixin, BaseEstimator):
     """Classifier whose per-class scores come from the hook ``_class_scores(X)``.
 
     Subclasses implement ``_class_scores`` (an (n, n_classes) array, numpy or torch like
@@ -42,7 +69,7 @@ class BasePrototypeClassifier(ClassifierMixin, BaseEstimator):
     def _validated_scores(self, X):
         check_is_fitted(self)
         X = validate_predict_data(self, X)
-        return X, self._class_scores(X)
+        return X, check_finite_output(self._class_scores(X), self)
 
     def decision_function(self, X):
         """Per-class scores (higher = more likely).
@@ -229,7 +256,7 @@ class NearestPrototypeMixin:
         return bunch_like(explanation, like)
 
 
-class BaseOutlierDetector(OutlierMixin, BaseEstimator):
+class BaseOutlierDetector(OutlierMixin, VersionedStateMixin, BaseEstimator):
     """Novelty detector whose score comes from the hook ``_score_samples(X)``.
 
     The conventions of :class:`sklearn.ensemble.IsolationForest`:
@@ -292,7 +319,8 @@ class BaseOutlierDetector(OutlierMixin, BaseEstimator):
         scores : ndarray (or tensor on X's device) of shape (n_samples,)
         """
         check_is_fitted(self)
-        return self._score_samples(validate_predict_data(self, X))
+        X = validate_predict_data(self, X)
+        return check_finite_output(self._score_samples(X), self)
 
     def decision_function(self, X):
         """``score_samples(X) - offset_``: negative for outliers, positive for inliers.

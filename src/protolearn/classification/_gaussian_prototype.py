@@ -14,6 +14,7 @@ from ..base import BasePrototypeClassifier
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._validation import (
+    check_finite_output,
     labels_out,
     resolve_nota_label,
     validate_fit_data,
@@ -598,7 +599,7 @@ GaussianMixture`), in the features' own units: the one term that is not
 
     def _fit_scores(self, X):
         """(predicted class index, log-density of that class minus its margin)."""
-        L = self._class_log_density(X)
+        L = check_finite_output(self._class_log_density(X), self, "log-densities")
         post = L + xp.asarray_like(self._log_priors, L)[None, :]
         a = xp.argmax(post, axis=1)
         idx = a[:, None]

@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ..base import VersionedStateMixin
 from ..utils._sklearn_compat import HasMethods, Interval, StrOptions, _fit_context
 from ._cache import cache_location, open_store
 
@@ -124,7 +125,7 @@ def _is_pil(x):
     return any(c.__module__.startswith("PIL.") for c in cls.__mro__)
 
 
-class BaseEmbedder(TransformerMixin, BaseEstimator):
+class BaseEmbedder(TransformerMixin, VersionedStateMixin, BaseEstimator):
     """Frozen-model embedder: ``transform`` maps raw inputs to (n, d) vectors.
 
     The model is named by the ``model`` parameter and loaded on first use into a private

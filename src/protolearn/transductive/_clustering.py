@@ -10,12 +10,13 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .._core import _distances, _graph, _prototypes
+from ..base import VersionedStateMixin
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._validation import labels_out, validate_fit_data, validate_predict_data
 
 
-class LaplacianKMeans(ClusterMixin, BaseEstimator):
+class LaplacianKMeans(ClusterMixin, VersionedStateMixin, BaseEstimator):
     """Laplacian-regularised K-means / K-modes clustering (scalable Laplacian K-modes).
 
     Soft assignments ``Y`` and centres ``M`` minimise the objective of
@@ -174,16 +175,6 @@ class LaplacianKMeans(ClusterMixin, BaseEstimator):
         if n < max(K, 2):
             raise ValueError(
                 f"n_samples={n} should be >= n_clusters={K} (and at least 2)."
-            )
-        # squared distances are at most 4 max |x|^2: they must not overflow X's dtype
-        with np.errstate(over="ignore"):
-            sq_max = 4 * float(np.einsum("ij,ij->i", X, X, dtype=np.float64).max())
-        if not sq_max <= float(np.finfo(X.dtype).max):
-            hint = " or pass float64 data" if X.dtype == np.float32 else ""
-            raise ValueError(
-                f"X is too large in magnitude: its squared distances overflow "
-                f"{X.dtype} (largest absolute value {float(np.abs(X).max()):.3g}); "
-                f"rescale X (e.g. StandardScaler){hint}."
             )
         rng = check_random_state(self.random_state)
         self.center_ = X.mean(0) if self.preprocessing == "cl2n" else None

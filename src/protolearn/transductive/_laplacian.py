@@ -794,16 +794,17 @@ class LaplacianFewShotClassifier(BasePrototypeClassifier):
     def _params(self):
         return {k: getattr(self, k) for k in _DEFAULTS}
 
+    # appended to the shared error on None labels (utils._validation)
+    _missing_label_hint = (
+        " Mark query (unlabelled) rows with the integer -1 (scikit-learn's "
+        "semi-supervised convention)."
+    )
+
     @staticmethod
     def _unlabeled_mask(y):
         if y.dtype.kind in "iuf":
             return y == -1
         if y.dtype.kind == "O":
-            if any(v is None for v in y):
-                raise ValueError(
-                    "y contains None. Mark query (unlabelled) rows with the integer -1 "
-                    "(scikit-learn's semi-supervised convention)."
-                )
             return np.array([v == -1 for v in y], dtype=bool)
         if y.dtype.kind in "US" and (y == y.dtype.type("-1")).any():
             # np.r_[names, [-1, ...]] gives strings: "-1" would silently be a class

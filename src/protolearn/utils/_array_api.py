@@ -154,6 +154,14 @@ def float_dtype(x):
     )
 
 
+def isfinite(x):
+    if is_torch(x):
+        import torch
+
+        return torch.isfinite(x)
+    return np.isfinite(x)
+
+
 def exp(x):
     if is_torch(x):
         return x.exp()

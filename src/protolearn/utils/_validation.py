@@ -16,12 +16,92 @@ def validate_fit_data(estimator, X, y="no_validation", **kwargs):
 
     Fitted state is kept as numpy arrays (so estimators pickle and load anywhere); a
     tensor is moved to the CPU first.  float32 stays float32, other dtypes -> float64.
+    Beyond scikit-learn's checks, rows whose squared distances overflow the dtype
+    (:func:`check_magnitude`) and missing labels in an object ``y``
+    (:func:`check_missing_labels`) raise a ValueError.
     """
     X = xp.to_numpy(X) if xp.is_torch(X) else X
     kwargs.setdefault("dtype", list(FLOAT_DTYPES))
     if xp.is_torch(y):
         y = xp.to_numpy(y)
-    return validate_data(estimator, X, y, **kwargs)
+    out = validate_data(estimator, X, y, **kwargs)
+    X_out = out[0] if isinstance(out, tuple) else out
+    if isinstance(out, tuple):
+        check_missing_labels(out[1], estimator)
+    if isinstance(X_out, np.ndarray) and X_out.dtype.kind == "f":
+        check_magnitude(X_out)
+    return out
+
+
+def check_magnitude(X):
+    """Raise a ValueError when the squared distances between rows of `X` (and between
+    them and anything fitted on such rows) can overflow `X`'s dtype.
+
+    Every distance, density and score protolearn computes starts from squared
+    distances, at most ``4 max_i ||x_i||^2``; rows beyond that give inf - inf = NaN
+    probabilities and silently wrong scores, so they are refused here, once, for
+    every estimator (numpy arrays and torch tensors).
+    """
+    if xp.is_torch(X):
+        import torch
+
+        with torch.no_grad():  # row norms only: no (n, d) temporary
+            norm = torch.linalg.vector_norm(X, dim=1).amax() if X.numel() else 0.0
+        sq_max = float(norm) ** 2
+        limit = float(torch.finfo(X.dtype).max)
+        dtype = str(X.dtype).replace("torch.", "")
+    else:
+        if X.size == 0:
+            return
+        with np.errstate(over="ignore"):
+            sq_max = float(np.einsum("ij,ij->i", X, X, dtype=np.float64).max())
+        limit = float(np.finfo(X.dtype).max)
+        dtype = str(X.dtype)
+    if not 4 * sq_max <= limit:
+        hint = " or pass float64 data" if dtype == "float32" else ""
+        largest = float(xp.to_numpy(abs(X).max()))
+        raise ValueError(
+            f"X is too large in magnitude: its squared distances overflow {dtype} "
+            f"(largest absolute value {largest:.3g}); rescale X (e.g. "
+            f"StandardScaler){hint}."
+        )
+
+
+def check_missing_labels(y, estimator=None):
+    """Raise a ValueError naming the rows of an object `y` that hold None or NaN (a
+    missing label, which numpy cannot even sort among string labels)."""
+    if not isinstance(y, np.ndarray) or y.dtype != object:
+        return
+    missing = np.fromiter(
+        (v is None or (isinstance(v, float) and v != v) for v in y.ravel()),
+        dtype=bool,
+        count=y.size,
+    )
+    if missing.any():
+        rows = np.flatnonzero(missing)
+        hint = getattr(estimator, "_missing_label_hint", "")
+        raise ValueError(
+            f"y contains None/NaN (missing labels) at row(s) {rows[:5].tolist()}"
+            f"{' ...' if rows.size > 5 else ''}: every row needs a class label, all "
+            f"strings or all numbers.{hint}"
+        )
+
+
+def check_finite_output(values, estimator, what="scores"):
+    """Raise a ValueError (instead of returning NaN / inf) when `values`, computed
+    for validated input rows, are not all finite: the rows are too far from the
+    fitted model for the dtype's range."""
+    finite = xp.isfinite(values)
+    if bool(finite.all()):
+        return values
+    bad = xp.to_numpy(~finite)
+    rows = np.flatnonzero(bad.reshape(bad.shape[0], -1).any(1))
+    raise ValueError(
+        f"{type(estimator).__name__} {what} are not finite for row(s) "
+        f"{rows[:5].tolist()}{' ...' if rows.size > 5 else ''}: these rows are too far "
+        "from the fitted model for the precision of X; rescale X (e.g. StandardScaler) "
+        "or pass float64 data."
+    )
 
 
 def validate_optional_labels(estimator, X, y=None, **kwargs):
@@ -60,10 +140,13 @@ def validate_predict_data(estimator, X):
     """``validate_data(reset=False)`` for array-likes; the same checks on device for torch.
 
     A torch tensor comes back as a tensor on its own device (float16/bfloat16 -> float32,
-    integers -> float64), so predictions can be computed there.
+    integers -> float64), so predictions can be computed there.  Rows too large in
+    magnitude for the dtype raise (:func:`check_magnitude`).
     """
     if not xp.is_torch(X):
-        return validate_data(estimator, X, reset=False, dtype=list(FLOAT_DTYPES))
+        X = validate_data(estimator, X, reset=False, dtype=list(FLOAT_DTYPES))
+        check_magnitude(X)
+        return X
     import torch
 
     name = type(estimator).__name__
@@ -87,6 +170,7 @@ def validate_predict_data(estimator, X):
         X = X.to(torch.float32)
     if not bool(torch.isfinite(X).all()):
         raise ValueError("Input X contains NaN or infinity.")
+    check_magnitude(X)
     return X
 
 
