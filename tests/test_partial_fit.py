@@ -57,8 +57,10 @@ def test_gaussian_partial_fit_refuses_what_it_cannot_stream():
     with pytest.raises(ValueError, match="nota=None"):
         GaussianPrototypeClassifier(nota="quantile").partial_fit(X, y)
     fitted = GaussianPrototypeClassifier().fit(X, y)
-    with pytest.raises(ValueError, match="fitted by fit"):
-        fitted.partial_fit(X, y)
+    with pytest.warns(UserWarning, match="starts a new stream"):
+        fitted.partial_fit(X[:50], y[:50])
+    fresh = GaussianPrototypeClassifier().partial_fit(X[:50], y[:50])
+    np.testing.assert_array_equal(fitted.means_, fresh.means_)
     inc = GaussianPrototypeClassifier().partial_fit(X[:100], y[:100])
     before = inc.means_.copy()
     with pytest.raises(ValueError):

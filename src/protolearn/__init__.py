@@ -7,6 +7,8 @@ Subpackages are imported lazily, so ``import protolearn`` is fast and never impo
 - :mod:`protolearn.transductive` -- transductive few-shot classification and clustering
 - :mod:`protolearn.ood` -- out-of-distribution (novelty) detectors
 - :mod:`protolearn.datasets`, :mod:`protolearn.metrics`, :mod:`protolearn.model_selection`
+- :mod:`protolearn.parallel` -- dask: blockwise prediction, episodes on a cluster
+  (the ``protolearn[dask]`` extra)
 """
 
 import importlib
@@ -20,6 +22,7 @@ _SUBMODULES = {
     "datasets",
     "metrics",
     "model_selection",
+    "parallel",
     "utils",
     "base",
 }

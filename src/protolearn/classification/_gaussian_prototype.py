@@ -499,9 +499,10 @@ GaussianMixture`).
             )
         first = getattr(self, "_stream", None) is None
         if first and hasattr(self, "classes_"):
-            raise ValueError(
-                "This model was fitted by fit, which keeps no running statistics; "
-                "start partial_fit from an unfitted estimator (sklearn.base.clone)."
+            warnings.warn(
+                "partial_fit on a model fitted by fit starts a new stream from this "
+                "batch: fit keeps no running statistics.",
+                UserWarning,
             )
         X, y = validate_fit_data(self, X, y, reset=first)
         check_classification_targets(y)

@@ -1,11 +1,13 @@
 """Mahalanobis novelty detectors: class-conditional, class-agnostic (SSD+) and relative."""
 
+import warnings
+
 import numpy as np
 
 from .._core import _distances, _gaussian, _prototypes, _streaming
 from ..base import BaseOutlierDetector
-from ..utils._sklearn_compat import Interval, Real, StrOptions, _fit_context
 from ..utils import _array_api as xp
+from ..utils._sklearn_compat import Interval, Real, StrOptions, _fit_context
 from ..utils._validation import validate_optional_labels
 
 
@@ -223,9 +225,10 @@ class MahalanobisDetector(BaseOutlierDetector):
     def _partial_fit(self, X, y):
         first = getattr(self, "_stream", None) is None
         if first and hasattr(self, "class_labels_"):
-            raise ValueError(
-                "This model was fitted by fit, which keeps no running statistics; "
-                "start partial_fit from an unfitted estimator (sklearn.base.clone)."
+            warnings.warn(
+                "partial_fit on a model fitted by fit starts a new stream from this "
+                "batch: fit keeps no running statistics.",
+                UserWarning,
             )
         X, classes, y_idx = validate_optional_labels(self, X, y, reset=first)
         labels = classes[y_idx]
