@@ -184,7 +184,9 @@ def vmf_mixture_log_density(
     c = xp.asarray_like(np.array(np.broadcast_to(offset, (m,))), X)
     out = xp.empty((X.shape[0],), like=X)
     itemsize = X.element_size() if xp.is_torch(X) else X.dtype.itemsize
-    for sl in _row_chunks(X.shape[0], m, itemsize, working_memory):
+    # a chunk holds its (rows, m) logits and its normalised (rows, d) copy of X
+    wide = max(m, X.shape[1])
+    for sl in _row_chunks(X.shape[0], wide, itemsize, working_memory):
         logits = l2_normalize(X[sl]) @ M.T
         logits += c[None, :]
         out[sl] = _logsumexp_rows(logits)
