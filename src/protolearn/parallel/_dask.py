@@ -129,6 +129,21 @@ def solve_episodes(support, support_labels, query, **params):
     result : :class:`~sklearn.utils.Bunch` of lazy dask arrays ``labels``
         (n_tasks, n_query) and ``label_distributions`` (n_tasks, n_query,
         n_classes).
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> from protolearn.parallel import solve_episodes
+    >>> rng = np.random.default_rng(0)
+    >>> centers = rng.normal(size=(3, 8))
+    >>> y = np.tile(np.arange(3), (6, 1))  # 6 tasks, one support row per class
+    >>> S = centers[y] + 0.3 * rng.normal(size=(6, 3, 8))
+    >>> Q = centers[np.tile(np.arange(3), (6, 4))] + 0.3 * rng.normal(size=(6, 12, 8))
+    >>> out = solve_episodes(da.from_array(S, chunks=(3, 3, 8)), y,
+    ...                      da.from_array(Q, chunks=(3, 12, 8)))
+    >>> out.labels.numblocks, out.labels.compute().shape
+    ((2, 1), (6, 12))
     """
     support = da.asarray(support)
     query = da.asarray(query)
