@@ -9,6 +9,8 @@ Subpackages are imported lazily, so ``import protolearn`` is fast and never impo
 - :mod:`protolearn.embed` -- raw text / images -> frozen-model embeddings (extra
   ``protolearn[embed]``)
 - :mod:`protolearn.datasets`, :mod:`protolearn.metrics`, :mod:`protolearn.model_selection`
+- :mod:`protolearn.parallel` -- dask: blockwise prediction, episodes on a cluster
+  (the ``protolearn[dask]`` extra)
 """
 
 import importlib
@@ -23,6 +25,7 @@ _SUBMODULES = {
     "datasets",
     "metrics",
     "model_selection",
+    "parallel",
     "utils",
     "base",
 }

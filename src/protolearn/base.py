@@ -71,6 +71,17 @@ class BasePrototypeClassifier(ClassifierMixin, VersionedStateMixin, BaseEstimato
         X = validate_predict_data(self, X)
         return X, check_finite_output(self._class_scores(X), self)
 
+    def _score_row_bytes(self, X):
+        """Hook: temporary bytes per query row of ``_class_scores`` (chunk sizing)."""
+        return 4 * 8 * max(len(self.classes_), X.shape[1])
+
+    def _map_scores(self, fn, X):
+        """``fn(_class_scores(chunk))`` over row chunks of ``X`` (``working_memory``):
+        a path returning one value per row never holds the (n, n_classes) scores."""
+        return _distances.map_row_chunks(
+            lambda Xc, _: fn(self._class_scores(Xc)), X, self._score_row_bytes(X)
+        )
+
     def decision_function(self, X):
         """Per-class scores (higher = more likely).
 
@@ -79,15 +90,20 @@ class BasePrototypeClassifier(ClassifierMixin, VersionedStateMixin, BaseEstimato
         scores : ndarray (or tensor) of shape (n_samples, n_classes), or (n_samples,)
             for two classes (score of ``classes_[1]`` minus that of ``classes_[0]``).
         """
-        _, scores = self._validated_scores(X)
-        if scores.shape[1] == 2:
-            return scores[:, 1] - scores[:, 0]
-        return scores
+        check_is_fitted(self)
+        X = validate_predict_data(self, X)
+        if len(self.classes_) != 2:
+            return self._class_scores(X)
+        return self._map_scores(
+            lambda S: S[:, 1] - S[:, 0] if S.shape[1] == 2 else S, X
+        )
 
     def predict(self, X):
         """Class labels, ``classes_[argmax(decision_function(X))]``."""
-        X, scores = self._validated_scores(X)
-        return labels_out(self.classes_, xp.argmax(scores, axis=1), like=X)
+        check_is_fitted(self)
+        X = validate_predict_data(self, X)
+        idx = self._map_scores(lambda S: xp.argmax(S, axis=1), X)
+        return labels_out(self.classes_, idx, like=X)
 
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes), columns in ``classes_``."""

@@ -250,6 +250,7 @@ def map_row_chunks(fn, X, row_bytes, *, working_memory=None):
     `row_bytes` is the temporary memory ``fn`` needs per row; chunks keep it within
     scikit-learn's ``working_memory`` (or the `working_memory` given).  ``rows`` is the
     chunk's slice, for row-aligned side inputs.  One chunk: ``fn(X, slice(None))``.
+    When ``fn`` returns a tuple of arrays, each is stacked and a tuple is returned.
     """
     n = X.shape[0]
     step = get_chunk_n_rows(
@@ -263,10 +264,12 @@ def map_row_chunks(fn, X, row_bytes, *, working_memory=None):
     for start in range(0, n, step):
         sl = slice(start, min(start + step, n))
         R = fn(X[sl], sl)
+        parts = R if isinstance(R, tuple) else (R,)
         if out is None:
-            out = xp.empty((n, *R.shape[1:]), like=R)
-        out[sl] = R
-    return out
+            out = tuple(xp.empty((n, *r.shape[1:]), like=r) for r in parts)
+        for o, r in zip(out, parts):
+            o[sl] = r
+    return out if isinstance(R, tuple) else out[0]
 
 
 def map_distance_chunks(fn, X, Y, metric="sqeuclidean", **kwargs):

@@ -170,6 +170,9 @@ def batched_l2_normalize(Z):
 # ------------------------------------------------------------------ neighbour search
 TREE_MAX_FEATURES = 15
 KNN_CHUNK_MIB = 64
+#: From this many rows (numpy, more than TREE_MAX_FEATURES features) ``algorithm="auto"``
+#: searches an inverted-file index (:func:`ivf_kneighbors`) instead of all pairs.
+IVF_MIN_SAMPLES = 50_000
 
 
 def kneighbors(X, n_neighbors, *, working_memory=None, algorithm="auto"):
@@ -187,7 +190,10 @@ def kneighbors(X, n_neighbors, *, working_memory=None, algorithm="auto"):
     ----------
     X : (n, d) numpy array or torch tensor
     n_neighbors : int in [1, n - 1]
-    algorithm : {"auto", "brute"}
+    algorithm : {"auto", "brute", "ivf"}
+        "ivf": the approximate :func:`ivf_kneighbors`, which "auto" uses for numpy
+        data of at least :data:`IVF_MIN_SAMPLES` rows and more than
+        :data:`TREE_MAX_FEATURES` features.
 
     Returns
     -------
@@ -198,6 +204,15 @@ def kneighbors(X, n_neighbors, *, working_memory=None, algorithm="auto"):
     if not 1 <= n_neighbors <= n - 1:
         raise ValueError(
             f"n_neighbors must be in [1, n_samples - 1] = [1, {n - 1}]; got {n_neighbors}."
+        )
+    if algorithm == "ivf" or (
+        algorithm == "auto"
+        and not xp.is_torch(X)
+        and X.shape[1] > TREE_MAX_FEATURES
+        and n >= IVF_MIN_SAMPLES
+    ):
+        return ivf_kneighbors(
+            xp.to_numpy(X), n_neighbors, working_memory=working_memory
         )
     if algorithm == "auto" and not xp.is_torch(X) and X.shape[1] <= TREE_MAX_FEATURES:
         from sklearn.neighbors import NearestNeighbors
@@ -230,6 +245,62 @@ def kneighbors(X, n_neighbors, *, working_memory=None, algorithm="auto"):
     if not xp.is_torch(index):
         index = index.astype(np.int64)
     return xp.concat(dist), index
+
+
+def ivf_kneighbors(X, n_neighbors, *, n_lists=None, n_probe=8, working_memory=None):
+    """Approximate :func:`kneighbors` by an inverted-file index (IVF, as FAISS's
+    ``IndexIVFFlat``): rows are split into ``n_lists`` (``sqrt(n)``) cells by k-means
+    on a subsample, and the rows of each cell are compared exactly with the rows of
+    the `n_probe` cells whose centres are nearest to its own.  Cost ``O(n * n_probe *
+    n / n_lists * d)`` instead of ``O(n^2 d)``: 112,500 x 384 CLINC150 rows, 10
+    neighbours, in ~1/40 of the exact search's products, recall 0.97 (see
+    ``benchmarks/results/scale.md``).  Deterministic (the quantiser is seeded 0).
+
+    Written here because the neighbour libraries at hand lose on this data:
+    pynndescent's numba compilation alone took minutes on the 2-core test machine,
+    and scikit-learn's trees do not prune in 384 dimensions.
+    """
+    from ._distances import nearest, squared_euclidean_distances
+    from ._prototypes import kmeans
+
+    n, d = X.shape
+    n_lists = max(int(np.sqrt(n)), 1) if n_lists is None else int(n_lists)
+    rng = np.random.RandomState(0)
+    sample = rng.choice(n, size=min(n, 40 * n_lists), replace=False)
+    C, _, _, _ = kmeans(X[sample], n_lists, max_iter=10, random_state=rng)
+    assign, _ = nearest(X, C)
+    assign = np.asarray(assign)
+    order = np.argsort(assign, kind="stable")
+    starts = np.searchsorted(assign[order], np.arange(n_lists + 1))
+    sizes = np.diff(starts)
+    probe_order = np.argsort(squared_euclidean_distances(C, C), axis=1, kind="stable")
+    if working_memory is None:
+        working_memory = get_config()["working_memory"]
+    budget = min(working_memory, KNN_CHUNK_MIB) * 2**20 // (3 * X.dtype.itemsize)
+    out_d = np.empty((n, n_neighbors), dtype=X.dtype)
+    out_i = np.empty((n, n_neighbors), dtype=np.int64)
+    where = np.full(n, -1, dtype=np.int64)
+    for cell in range(n_lists):
+        rows = order[starts[cell] : starts[cell + 1]]
+        if rows.size == 0:
+            continue
+        # the n_probe nearest cells, more while they hold too few rows
+        reach = np.cumsum(sizes[probe_order[cell]])
+        n_cells = max(n_probe, int(np.searchsorted(reach, n_neighbors + 1)) + 1)
+        cells = probe_order[cell, :n_cells]
+        cand = np.concatenate([order[starts[c] : starts[c + 1]] for c in cells])
+        where[cand] = np.arange(cand.size)
+        self_pos = where[rows]
+        Y = X[cand]
+        step = max(int(budget // max(cand.size, 1)), 1)
+        for s in range(0, rows.size, step):
+            q = rows[s : s + step]
+            D = squared_euclidean_distances(X[q], Y)
+            D[np.arange(q.size), self_pos[s : s + step]] = np.inf
+            v, i = xp.smallest_k(D, n_neighbors)
+            out_d[q], out_i[q] = v, cand[i]
+        where[cand] = -1
+    return out_d, out_i
 
 
 def heat_bandwidth(sqdist):

@@ -184,7 +184,9 @@ def vmf_mixture_log_density(
     c = xp.asarray_like(np.array(np.broadcast_to(offset, (m,))), X)
     out = xp.empty((X.shape[0],), like=X)
     itemsize = X.element_size() if xp.is_torch(X) else X.dtype.itemsize
-    for sl in _row_chunks(X.shape[0], m, itemsize, working_memory):
+    # a chunk holds its (rows, m) logits and its normalised (rows, d) copy of X
+    wide = max(m, X.shape[1])
+    for sl in _row_chunks(X.shape[0], wide, itemsize, working_memory):
         logits = l2_normalize(X[sl]) @ M.T
         logits += c[None, :]
         out[sl] = _logsumexp_rows(logits)
@@ -550,3 +552,71 @@ def fit_vmf_mixtures(
         converged=converged,
         lower_bounds=np.asarray(lower_bounds),
     )
+
+
+def update_vmf_mixtures(
+    state,
+    X,
+    y,
+    *,
+    kappa=None,
+    top_k=None,
+    balance=False,
+    epsilon=0.05,
+    sinkhorn_iter=3,
+):
+    """One step of incremental EM (Neal & Hinton, 1998) for per-class vMF mixtures.
+
+    The batch's responsibilities under the current parameters (the E-step of
+    :func:`fit_vmf_mixtures`, Sinkhorn-balanced with `balance` as PALM assigns) are
+    added to running sufficient statistics (per component: the resultant
+    ``sum r x``, ``sum r`` and ``sum r^2``; per class: the count); the M-step then
+    uses the totals, so each mean is the normalised resultant of every row seen so
+    far, weighted by the responsibilities it got when it arrived.
+
+    Parameters
+    ----------
+    state : dict with ``means`` (C, K, d) unit-norm, ``weights`` (C, K) summing to
+        one per class, ``kappa`` (C, K), and the statistics ``resultant`` (C, K, d),
+        ``mass`` (C, K), ``mass_sq`` (C, K), ``counts`` (C,) float64; updated in place.
+    X : (n, d) numpy array, L2-normalised rows.
+    y : (n,) int array of class indices into the state's classes.
+    kappa : float or None
+        Fixed concentration (None: estimated from the totals, as in fit).
+
+    Returns
+    -------
+    state : the same dict.
+    """
+    C, K, d = state["means"].shape
+    top_k = K if top_k is None else min(int(top_k), K)
+    counts = np.bincount(y, minlength=C)
+    M, kap = state["means"], state["kappa"]
+    present = np.flatnonzero(counts)
+    for grp in _buckets(counts[present], int(counts.max())):
+        b = _Bucket(X, y, present[grp])
+        with np.errstate(divide="ignore"):
+            log_coef = np.log(state["weights"][b.classes]) + vmf_log_normalizer(
+                d, kap[b.classes]
+            )
+        idx, R, _ = _e_step(
+            b, M[b.classes], log_coef.astype(X.dtype), kap[b.classes].astype(X.dtype),
+            top_k, balance, epsilon, sinkhorn_iter,
+        )  # fmt: skip
+        M_b, _, res_sq, mass, mass_sq = _m_step(b, idx, R, M[b.classes])
+        state["resultant"][b.classes] += M_b * np.sqrt(res_sq)[..., None]
+        state["mass"][b.classes] += mass
+        state["mass_sq"][b.classes] += mass_sq
+        state["counts"][b.classes] += b.counts
+    res = state["resultant"]
+    norms = np.linalg.norm(res, axis=-1)
+    alive = (state["mass"] > 0) & (norms > 0)
+    state["means"] = np.where(
+        alive[..., None], res / np.where(norms > 0, norms, 1)[..., None], M
+    ).astype(M.dtype)
+    seen = state["counts"] > 0
+    state["weights"][seen] = state["mass"][seen] / state["counts"][seen, None]
+    if kappa is None:
+        new = estimate_concentration(norms**2, state["mass"], state["mass_sq"], d)
+        state["kappa"] = np.where(state["mass"] > 0, new, kap)
+    return state

@@ -9,7 +9,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from .._core import _gaussian, _margins
+from .._core import _distances, _gaussian, _margins, _streaming
 from ..base import BasePrototypeClassifier
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
@@ -469,7 +469,110 @@ GaussianMixture`), in the features' own units: the one term that is not
             model = self._fit_model(Xk, y_idx, classes.size, rng, labels=classes)
         self._set_model(model)
         self.margins_ = margins
+        self._stream = None  # a later partial_fit cannot continue a fit
         return self
+
+    def partial_fit(self, X, y, classes=None):
+        """Update the Gaussians with a batch; new classes may appear at any call.
+
+        Per-class counts, means, scatters (and the moments Ledoit-Wolf needs) are
+        merged exactly (Chan et al.'s pairwise update, see
+        :mod:`protolearn._core._streaming`), and the model is rebuilt from them with
+        the regularisation of :meth:`fit`: after any split of the data into batches
+        it equals :meth:`fit` on all rows seen (to rounding).  Needs
+        ``n_components_per_class=1`` and ``nota=None`` (EM and held-out margins
+        need the rows themselves).  Memory: ``n_classes * n_features^2`` floats.  A
+        batch that raises leaves the model as it was.
+
+        Parameters
+        ----------
+        X : array-like or torch tensor of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        classes : array-like, default=None
+            Accepted for API compatibility; classes are discovered from ``y`` as
+            they appear (a class predicts once it has a sample).
+
+        Returns
+        -------
+        self : object
+        """
+        state = dict(self.__dict__)
+        try:
+            return self._partial_fit(X, y)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(state)
+            raise
+
+    def _partial_fit(self, X, y):
+        if self.nota is not None or self.n_components_per_class != 1:
+            raise ValueError(
+                "partial_fit needs nota=None and n_components_per_class=1 (margins "
+                "and EM need the rows themselves); got "
+                f"nota={self.nota!r}, n_components_per_class="
+                f"{self.n_components_per_class}. Use fit."
+            )
+        first = getattr(self, "_stream", None) is None
+        if first and hasattr(self, "classes_"):
+            warnings.warn(
+                "partial_fit on a model fitted by fit starts a new stream from this "
+                "batch: fit keeps no running statistics.",
+                UserWarning,
+            )
+        X, y = validate_fit_data(self, X, y, reset=first)
+        check_classification_targets(y)
+        y = column_or_1d(y)
+        old = None if first else self.classes_
+        if old is not None and (y.dtype.kind in "biuf") != (old.dtype.kind in "biuf"):
+            raise ValueError(
+                f"y has labels of dtype {y.dtype} but the classes seen so far are of "
+                f"dtype {old.dtype}; numeric and string labels cannot be mixed across "
+                "partial_fit calls."
+            )
+        prev = None if first else self._stream
+        classes, stats = _streaming.update_group_stats(prev, old, X, y)
+        C = classes.size
+        self._stream = stats
+        self.classes_ = classes
+        counts = stats["n"].astype(np.int64)
+        self._log_priors = self._class_log_priors(classes, counts)
+        self.priors_ = np.exp(self._log_priors)
+        self.nota_label_ = None
+        self.margins_ = None
+        ct = self.covariance_type
+        nk, means, cov, intensities = _streaming.gaussian_parameters_from_stats(
+            stats, ct, shrinkage=self.shrinkage, pooling=self.pooling,
+            reg_covar=self.reg_covar,
+        )  # fmt: skip
+        prec = _gaussian.compute_precision_cholesky(cov, ct)
+        raw = dict(weights=nk / np.maximum(counts, 1), covariances=cov,
+                   intensities=intensities, n_iter=1, converged=True)  # fmt: skip
+        model = dict(
+            means=means.astype(X.dtype),
+            precisions_cholesky=prec.astype(X.dtype),
+            log_det=_gaussian.log_det_precision_cholesky(prec, ct, X.shape[1]),
+            weights=raw["weights"],
+            component_class=np.arange(C),
+            n_classes=C,
+            raw=raw,
+            background=self._stream_background(X.dtype) if self.relative else None,
+        )
+        self._set_model(model)
+        return self
+
+    def _stream_background(self, dtype):
+        """The relative background Gaussian from the pooled running statistics."""
+        ct = self._background_type()
+        one = _streaming.pool_groups(self._stream)
+        _, mean, cov, _ = _streaming.gaussian_parameters_from_stats(
+            one, ct, shrinkage=self.shrinkage, reg_covar=self.reg_covar
+        )
+        prec = _gaussian.compute_precision_cholesky(cov, ct)
+        return dict(
+            mean=mean.astype(dtype),
+            precisions_cholesky=prec.astype(dtype),
+            log_det=_gaussian.log_det_precision_cholesky(prec, ct, mean.shape[1]),
+        )
 
     def _set_model(self, model):
         raw = model["raw"]
@@ -597,8 +700,21 @@ GaussianMixture`), in the features' own units: the one term that is not
         L += xp.asarray_like(self._log_priors, L)[None, :]
         return L
 
+    def _score_row_bytes(self, X):
+        # a chunk holds the distances' temporaries (n_components or d wide, see
+        # _distances._chunk_size) and a few (rows, n_classes) float64 arrays
+        itemsize = X.element_size() if xp.is_torch(X) else X.dtype.itemsize
+        wide = max(self.means_.shape[0], X.shape[1])
+        return 4 * wide * itemsize + 4 * 8 * self.classes_.size
+
     def _fit_scores(self, X):
-        """(predicted class index, log-density of that class minus its margin)."""
+        """(predicted class index, log-density of that class minus its margin), chunk
+        by chunk: never the full (n, n_classes) log-densities."""
+        return _distances.map_row_chunks(
+            lambda Xc, _: self._fit_scores_chunk(Xc), X, self._score_row_bytes(X)
+        )
+
+    def _fit_scores_chunk(self, X):
         L = check_finite_output(self._class_log_density(X), self, "log-densities")
         post = L + xp.asarray_like(self._log_priors, L)[None, :]
         a = xp.argmax(post, axis=1)

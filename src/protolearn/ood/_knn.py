@@ -122,6 +122,44 @@ class KNNDetector(BaseOutlierDetector):
         self._set_offset(X, max_samples=self.MAX_OFFSET_SAMPLES)
         return self
 
+    def partial_fit(self, X, y=None):
+        """Append a batch to the reference set (exact: the same model as :meth:`fit`
+        on all rows seen, in order).
+
+        ``offset_`` is recomputed over the whole reference set as in :meth:`fit`
+        (the stored rows are already normalised, and normalising is idempotent).
+        A batch that raises leaves the model as it was.
+
+        Parameters
+        ----------
+        X : array-like or torch tensor of shape (n_samples, n_features)
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+        """
+        first = not hasattr(self, "fit_X_")
+        X = validate_fit_data(self, X, reset=first, ensure_min_samples=1)
+        Z = self._prepare(X)
+        ref = Z if first else xp.concat([self.fit_X_, xp.asarray_like(Z, self.fit_X_)])
+        if self.n_neighbors >= ref.shape[0]:
+            raise ValueError(
+                f"n_neighbors={self.n_neighbors} must be below the {ref.shape[0]} "
+                "reference samples seen so far (offset_ scores each one against the "
+                "others); pass a larger first batch or lower n_neighbors."
+            )
+        state = dict(self.__dict__)
+        try:
+            self.fit_X_ = ref
+            self._set_offset(ref, max_samples=self.MAX_OFFSET_SAMPLES)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(state)
+            raise
+        return self
+
     def _kth_distance(self, X, k):
         # row chunks: the normalised copy of X is made chunk by chunk, not whole
         def chunk(Xc, rows):

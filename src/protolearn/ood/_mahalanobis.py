@@ -1,9 +1,12 @@
 """Mahalanobis novelty detectors: class-conditional, class-agnostic (SSD+) and relative."""
 
+import warnings
+
 import numpy as np
 
-from .._core import _distances, _gaussian, _prototypes
+from .._core import _distances, _gaussian, _prototypes, _streaming
 from ..base import BaseOutlierDetector
+from ..utils import _array_api as xp
 from ..utils._sklearn_compat import Interval, Real, StrOptions, _fit_context
 from ..utils._validation import validate_optional_labels
 
@@ -183,6 +186,90 @@ class MahalanobisDetector(BaseOutlierDetector):
             shrink.append(s)
         self.shrinkage_ = shrink[0]
         self._set_offset(X)
+        self._stream = None  # a later partial_fit cannot continue a fit
+        return self
+
+    #: Training rows kept (a uniform reservoir sample) to set ``offset_`` in
+    #: :meth:`partial_fit`; up to this many rows seen, ``offset_`` equals fit's.
+    MAX_OFFSET_SAMPLES = 10_000
+
+    def partial_fit(self, X, y=None):
+        """Update the means and covariances with a batch (exact running statistics).
+
+        Counts, means and scatters are merged exactly (Chan et al.'s pairwise
+        update, :mod:`protolearn._core._streaming`), so the means, covariances and
+        precisions equal those of :meth:`fit` on all rows seen (to rounding).
+        ``offset_`` is the contamination percentile of the scores of a uniform
+        sample of at most :attr:`MAX_OFFSET_SAMPLES` rows seen (all of them, and so
+        :meth:`fit`'s offset, until that many).  Give ``y`` in every batch or in
+        none; classes may appear at any call.  A batch that raises leaves the model
+        as it was.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : object
+        """
+        state = dict(self.__dict__)
+        try:
+            return self._partial_fit(X, y)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(state)
+            raise
+
+    def _partial_fit(self, X, y):
+        first = getattr(self, "_stream", None) is None
+        if first and hasattr(self, "class_labels_"):
+            warnings.warn(
+                "partial_fit on a model fitted by fit starts a new stream from this "
+                "batch: fit keeps no running statistics.",
+                UserWarning,
+            )
+        X, classes, y_idx = validate_optional_labels(self, X, y, reset=first)
+        labels = classes[y_idx]
+        Z = xp.to_numpy(self._prepare(X))
+        if first:
+            self._stream, self.class_labels_ = None, None
+            self._offset_rows, self.n_samples_seen_ = None, 0
+        self.class_labels_, self._stream = _streaming.update_group_stats(
+            self._stream, self.class_labels_, Z, labels
+        )
+        self._offset_rows = _streaming.reservoir_update(
+            self._offset_rows, self.n_samples_seen_, xp.to_numpy(X),
+            self.MAX_OFFSET_SAMPLES, self.n_samples_seen_,
+        )  # fmt: skip
+        self.n_samples_seen_ += X.shape[0]
+        st, n, dtype = self._stream, self.n_samples_seen_, Z.dtype
+        if self.method == "relative" and self.class_labels_.size < 2:
+            raise ValueError(
+                "method='relative' needs labels of at least 2 classes; got "
+                f"{self.class_labels_.size} so far."
+            )
+        shrink = []
+        if self.method in ("class", "relative"):
+            self.means_ = st["mean"].astype(dtype)
+            self.covariance_ = (st["scatter"].sum(0) / n).astype(dtype)
+            self.precision_cholesky_, s = _gaussian.shrunk_precision_cholesky(
+                self.covariance_, n, self.shrinkage
+            )
+            shrink.append(s)
+        if self.method in ("agnostic", "relative"):
+            one = _streaming.pool_groups(st)
+            self.location_ = one["mean"][0].astype(dtype)
+            self.background_covariance_ = (one["scatter"][0] / n).astype(dtype)
+            self.background_precision_cholesky_, s = (
+                _gaussian.shrunk_precision_cholesky(
+                    self.background_covariance_, n, self.shrinkage
+                )
+            )
+            shrink.append(s)
+        self.shrinkage_ = shrink[0]
+        self._set_offset(self._offset_rows)
         return self
 
     def _class_distance(self, Z):

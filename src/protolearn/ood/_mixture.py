@@ -7,8 +7,9 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
-from .._core import _defaults, _distances, _gaussian, _mixture, _neighbors
+from .._core import _defaults, _distances, _gaussian, _mixture, _neighbors, _streaming
 from ..base import BaseOutlierDetector
+from ..utils import _array_api as xp
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._validation import validate_optional_labels
 from ._mahalanobis import check_spread
@@ -275,6 +276,130 @@ class PrototypeMixtureDetector(BaseOutlierDetector):
                 _gaussian.fit_gaussian(Xn, self.shrinkage)
             )
         self._set_offset(X)
+        self._stream = None  # a later partial_fit cannot continue a fit
+        return self
+
+    #: Training rows kept (a uniform reservoir sample) to set ``offset_`` in
+    #: :meth:`partial_fit`.
+    MAX_OFFSET_SAMPLES = 10_000
+
+    def partial_fit(self, X, y=None):
+        """Update the prototypes with a batch by incremental (online) EM.
+
+        A class seen for the first time is fitted on its rows of the batch as
+        :meth:`fit` fits it (which needs ``n_prototypes`` of them); afterwards each
+        batch's responsibilities under the current prototypes (Sinkhorn-balanced
+        with ``balance``, as PALM assigns them) are added to running sufficient
+        statistics and the means, weights and concentrations are re-estimated from
+        the totals (Neal & Hinton's incremental EM; PALM moves its prototypes the
+        same way, by a running average of the assigned embeddings).  Not equal to
+        :meth:`fit`, which iterates EM over all rows: on CLINC150 (150 intents, 10
+        batches) the AUROC against out-of-scope queries is within 0.01 of a full fit
+        (``tests/test_partial_fit.py``).  ``offset_`` comes from a uniform sample
+        of at most :attr:`MAX_OFFSET_SAMPLES` rows seen.  Give ``y`` in every batch
+        or in none.  A batch that raises leaves the model as it was.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : object
+        """
+        state = dict(self.__dict__)
+        try:
+            return self._partial_fit(X, y)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(state)
+            raise
+
+    def _partial_fit(self, X, y):
+        first = getattr(self, "_stream", None) is None
+        if first and hasattr(self, "prototypes_"):
+            warnings.warn(
+                "partial_fit on a model fitted by fit starts a new stream from this "
+                "batch: fit keeps no running statistics.",
+                UserWarning,
+            )
+        X, classes, y_idx = validate_optional_labels(self, X, y, reset=first)
+        labels = classes[y_idx]
+        Xn = xp.to_numpy(_distances.l2_normalize(X))
+        K = self.n_prototypes
+        st = None if first else self._stream
+        old = None if first else self._classes
+        new = np.unique(labels) if old is None else np.union1d(old, labels)
+        C, d = new.size, Xn.shape[1]
+        grown = {
+            "means": np.zeros((C, K, d), dtype=Xn.dtype),
+            "weights": np.full((C, K), 1.0 / K),
+            "kappa": np.full((C, K), float(d)),
+            "resultant": np.zeros((C, K, d)),
+            "mass": np.zeros((C, K)),
+            "mass_sq": np.zeros((C, K)),
+            "counts": np.zeros(C),
+        }
+        if st is not None:
+            pos = np.searchsorted(new, old)
+            for k, v in st.items():
+                grown[k][pos] = v
+        st = grown
+        y_new = np.searchsorted(new, labels)
+        fresh = np.setdiff1d(np.arange(C), np.flatnonzero(st["counts"] > 0))
+        kappa = None if self.temperature == "auto" else 1.0 / self.temperature
+        opts = dict(
+            kappa=kappa, top_k=self.top_k, balance=self.balance, epsilon=self.epsilon,
+            sinkhorn_iter=SINKHORN_ITER,
+        )  # fmt: skip
+        rng = check_random_state(self.random_state)
+        if fresh.size:  # classes first seen here: fitted on their rows, as in fit
+            rows = np.isin(y_new, fresh)
+            sub = np.searchsorted(fresh, y_new[rows])
+            cnt = np.bincount(sub, minlength=fresh.size)
+            if cnt.min() < K:
+                raise ValueError(
+                    f"A class's first batch needs at least n_prototypes={K} samples; "
+                    f"class(es) {new[fresh[cnt < K]].tolist()} have fewer. Lower "
+                    "n_prototypes or pass larger batches."
+                )
+            res = _mixture.fit_vmf_mixtures(
+                Xn[rows], sub, fresh.size, K, init=self.init, max_iter=self.max_iter,
+                tol=self.tol, random_state=rng, **opts,
+            )  # fmt: skip
+            st["means"][fresh] = res.means.reshape(fresh.size, K, d)
+            share = res.weights.reshape(fresh.size, K)
+            st["weights"][fresh] = share / share.sum(1, keepdims=True)
+            st["kappa"][fresh] = res.concentrations.reshape(fresh.size, K)
+        _mixture.update_vmf_mixtures(st, Xn, y_new, **opts)
+        self._stream, self._classes = st, new
+        if first:
+            self._offset_rows, self.n_samples_seen_ = None, 0
+            self._ssd = None
+        self._offset_rows = _streaming.reservoir_update(
+            self._offset_rows, self.n_samples_seen_, xp.to_numpy(X),
+            self.MAX_OFFSET_SAMPLES, self.n_samples_seen_,
+        )  # fmt: skip
+        self.n_samples_seen_ += X.shape[0]
+        n = st["counts"].sum()
+        self.prototypes_ = st["means"].reshape(-1, d)
+        self.prototype_labels_ = new[np.repeat(np.arange(C), K)]
+        self.weights_ = (st["weights"] * (st["counts"] / n)[:, None]).reshape(-1)
+        self.concentrations_ = st["kappa"].reshape(-1)
+        self.n_iter_, self.converged_ = 1, True
+        self.lower_bounds_ = np.full(2, np.nan)
+        if self.score_type == "ssd":
+            _, self._ssd = _streaming.update_group_stats(
+                self._ssd, None if first else np.zeros(1), Xn, np.zeros(len(Xn))
+            )
+            m = int(self.n_samples_seen_)
+            cov = self._ssd["scatter"][0] / m
+            self.location_ = self._ssd["mean"][0].astype(Xn.dtype)
+            self.precision_cholesky_, self.shrinkage_ = (
+                _gaussian.shrunk_precision_cholesky(cov, m, self.shrinkage)
+            )
+        self._set_offset(self._offset_rows)
         return self
 
     def _score_samples(self, X):
