@@ -27,6 +27,32 @@ def ledoit_wolf_shrinkage(R):
     return float(_sk_ledoit_wolf_shrinkage(xp.to_numpy(R), assume_centered=True))
 
 
+def ledoit_wolf_shrinkage_from_moments(scatter, fourth, n_rows):
+    """Ledoit-Wolf intensity of centred rows ``R`` (n_rows, d) from two of their moments.
+
+    The number :func:`sklearn.covariance.ledoit_wolf_shrinkage` (``assume_centered=True``)
+    returns for ``R``, from ``scatter = R^T R`` and the fourth cross-moments
+    ``fourth = (R∘R)^T (R∘R)`` (``sum_i (r_i∘r_i)(r_i∘r_i)^T``) alone, so that it can be
+    computed from streamed statistics (:mod:`protolearn._core._streaming`).  In
+    scikit-learn's notation: ``beta_ = sum(fourth)``, ``delta_ = sum(scatter**2) / n^2``,
+    ``mu = tr(scatter) / (n d)``; ``beta = (beta_ / n - delta_) / (d n)``, ``delta =
+    (delta_ - 2 mu tr(scatter) / n + d mu^2) / d`` and the intensity is
+    ``min(beta, delta) / delta``.
+    """
+    S = np.asarray(scatter, dtype=np.float64)
+    d = S.shape[0]
+    if d == 1:
+        return 0.0
+    n = float(n_rows)
+    emp_cov_trace = np.diag(S) / n
+    mu = np.sum(emp_cov_trace) / d
+    delta_ = np.sum(S**2) / n**2
+    beta = 1.0 / (d * n) * (np.sum(fourth) / n - delta_)
+    delta = (delta_ - 2.0 * mu * emp_cov_trace.sum() + d * mu**2) / d
+    beta = min(beta, delta)
+    return 0.0 if beta == 0 else float(beta / delta)
+
+
 def shrink_covariance(S, shrinkage):
     """``(1 - s) S + s * tr(S)/d * I``: shrink towards the scaled identity."""
     if shrinkage == 0:
@@ -91,7 +117,9 @@ def feature_scales(variances):
     return np.where(v > 0, np.sqrt(np.maximum(v, 0.0)), 1.0)
 
 
-def standardized_shrinkage(covariance, n_samples, shrinkage, residuals=None):
+def standardized_shrinkage(
+    covariance, n_samples, shrinkage, residuals=None, *, moments=None
+):
     """Shrink a covariance in standardised units, so that the result does not depend on
     the features' scales; returns ``(shrunk covariance, intensity)``.
 
@@ -120,6 +148,14 @@ def standardized_shrinkage(covariance, n_samples, shrinkage, residuals=None):
     residuals : ndarray of shape (m, d), optional
         Centred rows with ``residuals.T @ residuals / m == covariance``; needed only by
         Ledoit-Wolf, whose intensity depends on fourth moments.
+    moments : tuple ``(m, fourth)``, optional
+        Instead of `residuals` (streamed statistics): their number ``m`` and their
+        fourth cross-moments ``fourth = (R∘R)^T (R∘R)`` (d, d), unstandardised; the
+        Ledoit-Wolf intensity is then
+        :func:`ledoit_wolf_shrinkage_from_moments` of the standardised rows
+        ``R / sigma`` (whose scatter is ``m`` times the correlation matrix and whose
+        fourth moments are ``fourth / (sigma^2 sigma^2^T)``), the number the
+        residuals would give.
 
     Returns
     -------
@@ -142,6 +178,15 @@ def standardized_shrinkage(covariance, n_samples, shrinkage, residuals=None):
             s = 0.0
         elif shrinkage == "oas":
             s = oas_shrinkage(R, n_samples)
+        elif moments is not None:
+            m, fourth = moments
+            if m < 2:
+                s = 1.0
+            else:
+                scale2 = scale**2
+                s = ledoit_wolf_shrinkage_from_moments(
+                    m * R, np.asarray(fourth) / scale2[:, None] / scale2[None, :], m
+                )
         elif residuals is None:
             raise ValueError(
                 "Ledoit-Wolf shrinkage needs the residuals (its intensity depends on "
