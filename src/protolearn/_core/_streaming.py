@@ -1,30 +1,40 @@
 """Running sufficient statistics of per-group Gaussians, for ``partial_fit``.
 
-A batch is summarised per group (class) by its count, mean, scatter about the mean
-``sum_i r_i r_i^T`` and the two higher moments that Ledoit-Wolf's intensity needs
-(``sum_i |r_i|^2 r_i`` and ``sum_i |r_i|^4``).  Two summaries merge exactly by the
-pairwise update of Chan, Golub & LeVeque (1979), generalised to those moments, so the
-statistics of a stream equal those of all its rows at once (up to rounding) without
-keeping any row.  :func:`gaussian_parameters_from_stats` then regularises them in the
-order of :func:`protolearn._core._gaussian.estimate_gaussian_parameters` (shrinkage,
-pooling, ``reg_covar``), calling the same shrinkage functions.
+A batch is summarised per group (class) by its count, mean and scatter about the mean
+``S2 = sum_i r_i r_i^T``, and, when Ledoit-Wolf shrinkage needs them
+(``fourth=True``), the third and fourth cross-moments ``T3 = sum_i (r_i∘r_i) r_i^T``
+and ``M4 = sum_i (r_i∘r_i)(r_i∘r_i)^T`` (``r_i`` the residuals about the group mean,
+``∘`` the elementwise product).  Two summaries merge exactly by pairwise updates
+(Chan, Golub & LeVeque, 1979, for the scatter; Pébay, 2008, for the higher moments;
+see :func:`merge_stats`): every moment stays centred on its own group's mean, so no
+large raw moment is ever subtracted from another and rows far from the origin lose
+no digits.  The statistics of a stream equal those of all its rows at once (up to
+rounding) without keeping any row.  :func:`gaussian_parameters_from_stats` then
+regularises them through the functions :func:`protolearn._core._gaussian.estimate_gaussian_parameters`
+calls (:func:`~protolearn._core._gaussian.standardized_shrinkage`, whose
+Ledoit-Wolf intensity it gets from ``S2`` and ``M4``), in the same order.
 
-Everything is float64.  Memory: ``n_groups * d^2`` floats for the scatters.
+Everything is float64.  Memory: ``n_groups * d^2`` floats for the scatters, three
+times that with the higher moments.
 """
 
 import numpy as np
 
 from . import _gaussian
 
+#: Shrinkage rules whose intensity needs the fourth moments.
+LEDOIT_WOLF_RULES = ("auto", "ledoit_wolf")
 
-def batch_stats(X, y, n_groups):
+
+def batch_stats(X, y, n_groups, *, fourth=False):
     """Per-group statistics of one batch ``X`` (n, d) with group indices ``y`` (n,).
 
     Returns
     -------
-    stats : dict with ``n`` (G,), ``mean`` (G, d), ``scatter`` (G, d, d), ``r3``
-        (G, d) ``sum |r|^2 r`` and ``r4`` (G,) ``sum |r|^4``, ``r`` the residuals about
-        the group mean (zeros for groups absent from the batch).
+    stats : dict with ``n`` (G,), ``mean`` (G, d), ``scatter`` (G, d, d) and, with
+        ``fourth=True``, ``t3`` (G, d, d) ``sum (r∘r) r^T`` and ``m4`` (G, d, d)
+        ``sum (r∘r)(r∘r)^T``, ``r`` the residuals about the group mean (zeros for
+        groups absent from the batch).
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
@@ -33,24 +43,33 @@ def batch_stats(X, y, n_groups):
     mean = np.zeros((n_groups, d))
     np.add.at(mean, y, X)
     mean /= np.maximum(n, 1)[:, None]
-    scatter = np.zeros((n_groups, d, d))
-    r3 = np.zeros((n_groups, d))
-    r4 = np.zeros(n_groups)
+    out = dict(n=n, mean=mean, scatter=np.zeros((n_groups, d, d)))
+    if fourth:
+        out.update(t3=np.zeros((n_groups, d, d)), m4=np.zeros((n_groups, d, d)))
     for g in np.flatnonzero(n):
         R = X[y == g] - mean[g]
-        sq = np.einsum("ij,ij->i", R, R)
-        scatter[g] = R.T @ R
-        r3[g] = sq @ R
-        r4[g] = sq @ sq
-    return dict(n=n, mean=mean, scatter=scatter, r3=r3, r4=r4)
+        out["scatter"][g] = R.T @ R
+        if fourth:
+            Q = R * R
+            out["t3"][g] = Q.T @ R
+            out["m4"][g] = Q.T @ Q
+    return out
 
 
 def merge_stats(a, b):
-    """Statistics of the union of two summaries (Chan et al.'s pairwise update).
+    """Statistics of the union of two summaries (pairwise update).
 
     With ``n = n_a + n_b`` and ``delta = mean_b - mean_a``, a's residuals shift by
-    ``c_a = -(n_b / n) delta`` and b's by ``c_b = (n_a / n) delta``; the moments of
-    ``r + c`` follow from those of ``r`` (whose sum is zero).
+    ``c = -(n_b / n) delta`` and b's by ``c = (n_a / n) delta``; the moments of
+    ``r + c`` follow from those of ``r`` (whose sum is zero), with ``D = diag(S2)``
+    and ``cc = c∘c``:
+
+    - ``S2' = S2 + n c c^T``
+    - ``T3'[j, k] = T3[j, k] + D_j c_k + 2 c_j S2[j, k] + n c_j^2 c_k``
+    - ``M4' = M4 + 2 T3 diag(c) + 2 diag(c) T3^T + D cc^T + cc D^T + 4 S2∘(c c^T)
+      + n cc cc^T``
+
+    and the union's moments are the sums of the two shifted summaries'.
     """
     if a is None:
         return {k: v.copy() for k, v in b.items()}
@@ -62,57 +81,50 @@ def merge_stats(a, b):
         (a, -(b["n"] / safe)[:, None] * delta),
         (b, (a["n"] / safe)[:, None] * delta),
     ]
-    scatter = np.zeros_like(a["scatter"])
-    r3 = np.zeros_like(a["r3"])
-    r4 = np.zeros_like(a["r4"])
+    fourth = "m4" in a
+    for k in ("scatter", "t3", "m4") if fourth else ("scatter",):
+        out[k] = np.zeros_like(a[k])
     for s, c in parts:
-        cc = np.einsum("gi,gi->g", c, c)
-        Sc = np.einsum("gij,gj->gi", s["scatter"], c)
-        cSc = np.einsum("gi,gi->g", c, Sc)
-        tr = np.einsum("gii->g", s["scatter"])
-        scatter += s["scatter"] + s["n"][:, None, None] * c[:, :, None] * c[:, None, :]
-        r3 += s["r3"] + tr[:, None] * c + 2 * Sc + (s["n"] * cc)[:, None] * c
-        r4 += (
-            s["r4"]
-            + 4 * np.einsum("gi,gi->g", s["r3"], c)
-            + 4 * cSc
-            + 2 * cc * tr
-            + s["n"] * cc * cc
+        S2, m = s["scatter"], s["n"][:, None, None]
+        ccT = c[:, :, None] * c[:, None, :]
+        out["scatter"] += S2 + m * ccT
+        if not fourth:
+            continue
+        D = np.diagonal(S2, axis1=1, axis2=2)
+        cc = c * c
+        T3c = s["t3"] * c[:, None, :]
+        out["t3"] += (
+            s["t3"]
+            + D[:, :, None] * c[:, None, :]
+            + 2 * c[:, :, None] * S2
+            + m * cc[:, :, None] * c[:, None, :]
         )
-    out.update(scatter=scatter, r3=r3, r4=r4)
+        Dcc = D[:, :, None] * cc[:, None, :]
+        out["m4"] += (
+            s["m4"]
+            + 2 * (T3c + T3c.transpose(0, 2, 1))
+            + Dcc
+            + Dcc.transpose(0, 2, 1)
+            + 4 * S2 * ccT
+            + m * cc[:, :, None] * cc[:, None, :]
+        )
     return out
 
 
-def ledoit_wolf_from_moments(scatter, r4, n):
-    """Ledoit-Wolf intensity of residual rows from their scatter ``R^T R`` (d, d),
-    ``sum |r|^4`` and count: :func:`sklearn.covariance.ledoit_wolf_shrinkage` with
-    ``assume_centered=True``, term by term (``beta_`` is ``sum |r|^4``)."""
-    d = scatter.shape[0]
-    if d == 1:
-        return 0.0
-    if n < 2:
-        return 1.0
-    emp_cov_trace = np.diag(scatter) / n
-    mu = emp_cov_trace.sum() / d
-    delta_ = np.sum(scatter**2) / n**2
-    beta = 1.0 / (d * n) * (r4 / n - delta_)
-    delta = (delta_ - 2.0 * mu * emp_cov_trace.sum() + d * mu**2) / d
-    beta = min(beta, delta)
-    return 0.0 if beta == 0 else float(beta / delta)
-
-
-def _intensity(shrinkage, scatter, r4, n, n_samples):
-    """As ``_gaussian._intensity`` but from moments (``n`` residual rows)."""
-    if shrinkage is None:
-        return 0.0
-    if isinstance(shrinkage, str):
-        d = scatter.shape[0]
-        if d == 1 or n < 2:
-            return 0.0 if d == 1 else 1.0
-        if shrinkage == "oas":
-            return _gaussian.oas_shrinkage(scatter / n, n_samples)
-        return ledoit_wolf_from_moments(scatter, r4, n)
-    return float(shrinkage)
+def _moments(fourth, n_rows, n_k, shrinkage):
+    """``moments=`` for :func:`_gaussian.standardized_shrinkage`: the fourth moments of
+    the residual rows rescaled as ``estimate_gaussian_parameters`` rescales the rows
+    (``_as_samples``: by ``sqrt(n_rows / n_k)``, so their scatter over ``n_rows`` is the
+    covariance), or None where the rule does not need them."""
+    if shrinkage not in LEDOIT_WOLF_RULES:
+        return None
+    if fourth is None:
+        raise ValueError(
+            f"shrinkage={shrinkage!r} needs the fourth moments, which this stream did "
+            "not keep (shrinkage was changed between partial_fit calls?); start a new "
+            "stream (a fresh estimator) or use fit."
+        )
+    return n_rows, fourth * (n_rows / n_k) ** 2
 
 
 def gaussian_parameters_from_stats(
@@ -120,20 +132,24 @@ def gaussian_parameters_from_stats(
 ):
     """``(nk, means, covariances, intensities)`` from merged statistics: what
     :func:`protolearn._core._gaussian.estimate_gaussian_parameters` returns for the
-    one-hot responsibilities of all rows seen."""
+    one-hot responsibilities of all rows seen (the same regularisation, in the same
+    order, through the same functions)."""
     eps = 10 * np.finfo(np.float64).eps
     n, means = stats["n"], stats["mean"]
     nk = n + eps
-    scatter, r4 = stats["scatter"], stats["r4"]
+    scatter = stats["scatter"]
+    m4 = stats.get("m4")
     d = means.shape[1]
     N = float(n.sum())
     pooled = pooled_diag = None
     intensity0 = 0.0
     if covariance_type == "tied" or pooling > 0:
-        S = scatter.sum(0)
-        pooled = S / nk.sum()
-        intensity0 = _intensity(shrinkage, S, r4.sum(), N, N)
-        pooled = _gaussian.shrink_covariance(pooled, intensity0)
+        pooled, intensity0 = _gaussian.standardized_shrinkage(
+            scatter.sum(0) / nk.sum(),
+            N,
+            shrinkage,
+            moments=_moments(None if m4 is None else m4.sum(0), N, nk.sum(), shrinkage),
+        )
         pooled_diag = np.diag(pooled).copy()
     if covariance_type == "tied":
         cov = pooled.copy()
@@ -145,35 +161,46 @@ def gaussian_parameters_from_stats(
             var = (1 - pooling) * var + pooling * pooled_diag.mean()
         return nk, means, var + reg_covar, np.array([intensity0])
     K = n.size
-    intensities = np.array(
-        [_intensity(shrinkage, scatter[k], r4[k], n[k], nk[k]) for k in range(K)]
-    )
-    if covariance_type == "diag":
-        var = np.diagonal(scatter, axis1=1, axis2=2) / nk[:, None]
-        cov = (1 - intensities[:, None]) * var + intensities[:, None] * var.mean(
-            1, keepdims=True
-        )
-        if pooling > 0:
-            cov = (1 - pooling) * cov + pooling * pooled_diag[None, :]
-        return nk, means, cov + reg_covar, intensities
-    cov = np.empty((K, d, d))
+    intensities = np.empty(K)
+    cov = np.empty((K, d) if covariance_type == "diag" else (K, d, d))
     for k in range(K):
-        S = _gaussian.shrink_covariance(scatter[k] / nk[k], intensities[k])
+        S = scatter[k] / nk[k]
+        mom = _moments(None if m4 is None else m4[k], n[k], nk[k], shrinkage)
+        if covariance_type == "diag":
+            if isinstance(shrinkage, str):  # the intensity needs the full covariance
+                _, intensities[k] = _gaussian.standardized_shrinkage(
+                    S, nk[k], shrinkage, moments=mom
+                )
+            else:
+                intensities[k] = float(shrinkage or 0.0)
+            cov[k] = _gaussian._shrunk_diagonal(np.diag(S).copy(), intensities[k])
+            continue
+        S, intensities[k] = _gaussian.standardized_shrinkage(
+            S, nk[k], shrinkage, moments=mom
+        )
         if pooling > 0:
             S = (1 - pooling) * S + pooling * pooled
         S.flat[:: d + 1] += reg_covar
         cov[k] = S
+    if covariance_type == "diag":
+        if pooling > 0:
+            cov = (1 - pooling) * cov + pooling * pooled_diag[None, :]
+        cov = cov + reg_covar
     return nk, means, cov, intensities
 
 
-def update_group_stats(stats, groups, X, labels):
+def update_group_stats(stats, groups, X, labels, *, fourth=False):
     """Merge a batch into per-group statistics whose groups may grow.
 
     ``stats`` (or None) summarise the sorted labels ``groups``; the batch ``X`` has
-    labels ``labels``.  Returns ``(groups, stats)`` over the sorted union of labels.
+    labels ``labels``.  ``fourth``: keep the third and fourth cross-moments (for
+    Ledoit-Wolf); a stream keeps them if its first batch did.  Returns
+    ``(groups, stats)`` over the sorted union of labels.
     """
+    if stats is not None:
+        fourth = "m4" in stats
     new = np.unique(labels) if groups is None else np.union1d(groups, labels)
-    batch = batch_stats(X, np.searchsorted(new, labels), new.size)
+    batch = batch_stats(X, np.searchsorted(new, labels), new.size, fourth=fourth)
     if stats is None:
         return new, batch
     prev = {k: np.zeros_like(v) for k, v in batch.items()}

@@ -530,7 +530,9 @@ GaussianMixture`), in the features' own units: the one term that is not
                 "partial_fit calls."
             )
         prev = None if first else self._stream
-        classes, stats = _streaming.update_group_stats(prev, old, X, y)
+        classes, stats = _streaming.update_group_stats(
+            prev, old, X, y, fourth=self.shrinkage in _streaming.LEDOIT_WOLF_RULES
+        )
         C = classes.size
         self._stream = stats
         self.classes_ = classes
