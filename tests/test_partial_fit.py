@@ -170,3 +170,51 @@ def test_mixture_partial_fit_refuses_small_first_batches_of_a_class():
     with pytest.raises(ValueError, match="n_prototypes=3"):
         det.partial_fit(X[rows], y[rows])
     np.testing.assert_array_equal(det.prototypes_, before)
+
+
+def test_ledoit_wolf_from_moments_equals_sklearn():
+    # the intensity from the scatter and the fourth cross-moments is sklearn's
+    # ledoit_wolf_shrinkage of the rows (assume_centered), on badly scaled data and
+    # with more features than samples
+    from sklearn.covariance import ledoit_wolf_shrinkage
+
+    from protolearn._core._gaussian import ledoit_wolf_shrinkage_from_moments
+
+    rng = np.random.default_rng(1)
+    for n, d in [(40, 5), (8, 20), (300, 3)]:
+        X = rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) * rng.uniform(0.1, 50, d)
+        R = X - X.mean(0)
+        Q = R * R
+        got = ledoit_wolf_shrinkage_from_moments(R.T @ R, Q.T @ Q, n)
+        want = ledoit_wolf_shrinkage(R, assume_centered=True)
+        assert 0 < want < 1
+        assert got == pytest.approx(want, rel=1e-10, abs=1e-12)
+
+
+def test_streamed_moments_equal_the_moments_of_all_rows():
+    # pairwise merges of the centred scatter and third / fourth cross-moments, far
+    # from the origin (a raw-moment update would lose most digits at offset 1e3)
+    from protolearn._core import _streaming
+
+    X, y = _data(n=300, d=4, C=3, offset=1e3)
+    stats = groups = None
+    for rows in _batches(300, [1, 2, 50, 247], seed=3):
+        groups, stats = _streaming.update_group_stats(
+            stats, groups, X[rows], y[rows], fourth=True
+        )
+    for g in range(3):
+        R = X[y == g] - X[y == g].mean(0)
+        Q = R * R
+        for key, want in (("scatter", R.T @ R), ("t3", Q.T @ R), ("m4", Q.T @ Q)):
+            np.testing.assert_allclose(
+                stats[key][g], want, rtol=1e-8, atol=1e-8 * np.abs(want).max(),
+                err_msg=key,
+            )  # fmt: skip
+
+
+def test_gaussian_partial_fit_refuses_ledoit_wolf_without_its_moments():
+    X, y = _data()
+    inc = GaussianPrototypeClassifier(shrinkage="oas").partial_fit(X[:100], y[:100])
+    inc.set_params(shrinkage="auto")
+    with pytest.raises(ValueError, match="fourth moments"):
+        inc.partial_fit(X[100:200], y[100:200])

@@ -475,14 +475,21 @@ GaussianMixture`), in the features' own units: the one term that is not
     def partial_fit(self, X, y, classes=None):
         """Update the Gaussians with a batch; new classes may appear at any call.
 
-        Per-class counts, means, scatters (and the moments Ledoit-Wolf needs) are
-        merged exactly (Chan et al.'s pairwise update, see
-        :mod:`protolearn._core._streaming`), and the model is rebuilt from them with
-        the regularisation of :meth:`fit`: after any split of the data into batches
-        it equals :meth:`fit` on all rows seen (to rounding).  Needs
-        ``n_components_per_class=1`` and ``nota=None`` (EM and held-out margins
-        need the rows themselves).  Memory: ``n_classes * n_features^2`` floats.  A
-        batch that raises leaves the model as it was.
+        Per-class counts, means, scatters (and, for Ledoit-Wolf, the third and
+        fourth cross-moments of the centred rows) are merged exactly (pairwise
+        updates, see :mod:`protolearn._core._streaming`), and the model is rebuilt
+        from them through the same shrinkage functions as :meth:`fit`: after any
+        split of the data into batches it equals :meth:`fit` on all rows seen (to
+        rounding), for every covariance type, shrinkage, ``pooling`` and
+        ``relative``.  Needs ``n_components_per_class=1`` and ``nota=None`` (EM and
+        held-out margins need the rows themselves).  Memory:
+        ``n_classes * n_features^2`` float64 for the scatters, three times that
+        with ``shrinkage="auto"`` or ``"ledoit_wolf"`` (the Ledoit-Wolf intensity
+        of the standardised residuals depends on their fourth moments), whatever
+        the covariance type (a "tied" or pooled covariance is merged from the
+        per-class moments, as the classes' means move).  The moments kept are
+        chosen at the first batch: changing ``shrinkage`` to a Ledoit-Wolf rule
+        mid-stream raises.  A batch that raises leaves the model as it was.
 
         Parameters
         ----------
