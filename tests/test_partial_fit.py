@@ -218,3 +218,14 @@ def test_gaussian_partial_fit_refuses_ledoit_wolf_without_its_moments():
     inc.set_params(shrinkage="auto")
     with pytest.raises(ValueError, match="fourth moments"):
         inc.partial_fit(X[100:200], y[100:200])
+
+
+def test_knn_partial_fit_auto_rank_follows_the_rows_seen():
+    X, _ = _data(n=300)
+    inc = KNNDetector()  # n_neighbors="auto"
+    inc.partial_fit(X[:4])
+    assert inc.n_neighbors_ == 3  # below the 4 rows seen
+    inc.partial_fit(X[4:])
+    full = KNNDetector().fit(X)
+    assert inc.n_neighbors_ == full.n_neighbors_ == 5
+    np.testing.assert_allclose(inc.score_samples(X), full.score_samples(X), rtol=1e-9)

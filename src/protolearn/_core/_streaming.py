@@ -10,9 +10,10 @@ see :func:`merge_stats`): every moment stays centred on its own group's mean, so
 large raw moment is ever subtracted from another and rows far from the origin lose
 no digits.  The statistics of a stream equal those of all its rows at once (up to
 rounding) without keeping any row.  :func:`gaussian_parameters_from_stats` then
-regularises them through the functions :func:`protolearn._core._gaussian.estimate_gaussian_parameters`
-calls (:func:`~protolearn._core._gaussian.standardized_shrinkage`, whose
-Ledoit-Wolf intensity it gets from ``S2`` and ``M4``), in the same order.
+regularises them in the order of
+:func:`protolearn._core._gaussian.estimate_gaussian_parameters`, through the functions
+it calls (:func:`~protolearn._core._gaussian.standardized_shrinkage`, given the
+Ledoit-Wolf moments ``S2`` and ``M4`` instead of the residuals).
 
 Everything is float64.  Memory: ``n_groups * d^2`` floats for the scatters, three
 times that with the higher moments.

@@ -108,26 +108,33 @@ class KNNDetector(BaseOutlierDetector):
         self : object
         """
         X = validate_fit_data(self, X, ensure_min_samples=2)
-        if self.n_neighbors == "auto":
-            self.n_neighbors_ = _defaults.knn_rank(X.shape[0])
-        elif self.n_neighbors >= X.shape[0]:
-            raise ValueError(
-                f"n_neighbors={self.n_neighbors} must be below the {X.shape[0]} "
-                "training samples (offset_ scores each one against the others); "
-                "lower n_neighbors."
-            )
-        else:
-            self.n_neighbors_ = int(self.n_neighbors)
+        self.n_neighbors_ = self._resolve_n_neighbors(
+            X.shape[0], "training samples", "lower n_neighbors"
+        )
         self.fit_X_ = self._prepare(X)
         self._set_offset(X, max_samples=self.MAX_OFFSET_SAMPLES)
         return self
+
+    def _resolve_n_neighbors(self, n, what, remedy):
+        """``n_neighbors_`` for a reference set of `n` rows ("auto": the data-adaptive
+        rank of :func:`protolearn._core._defaults.knn_rank`)."""
+        if self.n_neighbors == "auto":
+            return _defaults.knn_rank(n)
+        if self.n_neighbors >= n:
+            raise ValueError(
+                f"n_neighbors={self.n_neighbors} must be below the {n} {what} "
+                f"(offset_ scores each one against the others); {remedy}."
+            )
+        return int(self.n_neighbors)
 
     def partial_fit(self, X, y=None):
         """Append a batch to the reference set (exact: the same model as :meth:`fit`
         on all rows seen, in order).
 
         ``offset_`` is recomputed over the whole reference set as in :meth:`fit`
-        (the stored rows are already normalised, and normalising is idempotent).
+        (the stored rows are already normalised, and normalising is idempotent), and
+        so is ``n_neighbors_`` (with ``n_neighbors="auto"`` it grows with the rows
+        seen, as :meth:`fit` would choose it).
         A batch that raises leaves the model as it was.
 
         Parameters
@@ -144,14 +151,14 @@ class KNNDetector(BaseOutlierDetector):
         X = validate_fit_data(self, X, reset=first, ensure_min_samples=1)
         Z = self._prepare(X)
         ref = Z if first else xp.concat([self.fit_X_, xp.asarray_like(Z, self.fit_X_)])
-        if self.n_neighbors >= ref.shape[0]:
-            raise ValueError(
-                f"n_neighbors={self.n_neighbors} must be below the {ref.shape[0]} "
-                "reference samples seen so far (offset_ scores each one against the "
-                "others); pass a larger first batch or lower n_neighbors."
-            )
+        k = self._resolve_n_neighbors(
+            ref.shape[0],
+            "reference samples seen so far",
+            "pass a larger first batch or lower n_neighbors",
+        )
         state = dict(self.__dict__)
         try:
+            self.n_neighbors_ = k
             self.fit_X_ = ref
             self._set_offset(ref, max_samples=self.MAX_OFFSET_SAMPLES)
         except BaseException:
