@@ -46,6 +46,15 @@ def takes_numeric_array(estimator):
     return get_tags(estimator).input_tags.two_d_array
 
 
+def numeric_estimators():
+    """``all_estimators()`` less those whose tags say their input is raw (text,
+    images): the modules that feed numeric arrays loop over these; the raw-input
+    embedders have their own tests (tests/test_embed.py)."""
+    from protolearn.utils import all_estimators
+
+    return [(n, c) for n, c in all_estimators() if takes_numeric_array(c())]
+
+
 def raw_inputs(estimator, n):
     """`n` raw inputs for an estimator whose input is not a numeric 2-D array."""
     name = type(estimator).__name__

@@ -1,6 +1,6 @@
 """protolearn on dask (the ``protolearn[dask]`` extra), on a two-worker LocalCluster.
 
-Every estimator from ``all_estimators()`` is searched with GridSearchCV under joblib's
+Every numeric-input estimator from ``all_estimators()`` is searched with GridSearchCV under joblib's
 dask backend and applied blockwise to a dask array; estimators that cannot are listed
 in ``EXPECTED_FAILURES`` with the reason.
 """
@@ -8,6 +8,7 @@ in ``EXPECTED_FAILURES`` with the reason.
 import numpy as np
 import pytest
 from _estimators import FAST_PARAMS, PARAM_GRIDS
+from _inputs import numeric_estimators
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone, is_classifier, is_clusterer, is_outlier_detector
 from sklearn.datasets import load_wine
@@ -18,8 +19,6 @@ from sklearn.model_selection import (
     cross_validate,
 )
 from sklearn.preprocessing import StandardScaler
-
-from protolearn.utils import all_estimators
 
 dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
@@ -32,7 +31,7 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:.*(Port|port).*:UserWarning",
 )
 
-ALL = dict(all_estimators())
+ALL = dict(numeric_estimators())
 # name -> reason: estimators the checks below do not apply to.
 EXPECTED_FAILURES = {}
 

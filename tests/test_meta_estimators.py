@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 import pytest
 from _estimators import FAST_PARAMS, PARAM_GRIDS
+from _inputs import numeric_estimators
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone, is_classifier, is_clusterer, is_outlier_detector
 from sklearn.calibration import CalibratedClassifierCV
@@ -43,7 +44,6 @@ from protolearn.classification import (
     NearestPrototypeClassifier,
 )
 from protolearn.model_selection import EpisodeSplit
-from protolearn.utils import all_estimators
 
 # Trained classifiers stop early (max_iter=20) and may warn; so may LaplacianShot.
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -68,7 +68,7 @@ GRIDS = {
     "LaplacianKMeans": {"lam": [0.0, 1.0]},
 }
 
-ALL = dict(all_estimators())
+ALL = dict(numeric_estimators())
 CLASSIFIERS = sorted(n for n, c in ALL.items() if is_classifier(c()))
 DETECTORS = sorted(n for n, c in ALL.items() if is_outlier_detector(c()))
 CLUSTERERS = sorted(n for n, c in ALL.items() if is_clusterer(c()))

@@ -10,16 +10,15 @@ import tracemalloc
 import numpy as np
 import pytest
 from _estimators import FAST_PARAMS
+from _inputs import numeric_estimators
 from sklearn import config_context
 from sklearn.base import is_classifier, is_clusterer
-
-from protolearn.utils import all_estimators
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 MiB = 2**20
 BOUND_MIB = 6
-ALL = dict(all_estimators())
+ALL = dict(numeric_estimators())
 # (name, method) -> reason it may hold O(n_queries) temporaries
 EXPECTED = {}
 METHODS = ("predict", "score_samples", "decision_function")

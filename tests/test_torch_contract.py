@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 import pytest
 from _estimators import FAST_PARAMS
+from _inputs import numeric_estimators
 from sklearn.datasets import load_iris
 
 from protolearn import _core
@@ -27,7 +28,6 @@ from protolearn.transductive import (
     LaplacianFewShotClassifier,
     laplacian_fewshot_episodes,
 )
-from protolearn.utils import all_estimators
 
 torch = pytest.importorskip("torch")
 
@@ -94,7 +94,7 @@ def _episode_data(rng, n_tasks=4, n_shot=2, n_query=10, d=8):
 
 
 @pytest.mark.parametrize(
-    "name, cls", all_estimators(), ids=[n for n, _ in all_estimators()]
+    "name, cls", numeric_estimators(), ids=[n for n, _ in numeric_estimators()]
 )
 def test_estimator_tensor_paths_never_convert_implicitly(name, cls, no_implicit_numpy):
     """fit on a tensor == fit on numpy; every method given a tensor returns the same
@@ -129,7 +129,7 @@ def test_estimator_tensor_paths_never_convert_implicitly(name, cls, no_implicit_
 def test_explain_returns_tensors_for_tensors(name):
     """explain(tensor): the same explanation, numeric entries as tensors on X's
     device (it used to return numpy arrays only)."""
-    cls = dict(all_estimators())[name]
+    cls = dict(numeric_estimators())[name]
     X, y = _iris()
     est = _fit(name, cls, X, y)
     want = est.explain(X[:7])
@@ -311,7 +311,7 @@ def test_cuda_end_to_end(rng):
     dev = torch.device("cuda")
     X, y = _iris()
     Xc = torch.from_numpy(X).to(dev)
-    for name, cls in all_estimators():
+    for name, cls in numeric_estimators():
         ref = _fit(name, cls, X, y)
         est = _fit(name, cls, Xc, y)
         for method in METHODS:

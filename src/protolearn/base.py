@@ -93,7 +93,7 @@ class BasePrototypeClassifier(ClassifierMixin, VersionedStateMixin, BaseEstimato
         check_is_fitted(self)
         X = validate_predict_data(self, X)
         if len(self.classes_) != 2:
-            return self._class_scores(X)
+            return check_finite_output(self._class_scores(X), self)
         return self._map_scores(
             lambda S: S[:, 1] - S[:, 0] if S.shape[1] == 2 else S, X
         )
