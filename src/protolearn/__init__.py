@@ -6,6 +6,8 @@ Subpackages are imported lazily, so ``import protolearn`` is fast and never impo
   RBF / CBC and GLVQ classifiers
 - :mod:`protolearn.transductive` -- transductive few-shot classification and clustering
 - :mod:`protolearn.ood` -- out-of-distribution (novelty) detectors
+- :mod:`protolearn.deep` -- deep prototype heads trained with skorch (imports torch)
+- :mod:`protolearn.nn` -- their torch layers, losses and training engine
 - :mod:`protolearn.datasets`, :mod:`protolearn.metrics`, :mod:`protolearn.model_selection`
 """
 
@@ -17,6 +19,8 @@ _SUBMODULES = {
     "classification",
     "transductive",
     "ood",
+    "deep",
+    "nn",
     "datasets",
     "metrics",
     "model_selection",

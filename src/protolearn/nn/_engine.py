@@ -151,8 +151,15 @@ def fit_net(net, X, y, *, name="model", partial=False):
     :class:`~sklearn.exceptions.ConvergenceWarning` when ``max_epochs`` ran out before
     the stopping rule fired, and raises ``ValueError`` on a non-finite loss.
     """
+    from ..classification._trained import _cpu_threads
+
     before = len(net.history) if partial else 0
-    (net.partial_fit if partial else net.fit)(X, y)
+    module = net.module_ if partial else net.module
+    # (rows x widths: small problems train on fewer CPU threads, see _cpu_threads)
+    width = X.shape[1] + sum(int(p.shape[0]) for p in module.parameters() if p.ndim > 1)
+    device = torch.device(net.device)
+    with _cpu_threads(torch, device, X.shape[0] * width):
+        (net.partial_fit if partial else net.fit)(X, y)
     losses = [float(v) for v in net.history[:, "train_loss"]]
     if losses and not np.isfinite(losses[-1]):
         raise ValueError(
