@@ -68,7 +68,7 @@ class DeepGaussianPrototypeClassifier(BaseDeepPrototypeClassifier):
     target_recall : float in (0, 1) or None, default=None
     nota_rate : float in (0, 1) or None, default=0.1
     margin_shrinkage : float in [0, 1], default=0.5
-    n_splits : int >= 2, default=3
+    n_splits : int >= 2, default=2
         Cross-fitting folds ("global" / "adaptive"): each costs one extra head.
     calibration_size : float in (0, 1), default=0.3
 """
@@ -145,7 +145,7 @@ class DeepGaussianPrototypeClassifier(BaseDeepPrototypeClassifier):
         target_recall=None,
         nota_rate=0.1,
         margin_shrinkage=0.5,
-        n_splits=3,
+        n_splits=2,
         calibration_size=0.3,
         hidden_layer_sizes=(256, 128),
         activation="relu",

@@ -155,10 +155,13 @@ def fit_net(net, X, y, *, name="model", partial=False):
 
     before = len(net.history) if partial else 0
     module = net.module_ if partial else net.module
-    # (rows x widths: small problems train on fewer CPU threads, see _cpu_threads)
+    # Small steps train on fewer CPU threads (see _cpu_threads): the size of one
+    # optimiser step is its batch's rows x the layer widths.  (Two threads on a
+    # busy 2-core machine made a 200-row Adam step ~30x slower than one.)
     width = X.shape[1] + sum(int(p.shape[0]) for p in module.parameters() if p.ndim > 1)
+    rows = X.shape[0] if net.batch_size == -1 else min(net.batch_size, X.shape[0])
     device = torch.device(net.device)
-    with _cpu_threads(torch, device, X.shape[0] * width):
+    with _cpu_threads(torch, device, rows * width):
         (net.partial_fit if partial else net.fit)(X, y)
     losses = [float(v) for v in net.history[:, "train_loss"]]
     if losses and not np.isfinite(losses[-1]):

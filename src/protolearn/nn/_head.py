@@ -4,6 +4,7 @@ The spec (a dict of plain Python values) is what a fitted estimator pickles toge
 with the state dict, so a head trained anywhere is rebuilt on any machine.
 """
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -91,6 +92,8 @@ def head_outputs(module, X, keys, *, device=None, batch_size=4096):
     try:
         for s in range(0, X.shape[0], batch_size):
             xb = X[s : s + batch_size]
+            if not is_t:  # (a copy: read-only arrays, e.g. memmaps, are fine)
+                xb = np.array(xb, dtype=np.float32)
             xb = torch.as_tensor(xb).to(device=device, dtype=dtype)
             out = module(xb)
             for k in keys:
