@@ -66,10 +66,16 @@ class DeepGaussianPrototypeClassifier(BaseDeepPrototypeClassifier):
         :class:`~protolearn.classification.GaussianPrototypeClassifier`, renamed
         here because ``alpha`` is the L2 penalty, as in MLPClassifier).
     target_recall : float in (0, 1) or None, default=None
-    nota_rate : float in (0, 1) or None, default=0.1
+        Accept at least this share of held-out in-class rows, rejecting as many
+        negatives as possible; None maximises the NOTA F1.
+    nota_rate : float in (0, 1) or None, default=None
+        The NOTA share the F1 is computed at; None (the default, chosen on
+        CLINC150's validation split, see the user guide) weighs the cross-fitted
+        negatives as they come (with ``n_splits=2``, half of the classes).
     margin_shrinkage : float in [0, 1], default=0.5
     n_splits : int >= 2, default=2
-        Cross-fitting folds ("global" / "adaptive"): each costs one extra head.
+        Cross-fitting folds ("global" / "adaptive"): each costs one extra head
+        (trained on ``1 - 1/n_splits`` of the classes and of their rows).
     calibration_size : float in (0, 1), default=0.3
 """
         + training_doc("(256, 128)", alpha=1e-4, lr=1e-3, max_iter=30)
@@ -143,7 +149,7 @@ class DeepGaussianPrototypeClassifier(BaseDeepPrototypeClassifier):
         nota_label="auto",
         conformal_alpha=0.05,
         target_recall=None,
-        nota_rate=0.1,
+        nota_rate=None,
         margin_shrinkage=0.5,
         n_splits=2,
         calibration_size=0.3,
