@@ -109,6 +109,7 @@ def skorch_mlp(X, y, seed, epochs=30):
         module__d=X.shape[1],
         module__h=256,
         module__c=classes.size,
+        criterion=torch.nn.CrossEntropyLoss,  # (the module outputs logits)
         optimizer=torch.optim.Adam,
         lr=1e-3,
         max_epochs=epochs,
@@ -215,6 +216,8 @@ def mlp_both(cache):
 def run_open_intent(data, args):
     seeds = list(range(1 if args.quick else args.draws))
     grid = dict(list(DEEP_GRID.items())[:1]) if args.quick else DEEP_GRID
+    if args.methods and not any("Deep" in m for m in args.methods):
+        grid = {}  # (a re-run of baselines only: no tuning)
     # 1) choose the deep head's configuration on the validation split
     from joblib import Parallel, delayed
 
@@ -227,19 +230,23 @@ def run_open_intent(data, args):
     )
     for (_, n), res in zip(tasks, out):
         tune[n].append(res[n])
-    best = max(tune, key=lambda n: np.mean([f for _, f, _ in tune[n]]))
+    best = max(tune, key=lambda n: np.mean([f for _, f, _ in tune[n]]), default="-")
     print(f"chosen on val: {best}", flush=True)
     # 2) test: every method on the same draws
     msp, energy = mlp_both({})
     methods = {
         f"DeepGaussianPrototypeClassifier, nota='adaptive' ({best})": deep_method(
-            grid[best]
+            grid.get(best, {})
         ),
         "GaussianPrototypeClassifier, nota='adaptive' (shallow)": shallow_method,
         "LogisticRegression + MSP (threshold 0.5)": lr_msp,
         "skorch MLP + MSP (threshold 0.5)": msp,
         "skorch MLP + energy (95% of known val rows accepted)": energy,
     }
+    if args.methods:
+        methods = {
+            n: f for n, f in methods.items() if any(m in n for m in args.methods)
+        }
     runs = {}
     tasks = [(ratio, seed) for ratio in RATIOS for seed in seeds]
     out = par(
@@ -312,6 +319,8 @@ def run_open_intent(data, args):
     for r in RATIOS:
         header += [f"{int(r * 100)}% acc", f"{int(r * 100)}% F1"]
     md.append(markdown_table(header + ["fit s"], rows))
+    if args.methods:  # (a partial re-run: no targets)
+        return "\n".join(md)
     # targets
     deep = names[0]
     lr = "LogisticRegression + MSP (threshold 0.5)"
@@ -457,6 +466,11 @@ def main():
         help="known-intent ratios of the validation runs that choose the deep head",
     )  # fmt: skip
     ap.add_argument("--robust", action="store_true", help="also the robust DeepCBC")
+    ap.add_argument(
+        "--methods", nargs="*", default=None,
+        help="open_intent: only the methods whose name contains one of these",
+    )  # fmt: skip
+    ap.add_argument("--part-suffix", default="", help="suffix of the parts written")
     args = ap.parse_args()
     t_start = time.perf_counter()
     data = load_data()
@@ -467,7 +481,7 @@ def main():
         t0 = time.perf_counter()
         text = SECTIONS[name](data, args)
         text += f"\n\n(Section run time {time.perf_counter() - t0:.0f} s.)\n"
-        (PARTS / f"{name}{suffix}.md").write_text(text)
+        (PARTS / f"{name}{suffix}{args.part_suffix}.md").write_text(text)
     header = [
         "# Deep prototype heads (protolearn.deep) on CLINC150\n",
         f"Machine: {machine_line()}; shared by several jobs, so times are noisy "

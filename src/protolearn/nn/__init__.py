@@ -27,6 +27,12 @@ Training::
     loss_curve, n_iter = fit_net(net, X.astype("float32"), y.astype("int64"))
     out = head_outputs(net.module_, X_new, ["scores", "z"])   # numpy in -> numpy out
 
+A shallow trained classifier (GLVQ, GMLVQ, RBF, CBC) is a head whose projection is the
+identity: ``{"hidden_layer_sizes": (), "layer": "prototypes", "layer_params":
+{"prototype_classes": ...}}`` with ``loss="glvq"``, or ``"layer": "components"`` with
+``loss="cbc_margin"`` / ``"robust_cbc"``; a new family adds a layer to :data:`LAYERS`
+and a loss to :data:`LOSSES` and needs nothing else from the engine.
+
 ``settings`` is a dict with MLPClassifier's names and meanings (:data:`SETTINGS`):
 ``solver`` ("adam": mini-batch Adam, one epoch per iteration; "lbfgs": full-batch
 ``torch.optim.LBFGS`` with a strong-Wolfe line search, one ``LBFGS.step`` -- up to
