@@ -15,6 +15,20 @@ FAST_PARAMS = {
     "CBCClassifier": {"max_iter": 20, "random_state": 0},
     "LaplacianFewShotClassifier": {"max_iter": 20},
     "LaplacianKMeans": {"n_clusters": 3, "random_state": 0},
+    # Small heads, few epochs at a high learning rate (they may warn
+    # ConvergenceWarning).
+    "DeepGaussianPrototypeClassifier": {
+        "hidden_layer_sizes": (16, 8),
+        "max_iter": 20,
+        "learning_rate_init": 0.05,
+        "random_state": 0,
+    },
+    "DeepCBCClassifier": {
+        "hidden_layer_sizes": (8,),
+        "max_iter": 20,
+        "learning_rate_init": 0.05,
+        "random_state": 0,
+    },
 }
 
 # One or two real hyperparameters per estimator, for the GridSearchCV tests:
@@ -31,4 +45,6 @@ PARAM_GRIDS = {
     "CBCClassifier": {"reasoning": ["stable", "original"]},
     "LaplacianFewShotClassifier": {"lam": [0.0, 0.7], "n_neighbors": [3, 5]},
     "LaplacianKMeans": {"lam": [0.5, 1.0]},
+    "DeepGaussianPrototypeClassifier": {"margin": [0.0, 0.2]},
+    "DeepCBCClassifier": {"loss": ["margin", "robust"]},
 }

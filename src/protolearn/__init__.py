@@ -8,6 +8,8 @@ Subpackages are imported lazily, so ``import protolearn`` is fast and never impo
 - :mod:`protolearn.ood` -- out-of-distribution (novelty) detectors
 - :mod:`protolearn.embed` -- raw text / images -> frozen-model embeddings (extra
   ``protolearn[embed]``)
+- :mod:`protolearn.deep` -- deep prototype heads trained with skorch (imports torch)
+- :mod:`protolearn.nn` -- their torch layers, losses and training engine
 - :mod:`protolearn.datasets`, :mod:`protolearn.metrics`, :mod:`protolearn.model_selection`
 - :mod:`protolearn.parallel` -- dask: blockwise prediction, episodes on a cluster
   (the ``protolearn[dask]`` extra)
@@ -22,6 +24,8 @@ _SUBMODULES = {
     "transductive",
     "ood",
     "embed",
+    "deep",
+    "nn",
     "datasets",
     "metrics",
     "model_selection",

@@ -59,7 +59,8 @@ def squared_euclidean_distances(X, Y, *, Y_norm_squared=None):
 def l2_normalize(X):
     """Rows divided by their L2 norm; all-zero rows stay zero."""
     norms = xp.sqrt(_row_norms_sq(X))
-    norms[norms == 0] = 1
+    # (not in place: autograd needs the square root's output for its gradient)
+    norms = xp.where(norms > 0, norms, 1.0)
     return X / norms[:, None]
 
 

@@ -9,6 +9,7 @@ are printed as one results table and the plots are written to ``out_dir``.
 
 # One module per estimator family; each new family adds its line here.
 FAMILIES = [
+    "protolearn.demo._deep_heads",
     "protolearn.demo._nearest_prototype",
     "protolearn.demo._ood",
     "protolearn.demo._open_set",

@@ -13,7 +13,8 @@ from sklearn.base import (
     TransformerMixin,
 )
 
-_SKIP_PACKAGES = {"protolearn.demo"}
+# (nn holds torch layers and the skorch engine, whose net is a BaseEstimator)
+_SKIP_PACKAGES = {"protolearn.demo", "protolearn.nn"}
 _TYPES = {
     "classifier": ClassifierMixin,
     "cluster": ClusterMixin,

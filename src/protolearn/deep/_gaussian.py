@@ -1,0 +1,417 @@
+"""Deep Gaussian prototypes: a learned projection, one Gaussian per class, NOTA."""
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d
+
+from .._core import _margins, _prototypes
+from ..classification._gaussian_prototype import NOTA_MODES, _labels_with_nota
+from ..utils import _array_api as xp
+from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
+from ..utils._validation import (
+    labels_out,
+    resolve_nota_label,
+    validate_fit_data,
+    validate_predict_data,
+)
+from ._base import BaseDeepPrototypeClassifier, training_doc
+
+
+class DeepGaussianPrototypeClassifier(BaseDeepPrototypeClassifier):
+    __doc__ = (
+        """Gaussian prototypes in a learned space, with none-of-the-above rejection.
+
+    A projection (identity, linear or MLP) maps the features (e.g. frozen sentence
+    embeddings) onto the unit sphere, where each class is a Gaussian prototype with a
+    shared spherical precision ``scale``: the class score is the log-density
+    ``-scale / 2 |z - mu_c|^2`` (a cosine-prototype head, ``scale * cos(z, mu_c)``
+    up to a constant).  Projection and means are trained with the GPAM / CosFace
+    additive-margin loss: the true class's squared distance is enlarged by
+    ``margin`` inside the softmax, so samples settle well inside their own class.
+
+    Rejection (``nota``) works as in
+    :class:`~protolearn.classification.GaussianPrototypeClassifier`, with margins
+    fitted by the shared margin code (:mod:`protolearn._core._margins`) on the
+    log-density of the predicted class in the learned space, from scores of rows the
+    scoring head did not train on:
+
+    - ``"global"`` / ``"adaptive"``: cross-fitting, ``n_splits`` extra heads, each
+      trained without a fold of classes (pseudo-unknowns, no open samples needed) and
+      without a fold of samples (held-out in-class scores); or, when ``y`` holds rows
+      labelled ``nota_label``, those rows are the negatives.  One margin ("global")
+      or one per class ("adaptive", offsets shrunk by ``margin_shrinkage``)
+      maximising the NOTA F1 at ``nota_rate`` (or meeting ``target_recall``).  The
+      predicting head is then trained on all known rows.
+    - ``"quantile"``: split-conformal per-class margins at rejection rate
+      ``conformal_alpha`` from a held-out ``calibration_size`` share of each class
+      (the head is trained on the rest).
+
+    Parameters
+    ----------
+    scale : float > 0, default=16.0
+        Precision of the Gaussian prototypes on the sphere (the cosine logit scale).
+    margin : float >= 0, default=0.2
+        Additive margin of the loss, in squared learned-space distance.
+    nota : {None, "global", "quantile", "adaptive"}, default=None
+        Rejection mode; None is the closed-set classifier.
+    nota_label : scalar or "auto", default="auto"
+        Label of rejected queries and of known-unknown rows in ``y`` ("auto": -1
+        for numeric labels, "NOTA" for strings); never in ``classes_``.
+    conformal_alpha : float in (0, 1), default=0.05
+        "quantile": the in-class rejection rate allowed (the ``alpha`` of
+        :class:`~protolearn.classification.GaussianPrototypeClassifier`, renamed
+        here because ``alpha`` is the L2 penalty, as in MLPClassifier).
+    target_recall : float in (0, 1) or None, default=None
+        Accept at least this share of held-out in-class rows, rejecting as many
+        negatives as possible; None maximises the NOTA F1.
+    nota_rate : float in (0, 1) or None, default=None
+        The NOTA share the F1 is computed at; None (the default, chosen on
+        CLINC150's validation split, see the user guide) weighs the cross-fitted
+        negatives as they come (with ``n_splits=2``, half of the classes).
+    margin_shrinkage : float in [0, 1], default=0.5
+    n_splits : int >= 2, default=2
+        Cross-fitting folds ("global" / "adaptive"): each costs one extra head
+        (trained on ``1 - 1/n_splits`` of the classes and of their rows).
+    calibration_size : float in (0, 1), default=0.3
+"""
+        + training_doc("(256, 128)", alpha=1e-4, lr=1e-3, max_iter=30)
+        + """
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    prototypes_ : ndarray of shape (n_classes, n_dims)
+        Class means in the learned space (unit norm).
+    margins_ : ndarray of shape (n_classes,) or None
+        Rejection margin of each class on the learned-space log-density.
+    nota_label_ : scalar or None
+    net_ : skorch ``NeuralNet``
+        The trained net (its ``module_`` is a :class:`protolearn.nn.PrototypeHead`;
+        ``history`` is skorch's).
+    loss_curve_ : list of float
+        Training loss per epoch.
+    n_iter_ : int
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
+
+    See Also
+    --------
+    protolearn.classification.GaussianPrototypeClassifier : the shallow model.
+
+    References
+    ----------
+    .. [1] GPAM: "Few-shot Open Relation Extraction with Gaussian Prototype and
+       Adaptive Margin", 2024.
+    .. [2] Wang et al. "CosFace: Large Margin Cosine Loss for Deep Face
+       Recognition." CVPR, 2018.
+    .. [3] Zhang, Xu, Lin. "Deep Open Intent Classification with Adaptive Decision
+       Boundary." AAAI, 2021.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_iris
+    >>> from protolearn.deep import DeepGaussianPrototypeClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = DeepGaussianPrototypeClassifier(
+    ...     hidden_layer_sizes=(16, 8), max_iter=60, learning_rate_init=0.01,
+    ...     random_state=0).fit(X, y)
+    >>> float(clf.score(X, y)) > 0.9
+    True
+    >>> clf.transform(X[:2]).shape, clf.prototypes_.shape
+    ((2, 8), (3, 8))
+    """
+    )
+
+    _parameter_constraints = {
+        **BaseDeepPrototypeClassifier._parameter_constraints,
+        "scale": [Interval(Real, 0, None, closed="neither")],
+        "margin": [Interval(Real, 0, None, closed="left")],
+        "nota": [None, StrOptions(set(NOTA_MODES))],
+        "nota_label": "no_validation",
+        "conformal_alpha": [Interval(Real, 0, 1, closed="neither")],
+        "target_recall": [None, Interval(Real, 0, 1, closed="neither")],
+        "nota_rate": [None, Interval(Real, 0, 1, closed="neither")],
+        "margin_shrinkage": [Interval(Real, 0, 1, closed="both")],
+        "n_splits": [Interval(Integral, 2, None, closed="left")],
+        "calibration_size": [Interval(Real, 0, 1, closed="neither")],
+    }
+
+    def __init__(
+        self,
+        *,
+        scale=16.0,
+        margin=0.2,
+        nota=None,
+        nota_label="auto",
+        conformal_alpha=0.05,
+        target_recall=None,
+        nota_rate=None,
+        margin_shrinkage=0.5,
+        n_splits=2,
+        calibration_size=0.3,
+        hidden_layer_sizes=(256, 128),
+        activation="relu",
+        solver="adam",
+        alpha=1e-4,
+        batch_size="auto",
+        learning_rate_init=1e-3,
+        max_iter=30,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        warm_start=False,
+        verbose=0,
+        random_state=None,
+        device="auto",
+        net_params=None,
+    ):
+        self.scale = scale
+        self.margin = margin
+        self.nota = nota
+        self.nota_label = nota_label
+        self.conformal_alpha = conformal_alpha
+        self.target_recall = target_recall
+        self.nota_rate = nota_rate
+        self.margin_shrinkage = margin_shrinkage
+        self.n_splits = n_splits
+        self.calibration_size = calibration_size
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.random_state = random_state
+        self.device = device
+        self.net_params = net_params
+
+    # ------------------------------------------------------------------ hooks
+    def _head_spec(self, n_features, n_classes):
+        return {
+            "n_features": int(n_features),
+            "hidden_layer_sizes": self._check_hidden(),
+            "activation": self.activation,
+            "normalize": True,
+            "layer": "gaussian",
+            "layer_params": {
+                "n_classes": int(n_classes),
+                "covariance": "tied",
+                "scale": float(self.scale),
+                "learn_scale": False,
+                "normalize": True,
+            },
+        }
+
+    def _loss_spec(self):
+        return "gpam_margin", {"margin": float(self.margin)}
+
+    def _init_head(self, head, X, y_idx, rng):
+        import torch
+
+        with torch.no_grad():
+            Z = head.projection(torch.as_tensor(X))
+            M = _prototypes.class_means(Z, y_idx, head.layer.n_classes)
+            head.layer.means.copy_(M)
+
+    # -------------------------------------------------------------------- fit
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Train the head and, with ``nota``, fit the rejection margins.
+
+        Parameters
+        ----------
+        X : array-like or torch tensor of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Class labels; with ``nota`` "global" / "adaptive", rows labelled
+            ``nota_label`` are known-unknown samples for the margins.
+
+        Returns
+        -------
+        self : object
+        """
+        device = self._device(X)
+        X, y = validate_fit_data(self, X, y, reset=True)
+        check_classification_targets(y)
+        y = column_or_1d(y)
+        self._check_hidden()
+        nota_label = None
+        unknown = np.zeros(y.shape[0], dtype=bool)
+        if self.nota is not None:
+            nota_label = resolve_nota_label(self.nota_label, y)
+            unknown = y == nota_label
+        known = np.flatnonzero(~unknown)
+        classes, y_idx = np.unique(y[known], return_inverse=True)
+        if classes.size < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs samples of at least 2 classes; got "
+                f"{classes.size} class ({classes.tolist()})."
+            )
+        counts = np.bincount(y_idx, minlength=classes.size)
+        if self.nota is not None and counts.min() < 2:
+            raise ValueError(
+                f"nota={self.nota!r} holds out samples of each class to fit margins, "
+                "so every class needs at least 2 samples; class(es) "
+                f"{classes[counts < 2].tolist()} have 1."
+            )
+        warm = self._can_warm_start(X, classes)
+        self.classes_ = classes
+        self.nota_label_ = nota_label
+        rng = check_random_state(self.random_state)
+        Xk, y_idx = self._cast(X[known], y_idx)
+        margins = None
+        if self.nota == "quantile":
+            margins, proper = self._fit_quantile(Xk, y_idx, counts, rng, device)
+            Xk, y_idx = Xk[proper], y_idx[proper]
+        elif self.nota is not None and not warm:
+            margins = self._fit_cross(
+                Xk, y_idx, self._cast(X[unknown], [])[0], rng, device
+            )
+        elif self.nota is not None:
+            margins = self.margins_
+        self._fit_final(Xk, y_idx, rng, device)
+        self.margins_ = margins
+        return self
+
+    def _assign(self, net, X):
+        """(predicted class index, its log-density) of each row, numpy float64."""
+        from ..nn import head_outputs
+
+        S = head_outputs(net.module_, X, ["scores"])["scores"].astype(np.float64)
+        a = S.argmax(1)
+        return a, S[np.arange(S.shape[0]), a]
+
+    def _fit_quantile(self, X, y_idx, counts, rng, device):
+        calib = np.zeros(y_idx.size, dtype=bool)
+        for c in range(counts.size):
+            rows = np.flatnonzero(y_idx == c)
+            n_cal = int(
+                np.clip(round(self.calibration_size * rows.size), 1, rows.size - 1)
+            )
+            calib[rng.choice(rows, size=n_cal, replace=False)] = True
+        proper = ~calib
+        net, _, _, _ = self._train_head(
+            X[proper], y_idx[proper], counts.size, rng, device
+        )
+        a, s = self._assign(net, X[calib])
+        margins = _margins.grouped_conformal_thresholds(
+            s, a, counts.size, self.conformal_alpha
+        )
+        if np.isneginf(margins).any():
+            warnings.warn(
+                f"conformal_alpha={self.conformal_alpha} needs at least "
+                f"{int(np.ceil(1 / self.conformal_alpha)) - 1} calibration samples "
+                f"predicted as a class to reject anything; "
+                f"{int(np.isneginf(margins).sum())} class(es) had fewer and accept "
+                "every query. Raise calibration_size or conformal_alpha.",
+                UserWarning,
+            )
+        return margins, proper
+
+    def _fit_cross(self, X, y_idx, X_unknown, rng, device):
+        C = self.classes_.size
+        has_unknown = X_unknown.shape[0] > 0
+        folds, _ = _margins.cross_fit_folds(
+            y_idx, C, self.n_splits, hold_out_classes=not has_unknown, random_state=rng
+        )
+        unknown_fold = rng.permutation(X_unknown.shape[0]) % self.n_splits
+        scores, groups, is_unknown = [], [], []
+        for k, (train, heldout, pseudo, known) in enumerate(folds):
+            if train.size == 0:
+                continue
+            remap = np.full(C, -1)
+            remap[known] = np.arange(known.size)
+            net, _, _, _ = self._train_head(
+                X[train], remap[y_idx[train]], known.size, rng, device
+            )
+            parts = [(X[heldout], False)]
+            parts.append(
+                (X_unknown[unknown_fold == k] if has_unknown else X[pseudo], True)
+            )
+            for Xe, unk in parts:
+                if Xe.shape[0] == 0:
+                    continue
+                a, s = self._assign(net, Xe)
+                scores.append(s)
+                groups.append(known[a])
+                is_unknown.append(np.full(s.size, unk))
+        if not scores:
+            raise ValueError(
+                f"nota={self.nota!r} found no fold to fit margins on; give more "
+                "classes or known-unknown rows."
+            )
+        scores, groups = np.concatenate(scores), np.concatenate(groups)
+        is_unknown = np.concatenate(is_unknown)
+        n_unknown, n_known = int(is_unknown.sum()), int((~is_unknown).sum())
+        if n_unknown == 0 and self.target_recall is None:
+            raise ValueError(
+                f"nota={self.nota!r} with the F1 objective needs negatives: give "
+                "known-unknown rows (labelled nota_label) or at least 2 classes to "
+                "hold out, or set target_recall."
+            )
+        weight = 1.0
+        if self.nota_rate is not None and n_unknown:
+            weight = self.nota_rate * n_known / ((1 - self.nota_rate) * n_unknown)
+        return _margins.fit_margins(
+            scores,
+            groups,
+            is_unknown,
+            C,
+            per_group=self.nota == "adaptive",
+            target_recall=self.target_recall,
+            unknown_weight=weight,
+            shrinkage=self.margin_shrinkage,
+        )
+
+    # ---------------------------------------------------------------- predict
+    def _fit_scores(self, X):
+        S = self._class_scores(X)
+        a = xp.argmax(S, axis=1)
+        idx = a[:, None]
+        fit = (S.gather(1, idx) if xp.is_torch(S) else np.take_along_axis(S, idx, 1))[
+            :, 0
+        ]
+        if self.margins_ is not None:
+            fit = fit - xp.asarray_like(self.margins_, fit)[a]
+        return a, fit
+
+    def predict(self, X):
+        """Class labels, or ``nota_label_`` where the predicted class's log-density
+        is below its margin (with ``nota``)."""
+        check_is_fitted(self)
+        X = validate_predict_data(self, X)
+        a, fit = self._fit_scores(X)
+        idx = xp.to_numpy(a).copy()
+        labels = self.classes_
+        if self.margins_ is not None:
+            idx[xp.to_numpy(fit) < 0] = labels.size
+            labels = _labels_with_nota(labels, self.nota_label_)
+        return labels_out(labels, idx, like=X)
+
+    def score_samples(self, X):
+        """How well each query fits its predicted class (higher = more in-scope):
+        the learned-space log-density of the predicted class minus its margin (the
+        log-density itself without ``nota``).
+
+        Parameters
+        ----------
+        X : array-like or torch tensor of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray (or tensor) of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        X = validate_predict_data(self, X)
+        return self._fit_scores(X)[1]
