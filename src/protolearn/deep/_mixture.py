@@ -9,6 +9,7 @@ from .._core import _mixture
 from ..base import BaseOutlierDetector
 from ..ood import PrototypeMixtureDetector
 from ..ood._mixture import SINKHORN_ITER
+from ..utils import _array_api as xp
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._validation import validate_optional_labels
 from ._base import BaseDeepPrototypeClassifier, training_doc
@@ -59,26 +60,35 @@ class DeepPrototypeMixtureDetector(BaseOutlierDetector):
         Temperature of the prototype-contrastive term (PALM's 0.5).
     contrast_weight : float >= 0, default=1.0
         Weight of the prototype-contrastive term (PALM's ``lambda_pcon``).
-    momentum : float in [0, 1), default=0.999
-        EMA momentum of the prototypes (PALM's ``proto_m``).
+    momentum : float in [0, 1), default=0.99
+        EMA momentum of the prototypes (PALM's ``proto_m`` is 0.999 over 500
+        epochs; 0.99 lets the prototypes follow a head trained for a few).
     epsilon : float > 0, default=0.05
         Entropic regularisation of the Sinkhorn assignment (3 iterations, PALM's).
-    score_type : {"mixture", "max_similarity", "knn", "ssd"}, default="mixture"
+    score_type : {"mixture", "max_similarity", "knn", "ssd"}, \
+default="max_similarity"
         The scoring detector's score (see
-        :class:`~protolearn.ood.PrototypeMixtureDetector`).
+        :class:`~protolearn.ood.PrototypeMixtureDetector`); "max_similarity" (the
+        cosine similarity to the nearest prototype) scored best on CLINC150's
+        validation split.
     contamination : "auto" or float in (0, 0.5], default="auto"
         Share of training samples taken as outliers to set ``offset_`` ("auto": 5%).
 """
-        + training_doc("(256, 128)", alpha=1e-4, lr=1e-3, max_iter=30)
+        + training_doc("None", alpha=1e-4, lr=1e-3, max_iter=10).replace(
+            "(the last size is the learned dimension).",
+            "(the last size is the learned dimension).  None (the default) is a "
+            "linear map\n        of the input's own dimension initialised at the "
+            "identity: training starts\n        from the input space and refines it.",
+        )
         + """
     Attributes
     ----------
-    classes_ : ndarray of shape (n_classes,)
-        Class labels (``[0]`` when fitted without labels).
     prototypes_ : ndarray of shape (n_classes * n_prototypes, n_dims)
         The learned (EMA) prototypes in the learned space, unit norm, grouped by class.
     prototype_labels_ : ndarray of shape (n_classes * n_prototypes,)
-        Class of each prototype.
+        Class of each prototype (all 0 when fitted without labels).  Like
+        scikit-learn's detectors, there is no ``classes_``: ``predict`` is in
+        {-1, +1}.
     detector_ : PrototypeMixtureDetector
         The scoring detector, fitted on the learned embedding of the training data.
     offset_ : float
@@ -121,6 +131,7 @@ class DeepPrototypeMixtureDetector(BaseOutlierDetector):
     _parameter_constraints = {
         **BaseOutlierDetector._parameter_constraints,
         **_B._parameter_constraints,
+        "hidden_layer_sizes": [None, "array-like"],
         "n_prototypes": [Interval(Integral, 1, None, closed="left")],
         "top_k": [None, Interval(Integral, 1, None, closed="left")],
         "temperature": [Interval(Real, 0, None, closed="neither")],
@@ -139,17 +150,17 @@ class DeepPrototypeMixtureDetector(BaseOutlierDetector):
         temperature=0.1,
         proto_temperature=0.5,
         contrast_weight=1.0,
-        momentum=0.999,
+        momentum=0.99,
         epsilon=0.05,
-        score_type="mixture",
+        score_type="max_similarity",
         contamination="auto",
-        hidden_layer_sizes=(256, 128),
+        hidden_layer_sizes=None,
         activation="relu",
         solver="adam",
         alpha=1e-4,
         batch_size="auto",
         learning_rate_init=1e-3,
-        max_iter=30,
+        max_iter=10,
         early_stopping=False,
         validation_fraction=0.1,
         n_iter_no_change=10,
@@ -189,9 +200,7 @@ class DeepPrototypeMixtureDetector(BaseOutlierDetector):
     # The training, transform and persistence machinery of the deep heads (the
     # classifier base's, shared here without its classifier contract).
     _settings = _B._settings
-    _check_hidden = _B._check_hidden
     _train_head = _B._train_head
-    _can_warm_start = _B._can_warm_start
     _cast = staticmethod(_B._cast)
     _device = _B._device
     _outputs = _B._outputs
@@ -199,11 +208,16 @@ class DeepPrototypeMixtureDetector(BaseOutlierDetector):
     __getstate__ = _B.__getstate__
     __setstate__ = _B.__setstate__
 
+    def _hidden(self, n_features):
+        if self.hidden_layer_sizes is None:
+            return (int(n_features),)
+        return _B._check_hidden(self)
+
     # ------------------------------------------------------------------ hooks
     def _head_spec(self, n_features, n_classes):
         return {
             "n_features": int(n_features),
-            "hidden_layer_sizes": self._check_hidden(),
+            "hidden_layer_sizes": self._hidden(n_features),
             "activation": self.activation,
             "normalize": True,
             "layer": "vmf_mixture",
@@ -225,10 +239,18 @@ class DeepPrototypeMixtureDetector(BaseOutlierDetector):
         }
 
     def _init_head(self, head, X, y_idx, rng):
-        """Prototypes at a few balanced EM rounds of each class's vMF mixture in the
-        initial (random-projection) embedding, instead of random directions."""
+        """A square linear projection starts at the identity; the prototypes at a few
+        balanced EM rounds of each class's vMF mixture in the initial embedding
+        (instead of random directions)."""
         import torch
 
+        lin = head.projection.linears()
+        if len(lin) == 1 and lin[0].weight.shape[0] == lin[0].weight.shape[1]:
+            # a square linear map starts at the identity: training refines the
+            # input space (which the shallow detector already scores well)
+            with torch.no_grad():
+                lin[0].weight.copy_(torch.eye(lin[0].weight.shape[0]))
+                lin[0].bias.zero_()
         with torch.no_grad():
             Z = head.projection(torch.as_tensor(X)).numpy()
         res = _mixture.fit_vmf_mixtures(
@@ -267,7 +289,7 @@ class DeepPrototypeMixtureDetector(BaseOutlierDetector):
         """
         device = self._device(X)
         X, classes, y_idx = validate_optional_labels(self, X, y, ensure_min_samples=2)
-        self._check_hidden()
+        self._hidden(X.shape[1])
         counts = np.bincount(y_idx, minlength=classes.size)
         short = counts < self.n_prototypes
         if short.any():
@@ -283,7 +305,11 @@ class DeepPrototypeMixtureDetector(BaseOutlierDetector):
 
         rng = check_random_state(self.random_state)
         Xf, y_idx = self._cast(X, y_idx)
-        if self._can_warm_start(Xf, classes):
+        if (
+            self.warm_start
+            and hasattr(self, "net_")
+            and np.array_equal(self._classes, classes)
+        ):
             losses, n_iter = fit_net(
                 self.net_, Xf, y_idx, name=type(self).__name__, partial=True
             )
@@ -291,7 +317,7 @@ class DeepPrototypeMixtureDetector(BaseOutlierDetector):
             self.net_, self._spec, losses, n_iter = self._train_head(
                 Xf, y_idx, classes.size, rng, device
             )
-        self.classes_ = classes
+        self._classes = classes
         self.loss_curve_ = losses
         self.n_iter_ = n_iter
         layer = self.net_.module_.layer
@@ -309,11 +335,34 @@ class DeepPrototypeMixtureDetector(BaseOutlierDetector):
         self._set_offset(X)
         return self
 
+    def fit_transform(self, X, y=None):
+        """Fit, then return the learned embedding of ``X`` (:meth:`transform`).
+
+        Parameters
+        ----------
+        X : array-like or torch tensor of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        Z : ndarray (or tensor on X's device) of shape (n_samples, n_dims)
+        """
+        return self.fit(X, y).transform(X)
+
     def _score_samples(self, X):
-        return self.detector_.score_samples(self._outputs(X, ["z"])["z"])
+        # The head computes in float32; the score follows the input's float dtype
+        # (float64 input is scored from a float64 copy of the embedding).
+        Z = self._outputs(X, ["z"])["z"]
+        if not xp.is_torch(X):
+            Z = Z.astype(X.dtype, copy=False)
+        return self.detector_.score_samples(Z)
 
     def __sklearn_tags__(self):
+        from sklearn.utils import TransformerTags
+
         tags = super().__sklearn_tags__()
+        # transform (the learned embedding) computes in float32, the head's dtype
+        tags.transformer_tags = TransformerTags(preserves_dtype=["float32"])
         tags.input_tags.allow_nan = False
         tags.non_deterministic = False
         return tags

@@ -142,7 +142,7 @@ def palm_loss(
     mle = -(Q * log_p).sum(1).mean()
     # 4. prototype-level contrastive term
     contrast = torch.zeros((), device=S.device, dtype=S.dtype)
-    if weight:
+    if weight and C * K > 1:
         labels = torch.arange(C, device=y.device).repeat_interleave(K)
         sim = new @ new.T / temperature
         eye = torch.eye(C * K, dtype=torch.bool, device=sim.device)
