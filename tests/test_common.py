@@ -34,13 +34,6 @@ EXPECTED_FAILED_CHECKS = {
         "fit_predict, which is fit(X).predict(X)) on the training rows, each its own "
         "nearest neighbour, flags fewer",
     ),
-    "DeepPrototypeMixtureDetector": {
-        "check_methods_subset_invariance": (
-            "the head computes in float32 (the deep heads' dtype) and float32 matrix "
-            "products differ in their last bits between batch sizes; the scores of a "
-            "subset differ by ~1e-7 relative (the check asks for 1e-7 absolute)"
-        ),
-    },
     "LaplacianFewShotClassifier": {
         "check_classifiers_classes": (
             "its last case uses the labels {-1, 1}; -1 marks unlabelled (query) rows "

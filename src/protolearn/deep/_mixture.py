@@ -350,12 +350,17 @@ default="max_similarity"
         return self.fit(X, y).transform(X)
 
     def _score_samples(self, X):
-        # The head computes in float32; the score follows the input's float dtype
-        # (float64 input is scored from a float64 copy of the embedding).
-        Z = self._outputs(X, ["z"])["z"]
-        if not xp.is_torch(X):
-            Z = Z.astype(X.dtype, copy=False)
-        return self.detector_.score_samples(Z)
+        # The head trains in float32; float64 input is embedded by a float64 copy
+        # of it (so a row's score does not depend on the other rows of the batch,
+        # which float32 matrix products do in their last bits) and scored in float64.
+        if not xp.is_torch(X) and X.dtype == np.float64:
+            import copy
+
+            from ..nn import head_outputs
+
+            module = copy.deepcopy(self.net_.module_).double()
+            return self.detector_.score_samples(head_outputs(module, X, ["z"])["z"])
+        return self.detector_.score_samples(self._outputs(X, ["z"])["z"])
 
     def __sklearn_tags__(self):
         from sklearn.utils import TransformerTags
