@@ -169,3 +169,12 @@ def test_matches_or_beats_shallow_detector_on_clinc150():
     auc_deep = roc_auc_score(y[ev] >= 0, deep.score_samples(X[ev]))
     assert auc_deep >= auc_shallow
     assert auc_deep > 0.985
+
+
+def test_warm_start_continues_training():
+    X, y = blobs()
+    det = DeepPrototypeMixtureDetector(random_state=0, **FAST).fit(X, y)
+    before = det.prototypes_.copy()
+    det.set_params(warm_start=True).fit(X, y)
+    assert det.n_iter_ == 10 and len(det.loss_curve_) == 10
+    assert not np.array_equal(det.prototypes_, before)
