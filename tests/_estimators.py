@@ -29,6 +29,14 @@ FAST_PARAMS = {
         "learning_rate_init": 0.05,
         "random_state": 0,
     },
+    # One prototype per class (the checks' classes have 1-3 samples).
+    "DeepPrototypeMixtureDetector": {
+        "n_prototypes": 1,
+        "hidden_layer_sizes": (16,),
+        "max_iter": 10,
+        "learning_rate_init": 0.01,
+        "random_state": 0,
+    },
 }
 
 # One or two real hyperparameters per estimator, for the GridSearchCV tests:
@@ -47,4 +55,5 @@ PARAM_GRIDS = {
     "LaplacianKMeans": {"lam": [0.5, 1.0]},
     "DeepGaussianPrototypeClassifier": {"margin": [0.0, 0.2]},
     "DeepCBCClassifier": {"loss": ["margin", "robust"]},
+    "DeepPrototypeMixtureDetector": {"score_type": ["mixture", "max_similarity"]},
 }

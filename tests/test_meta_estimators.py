@@ -55,6 +55,12 @@ FAST_PARAMS = {
     **FAST_PARAMS,
     "PrototypeMixtureDetector": {"n_prototypes": 4, "random_state": 0},
     "KNNDetector": {"n_neighbors": 5},
+    # (likewise; its default projection starts at the identity)
+    "DeepPrototypeMixtureDetector": {
+        "n_prototypes": 4,
+        "max_iter": 5,
+        "random_state": 0,
+    },
 }
 
 # tests/_estimators.py's grids, with a second parameter for the nearest prototypes and

@@ -6,8 +6,10 @@ Each estimator wraps a skorch ``NeuralNet`` (in ``net_``) built by
 
 from ._cbc import DeepCBCClassifier
 from ._gaussian import DeepGaussianPrototypeClassifier
+from ._mixture import DeepPrototypeMixtureDetector
 
 __all__ = [
     "DeepCBCClassifier",
     "DeepGaussianPrototypeClassifier",
+    "DeepPrototypeMixtureDetector",
 ]

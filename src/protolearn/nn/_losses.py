@@ -89,62 +89,73 @@ def robust_cbc_loss(out, y, robust_margin=1.0):
 
 
 def palm_loss(
-    out, y, epsilon=0.05, n_sinkhorn=3, top_k=None, temperature=0.1, weight=1.0
+    out, y, epsilon=0.05, n_sinkhorn=3, top_k=None, temperature=0.5, weight=1.0
 ):
     """PALM (Lu et al., ICLR 2024): vMF-mixture MLE + prototype-level contrastive.
 
-    Each sample is softly assigned to the prototypes of its class by Sinkhorn
-    (:func:`protolearn._core._mixture.sinkhorn`, no gradient), keeping the `top_k`
-    largest weights; the MLE term is ``-sum_k q_k log softmax_j(kappa z.p_j)[ck]``
-    over all prototypes ``j``.  The class's prototypes are then moved towards the
-    batch by the layer's EMA (with gradient through the update, for the contrastive
-    term), and the contrastive term pulls prototypes of one class together and pushes
-    the others away at `temperature`.  The layer (``out["layer"]``) keeps the
-    detached, updated prototypes when training.
+    As PALM's official code, in one training step:
+
+    1. each sample is softly assigned to the prototypes of its class by Sinkhorn
+       (:func:`protolearn._core._mixture.sinkhorn` on its similarities to them, no
+       gradient), keeping its `top_k` largest weights (rows renormalised);
+    2. every prototype with assigned samples moves to
+       ``normalise(m p + (1 - m) u)``, ``u`` the assignment-weighted mean of its
+       samples' embeddings and ``m`` the layer's momentum (EMA);
+    3. MLE term: ``-sum_k q_k log softmax_j(kappa z.p_j)[k]`` over all prototypes
+       ``j`` (the moved ones, detached);
+    4. prototype-contrastive term over all moved prototypes at `temperature` (PALM's
+       0.5): each prototype's log-softmax similarity to the other prototypes of its
+       class, against all other prototypes (a gradient flows through ``u`` into the
+       batch's embeddings), weighted by `weight`.
+
+    In training mode the layer keeps the moved prototypes (detached; the buffer is
+    replaced, not written in place, so the step's autograd graph stays valid).
     """
     layer, S, Z = out["layer"], out["similarities"], out["z"]
     C, K = layer.n_classes, layer.n_prototypes
-    rows = torch.arange(y.shape[0], device=y.device)
-    own = S.view(-1, C, K)[rows, y]  # (n, K) similarities to own prototypes
-    q = np.zeros(tuple(own.shape), dtype=np.float32)
+    n = y.shape[0]
+    rows = torch.arange(n, device=y.device)
+    # 1. Sinkhorn assignment to the own class's prototypes (numpy, no gradient)
+    own = S.detach().view(n, C, K)[rows, y].cpu().float().numpy()
     y_np = y.cpu().numpy()
-    own_np = own.detach().cpu().float().numpy()
+    q = np.zeros_like(own)
     for c in np.unique(y_np):
         m = y_np == c
-        q[m] = _mixture.sinkhorn(own_np[m], epsilon, n_iter=n_sinkhorn)
+        q[m] = _mixture.sinkhorn(own[m], epsilon, n_iter=n_sinkhorn)
     if top_k is not None and top_k < K:
-        keep = np.argsort(-q, axis=1)[:, :top_k]
-        mask = np.zeros_like(q, dtype=bool)
-        np.put_along_axis(mask, keep, True, axis=1)
-        q = np.where(mask, q, 0)
-    q = q / np.maximum(q.sum(1, keepdims=True), 1e-12)
+        drop = np.argsort(-q, axis=1, kind="stable")[:, top_k:]
+        np.put_along_axis(q, drop, 0.0, axis=1)
+    q /= np.maximum(q.sum(1, keepdims=True), 1e-12)
     Q = torch.as_tensor(q, device=S.device, dtype=S.dtype)
-    log_p = torch.log_softmax(layer.kappa * S, dim=1).view(-1, C, K)[rows, y]
+    cols = (y[:, None] * K + torch.arange(K, device=y.device)[None, :]).reshape(-1)
+    W = torch.zeros(n, C * K, device=S.device, dtype=S.dtype)
+    W[rows.repeat_interleave(K), cols] = Q.reshape(-1)
+    # 2. EMA step towards the weighted means of the assigned embeddings
+    mass = W.sum(0)
+    U = (W / mass.clamp(min=1e-12)).T @ Z
+    P = layer.prototypes_
+    moved = l2_normalize(layer.momentum * P + (1 - layer.momentum) * U)
+    new = torch.where((mass > 0)[:, None], moved, P)
+    # 3. MLE of the assigned prototypes against all of them
+    logits = layer.kappa * (Z @ new.detach().T)
+    log_p = torch.log_softmax(logits, dim=1).view(n, C, K)[rows, y]
     mle = -(Q * log_p).sum(1).mean()
-    # prototypes after the EMA step, with gradient through the batch's features
-    P = layer.prototypes_.view(C, K, -1)
-    classes = torch.unique(y)
-    moved = []
-    for c in classes.tolist():
-        sel = y == c
-        upd = Q[sel].T @ Z[sel]
-        moved.append(l2_normalize(layer.momentum * P[c] + (1 - layer.momentum) * upd))
-    moved = torch.cat(moved)  # (n_batch_classes * K, k)
-    labels = classes.repeat_interleave(K)
-    sim = moved @ moved.T / temperature
-    eye = torch.eye(sim.shape[0], dtype=torch.bool, device=sim.device)
-    sim = sim.masked_fill(eye, -torch.inf)
-    same = (labels[:, None] == labels[None, :]) & ~eye
-    log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
-    n_same = same.sum(1)
-    has = n_same > 0
+    # 4. prototype-level contrastive term
     contrast = torch.zeros((), device=S.device, dtype=S.dtype)
-    if bool(has.any()):
-        pos = log_prob.masked_fill(~same, 0).sum(1)[has] / n_same[has]
+    if weight and C * K > 1:
+        labels = torch.arange(C, device=y.device).repeat_interleave(K)
+        sim = new @ new.T / temperature
+        eye = torch.eye(C * K, dtype=torch.bool, device=sim.device)
+        log_prob = sim.masked_fill(eye, -torch.inf)
+        log_prob = log_prob - torch.logsumexp(log_prob, dim=1, keepdim=True)
+        same = (labels[:, None] == labels[None, :]) & ~eye
+        n_same = same.sum(1).clamp(min=1)
+        pos = log_prob.masked_fill(~same, 0).sum(1) / n_same
         contrast = -pos.mean()
+        if K == 1:  # no positives: PALM's term is the log-partition alone
+            contrast = torch.logsumexp(sim.masked_fill(eye, -torch.inf), dim=1).mean()
     if layer.training:
-        with torch.no_grad():
-            P[classes] = moved.detach().view(-1, K, P.shape[-1])
+        layer.prototypes_ = new.detach()
     return mle + weight * contrast
 
 
