@@ -23,7 +23,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from ..base import BasePrototypeClassifier
+from ..base import BasePrototypeClassifier, VersionedStateMixin
 from ..utils._sklearn_compat import Interval, StrOptions
 from ..utils._validation import validate_predict_data
 
@@ -236,8 +236,11 @@ class BaseDeepPrototypeClassifier(BasePrototypeClassifier):
         return self.fit(X, y).transform(X)
 
     # ------------------------------------------------------------ persistence
+    # Called as plain functions by DeepPrototypeMixtureDetector too, hence the explicit
+    # VersionedStateMixin (which records and checks the protolearn version) instead of
+    # super().
     def __getstate__(self):
-        state = self.__dict__.copy()
+        state = VersionedStateMixin.__getstate__(self)
         net = state.pop("net_", None)
         if net is not None:
             from ..nn import net_state
@@ -246,8 +249,9 @@ class BaseDeepPrototypeClassifier(BasePrototypeClassifier):
         return state
 
     def __setstate__(self, state):
+        state = dict(state)
         net = state.pop("_net_state", None)
-        self.__dict__.update(state)
+        VersionedStateMixin.__setstate__(self, state)
         if net is not None:
             from ..nn import build_head, make_net, restore_net
 

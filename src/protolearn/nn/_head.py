@@ -72,14 +72,19 @@ def build_head(spec):
     )
 
 
-@torch.no_grad()
 def head_outputs(module, X, keys, *, device=None, batch_size=4096):
     """Selected entries of the head's output for the rows of ``X``, in eval mode.
 
     ``X``: numpy array or tensor.  Returns a dict of tensors on ``X``'s device when
     ``X`` is a tensor, else of numpy arrays; rows are processed `batch_size` at a
-    time.
+    time.  The outputs stay differentiable in ``X`` when ``X`` is a tensor that
+    requires grad (as every estimator's scores do); otherwise no graph is built.
     """
+    with torch.set_grad_enabled(isinstance(X, torch.Tensor) and X.requires_grad):
+        return _head_outputs(module, X, keys, device=device, batch_size=batch_size)
+
+
+def _head_outputs(module, X, keys, *, device, batch_size):
     was_training = module.training
     module.eval()
     param = next(module.parameters(), None)
