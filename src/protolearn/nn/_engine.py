@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 from skorch import NeuralNet
-from skorch.callbacks import EarlyStopping, ProgressBar
+from skorch.callbacks import EarlyStopping, EpochScoring, ProgressBar
 from skorch.dataset import ValidSplit
 from skorch.history import History
 
@@ -74,15 +74,29 @@ def _quiet(*args, **kwargs):
     pass
 
 
+def _validation_accuracy(net, dataset, y=None):
+    """Accuracy of the head's ``"scores"`` argmax on a validation dataset."""
+    hits = total = 0
+    for Xb, yb in net.get_iterator(dataset, training=False):
+        with torch.no_grad():
+            pred = net.infer(Xb)["scores"].argmax(1)
+        hits += int((pred.cpu() == torch.as_tensor(yb).cpu()).sum())
+        total += len(yb)
+    return hits / max(total, 1)
+
+
 def make_net(module, settings, *, loss="cross_entropy", loss_params=None, seed=0,
-             n_samples=None, device="cpu"):  # fmt: skip
+             n_samples=None, device="cpu", validation_scoring="loss"):  # fmt: skip
     """A :class:`PrototypeNet` training `module` with `loss` under `settings`.
 
     `settings` holds the :data:`SETTINGS` keys (MLPClassifier's meanings; ``solver``
     "adam" or "lbfgs"); `seed` seeds the data loader's ``torch.Generator`` and the
     validation split; `n_samples` resolves ``batch_size="auto"``; `device` is a torch
-    device string (see :func:`resolve_device`).  ``net_params`` entries override
-    anything (skorch's double-underscore names, e.g. ``optimizer__weight_decay``).
+    device string (see :func:`resolve_device`).  `validation_scoring` is what early
+    stopping monitors: "loss" (the validation loss) or "accuracy" (as
+    MLPClassifier: the validation accuracy of the ``"scores"`` argmax, recorded in
+    the history as ``"valid_acc"``).  ``net_params`` entries override anything
+    (skorch's double-underscore names, e.g. ``optimizer__weight_decay``).
     """
     s = settings
     n = n_samples if n_samples is not None else 200
@@ -96,11 +110,30 @@ def make_net(module, settings, *, loss="cross_entropy", loss_params=None, seed=0
         bs = min(200, n) if s["batch_size"] == "auto" else int(s["batch_size"])
         opt_kw = {}
     es = bool(s["early_stopping"])
-    callbacks = [
+    if validation_scoring not in ("loss", "accuracy"):
+        raise ValueError(
+            f"validation_scoring must be 'loss' or 'accuracy'; got {validation_scoring!r}."
+        )
+    by_acc = es and validation_scoring == "accuracy"
+    callbacks = []
+    if by_acc:
+        callbacks.append(
+            (
+                "valid_acc",
+                EpochScoring(
+                    _validation_accuracy,
+                    lower_is_better=False,
+                    name="valid_acc",
+                    use_caching=False,
+                ),
+            )
+        )
+    callbacks += [
         (
             "early_stopping",
             EarlyStopping(
-                monitor="valid_loss" if es else "train_loss",
+                monitor="valid_acc" if by_acc else "valid_loss" if es else "train_loss",
+                lower_is_better=not by_acc,
                 patience=int(s["n_iter_no_change"]),
                 threshold=float(s["tol"]),
                 threshold_mode="abs",
@@ -124,6 +157,8 @@ def make_net(module, settings, *, loss="cross_entropy", loss_params=None, seed=0
         batch_size=bs,
         iterator_train__shuffle=True,
         iterator_train__generator=generator,
+        # (a loader without a generator draws its base seed from the global one)
+        iterator_valid__generator=torch.Generator().manual_seed(int(seed)),
         train_split=(
             ValidSplit(
                 float(s["validation_fraction"]),
@@ -169,7 +204,7 @@ def fit_net(net, X, y, *, name="model", partial=False):
     return losses, len(losses)
 
 
-_HISTORY_KEYS = ("epoch", "train_loss", "valid_loss", "dur")
+_HISTORY_KEYS = ("epoch", "train_loss", "valid_loss", "valid_acc", "dur")
 
 
 def net_state(net):

@@ -155,11 +155,13 @@ class GaussianPrototypeLayer(nn.Module):
 class PrototypeLayer(nn.Module):
     """Labelled prototypes with squared euclidean distances (the GLVQ family).
 
-    ``scores[:, c] = -min_{p of class c} |z - w_p|^2``; prototypes are stored grouped
-    by class (``prototype_classes`` sorted).
+    ``scores[:, c] = -min_{p of class c} d(z, w_p)``; prototypes are stored grouped
+    by class (``prototype_classes`` sorted).  ``d`` is the squared euclidean distance,
+    or with `metric_rank` ``r`` GMLVQ's ``|Omega (z - w)|^2`` with a learned
+    ``omega`` (r, dim) used normalised to unit Frobenius norm (output ``"omega"``).
     """
 
-    def __init__(self, prototype_classes, dim):
+    def __init__(self, prototype_classes, dim, *, metric_rank=None):
         super().__init__()
         pc = torch.as_tensor(np.asarray(prototype_classes), dtype=torch.int64)
         if torch.any(pc[1:] < pc[:-1]):
@@ -167,6 +169,9 @@ class PrototypeLayer(nn.Module):
         self.register_buffer("prototype_classes", pc)
         self.prototypes_ = nn.Parameter(torch.zeros(pc.numel(), dim))
         self.n_classes = int(pc.max()) + 1 if pc.numel() else 0
+        self._groups = pc.numpy()
+        if metric_rank is not None:
+            self.omega = nn.Parameter(torch.eye(int(metric_rank), dim))
 
     def reset_parameters(self, generator):
         with torch.no_grad():
@@ -175,16 +180,26 @@ class PrototypeLayer(nn.Module):
     def prototypes(self):
         return self.prototypes_
 
+    def normalized_omega(self):
+        """``omega / |omega|_F`` (None without a learned metric)."""
+        omega = getattr(self, "omega", None)
+        return None if omega is None else omega / (omega * omega).sum().sqrt()
+
     def forward(self, Z):
-        D = _distances.squared_euclidean_distances(Z, self.prototypes_)
-        scores = -_distances.min_per_group(
-            D, self.prototype_classes.cpu().numpy(), self.n_classes
-        )
-        return {
+        omega = self.normalized_omega()
+        if omega is None:
+            D = _distances.squared_euclidean_distances(Z, self.prototypes_)
+        else:
+            D = _distances.mahalanobis_distances(Z, self.prototypes_, omega.T, "tied")
+        scores = -_distances.min_per_group(D, self._groups, self.n_classes)
+        out = {
             "scores": scores,
             "distances": D,
             "prototype_classes": self.prototype_classes,
         }
+        if omega is not None:
+            out["omega"] = omega
+        return out
 
 
 class ComponentLayer(nn.Module):
