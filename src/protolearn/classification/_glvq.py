@@ -7,7 +7,7 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import Bunch
 from sklearn.utils.validation import check_is_fitted
 
-from .._core import _distances, _lvq, _prototypes
+from .._core import _lvq, _prototypes
 from ..base import NearestPrototypeMixin
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import Interval, StrOptions
@@ -102,8 +102,9 @@ class GLVQClassifier(NearestPrototypeMixin, BaseTrainedPrototypeClassifier):
 
     Notes
     -----
-    Training runs in the input's dtype (float32 stays float32); see
-    :mod:`protolearn.classification._trained` for the shared training loop.
+    Training runs in the input's dtype (float32 stays float32) on the skorch
+    training engine of :mod:`protolearn.nn` (a prototype head with the identity
+    projection); see :mod:`protolearn.classification._trained`.
     :meth:`certified_radius` is exact with one prototype per class (the distance to the
     nearest decision hyperplane) and a sound lower bound with several.
 
@@ -221,22 +222,23 @@ class GLVQClassifier(NearestPrototypeMixin, BaseTrainedPrototypeClassifier):
         return W
 
     # ------------------------------------------------------------------ hooks
-    def _init_params(self, X, y, rng):
-        return {"prototypes": self._initial_prototypes(X, y, rng)}
+    def _layer(self, X, y, rng, metric_rank=None):
+        """The :class:`protolearn.nn.PrototypeLayer` at its initial prototypes."""
+        from .. import nn
 
-    def _train_distances(self, params, X):
-        return _distances.squared_euclidean_distances(X, params["prototypes"])
+        W = self._initial_prototypes(X, y, rng)
+        layer = nn.PrototypeLayer(self._proto_cls, X.shape[1], metric_rank=metric_rank)
+        layer.prototypes_.data = W.detach().to(layer.prototypes_.dtype).cpu().clone()
+        return layer
 
-    def _loss(self, params, X, y):
-        mu = _lvq.glvq_mu(self._train_distances(params, X), y, self._proto_cls)
-        return _lvq.glvq_activation(mu, self.activation, self.beta).mean()
+    def _loss_params(self):
+        return {"activation": self.activation, "beta": self.beta}
 
-    def _scores_torch(self, params, X):
-        D = self._train_distances(params, X)
-        return -_distances.min_per_group(D, self._proto_cls, self.classes_.size)
+    def _build_head(self, X, y, rng):
+        return self._layer(X, y, rng), "glvq", self._loss_params()
 
-    def _store(self, params):
-        self.prototypes_ = params["prototypes"]
+    def _store(self, state):
+        self.prototypes_ = state["prototypes_"]
         self.prototype_labels_ = self.classes_[self._proto_cls]
 
     # -------------------------------------------------------------- inference
@@ -460,30 +462,20 @@ class GMLVQClassifier(
             omega = vecs[:, ::-1][:, :r].T.copy()
         return xp.asarray_like(omega / np.sqrt((omega**2).sum()), X)
 
-    def _init_params(self, X, y, rng):
-        return {
-            "prototypes": self._initial_prototypes(X, y, rng),
-            "omega": self._initial_omega(X),
-        }
+    def _build_head(self, X, y, rng):
+        omega = self._initial_omega(X)
+        layer = self._layer(X, y, rng, metric_rank=omega.shape[0])
+        layer.omega.data = omega.detach().to(layer.omega.dtype).cpu().clone()
+        params = {**self._loss_params(), "regularization": self.regularization}
+        return layer, "glvq", params
 
     @staticmethod
     def _normalized(omega):
         return omega / xp.sqrt((omega * omega).sum())
 
-    def _train_distances(self, params, X):
-        L = self._normalized(params["omega"]).T
-        return _distances.mahalanobis_distances(X, params["prototypes"], L, "tied")
-
-    def _loss(self, params, X, y):
-        loss = super()._loss(params, X, y)
-        if self.regularization:
-            omega = self._normalized(params["omega"])
-            loss = loss - 0.5 * self.regularization * _lvq.omega_log_det(omega)
-        return loss
-
-    def _store(self, params):
-        super()._store(params)
-        self.omega_ = self._normalized(params["omega"])
+    def _store(self, state):
+        super()._store(state)
+        self.omega_ = self._normalized(state["omega"])
         self.relevance_matrix_ = self.omega_.T @ self.omega_
 
     @property
