@@ -52,13 +52,37 @@ def resolve_device(device, X=None):
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+class _LastStep:
+    """skorch train-step accumulator keeping the last closure evaluation."""
+
+    def __init__(self):
+        self.step = None
+
+    def store_step(self, step):
+        self.step = step
+
+    def get_step(self):
+        return self.step
+
+
 class PrototypeNet(NeuralNet):
     """skorch ``NeuralNet`` whose loss adds MLPClassifier's L2 penalty
-    ``alpha / 2 * sum |W|^2 / batch_size`` on the projection's weight matrices."""
+    ``alpha / 2 * sum |W|^2 / batch_size`` on the projection's weight matrices.
 
-    def __init__(self, *args, alpha=0.0, **kwargs):
+    With `record_last_loss`, a step's recorded training loss is its last closure
+    evaluation (for L-BFGS: the loss at the end of the step, where the line search
+    stopped) instead of skorch's first (the loss before the step).
+    """
+
+    def __init__(self, *args, alpha=0.0, record_last_loss=False, **kwargs):
         super().__init__(*args, **kwargs)
         self.alpha = alpha
+        self.record_last_loss = record_last_loss
+
+    def get_train_step_accumulator(self):
+        if self.record_last_loss:
+            return _LastStep()
+        return super().get_train_step_accumulator()
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         loss = super().get_loss(y_pred, y_true, X=X, training=training)
