@@ -67,7 +67,7 @@ Training
 - Threads: problems with fewer than ~2**20 elements per thread (rows x (features +
   classes)) train on correspondingly fewer CPU threads (restored after ``fit``).
 - Fitted: ``n_iter_`` (quasi-Newton iterations for L-BFGS, epochs for Adam),
-  ``loss_curve_`` (training loss per epoch; for L-BFGS the loss at the start of each
+  ``loss_curve_`` (training loss per epoch; for L-BFGS the loss at the end of each
   ``LBFGS.step``), ``best_loss_``, ``validation_scores_`` / ``best_validation_score_``
   (validation accuracy per epoch; None without early stopping).
 """
@@ -274,7 +274,13 @@ class BaseTrainedPrototypeClassifier(BasePrototypeClassifier):
                 m = self._lbfgs_epoch()
                 # (torch's default max_eval, 1.25 m, ends a step after a few
                 # line-search evaluations; 25 is the line search's own cap)
-                net_params.update(optimizer__max_iter=m, optimizer__max_eval=25 * m)
+                net_params.update(
+                    optimizer__max_iter=m,
+                    optimizer__max_eval=25 * m,
+                    # (the loss after each step: the stopping rule sees an
+                    # epoch's gain at its end, not one epoch later)
+                    record_last_loss=True,
+                )
             net.set_params(**net_params)
             loss_curve, epochs = nn.fit_net(net, Xt, yt, name=type(self).__name__)
         history = net.history
