@@ -95,10 +95,10 @@ def main():
     ap.add_argument("--json", default="")
     args = ap.parse_args()
     sys.path.insert(0, args.old)
+    import protolearn_old.classification as old
     import torch
 
     import protolearn.classification as new
-    import protolearn_old.classification as old
 
     torch.set_num_threads(1)
     only = [m for m in args.models.split(",") if m]

@@ -865,9 +865,7 @@ def laplacian_solve(
     T = like.shape[0]
     fixed = xp.asarray_like(fixed, like) > 0.5
     fixed3 = fixed[:, :, None]
-    temp = (
-        xp.asarray_like(np.asarray(temperature), like) if np.ndim(temperature) else None
-    )
+    temp = xp.asarray_like(np.asarray(temperature), like) if np.ndim(temperature) else None
     sparse_W = W is not None and (sparse.issparse(W) or getattr(W, "is_sparse", 0))
     # small tasks with dense graphs: soft labels, unaries and weights held label-major
     n_pts, n_feat = (gram.shape[1], gram.shape[1]) if Z is None else Z.shape[1:]
