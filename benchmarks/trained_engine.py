@@ -93,6 +93,7 @@ def main():
     ap.add_argument("--splits", type=int, default=5)
     ap.add_argument("--clinc-repeats", type=int, default=2)
     ap.add_argument("--json", default="")
+    ap.add_argument("--merge", default="", help="JSON files of other runs to add")
     args = ap.parse_args()
     sys.path.insert(0, args.old)
     import protolearn_old.classification as old
@@ -101,6 +102,10 @@ def main():
     import protolearn.classification as new
 
     torch.set_num_threads(1)
+    # warm-up: the first fit of each version pays its lazy imports (skorch for new)
+    d = load_demo_data("wine", random_state=0)
+    for pkg in (old, new):
+        _fit(pkg, "GLVQClassifier", 0, d.X_train, d.y_train, d.X_test, d.y_test)
     only = [m for m in args.models.split(",") if m]
     res = {}  # (data, model) -> {"old": [(acc, s)], "new": [...]}
     for ds in [d for d in args.datasets.split(",") if d]:
@@ -141,6 +146,8 @@ def main():
             )
             if args.json:
                 Path(args.json).write_text(json.dumps(res))
+    for part in [p for p in args.merge.split(",") if p]:
+        res = {**json.loads(Path(part).read_text()), **res}
     write_results("trained_engine", report(res, args))
 
 
