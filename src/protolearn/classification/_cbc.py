@@ -386,11 +386,13 @@ _COMMON_PARAMS_DOC = """
         training sample of another class (the largest radius a classifier correct on
         the training data could certify there); stored in ``robust_margin_``.
     max_iter : int, default=200
-        Most iterations (L-BFGS steps, or Adam epochs).
+        Most iterations (L-BFGS quasi-Newton steps, or Adam epochs).
     tol : float, default=1e-5
-        Smallest loss improvement that counts as progress (see ``n_iter_no_change``).
+        Smallest loss improvement that counts as progress (see ``n_iter_no_change``;
+        L-BFGS: per step of an epoch).
     optimizer : {"lbfgs", "adam"}, default="lbfgs"
-        Full-batch L-BFGS (strong-Wolfe line search) or mini-batch Adam.
+        Full-batch L-BFGS (``torch.optim.LBFGS``, strong-Wolfe line search, skorch
+        epochs of ``n_iter_no_change`` steps) or mini-batch Adam.
     lr : float, default=0.01
         Adam learning rate.
     batch_size : int or "auto", default="auto"
@@ -400,6 +402,8 @@ _COMMON_PARAMS_DOC = """
         when its accuracy stalls; the best parameters are kept.
     validation_fraction : float in (0, 1), default=0.1
     n_iter_no_change : int, default=10
+        Adam: epochs without progress before stopping; L-BFGS: steps per epoch
+        (training stops after one epoch without progress).
     random_state : int, RandomState instance or None, default=None
         Seeds the k-means++ initialisation, the reasoning initialisation, the
         validation split and the mini-batch order.
@@ -407,6 +411,7 @@ _COMMON_PARAMS_DOC = """
         Where training runs ("auto": the input tensor's CUDA device, else CUDA when
         available, else CPU).  Fitted attributes are numpy arrays.
     verbose : int, default=0
+        Print skorch's epoch table.
 """
 
 _COMMON_ATTRS_DOC = """

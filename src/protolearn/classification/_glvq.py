@@ -15,12 +15,14 @@ from ..utils._validation import bunch_like, validate_predict_data
 from ._trained import BaseTrainedPrototypeClassifier
 
 _TRAINING_DOC = """    max_iter : int, default=100
-        Most training iterations (L-BFGS steps, or Adam epochs).
+        Most training iterations (L-BFGS quasi-Newton steps, or Adam epochs).
     tol : float, default=1e-4
-        An iteration improves when the loss (or, with ``early_stopping``, the
-        validation accuracy) beats the best so far by more than ``tol``.
+        An epoch improves when the loss (or, with ``early_stopping``, the
+        validation accuracy) beats the best so far by more than ``tol`` (L-BFGS:
+        ``tol`` per step of the epoch).
     optimizer : {"lbfgs", "adam"}, default="lbfgs"
-        Full-batch L-BFGS with a strong-Wolfe line search, or mini-batch Adam.
+        Full-batch L-BFGS with a strong-Wolfe line search (``torch.optim.LBFGS``,
+        skorch epochs of ``n_iter_no_change`` steps), or mini-batch Adam.
     lr : float, default=0.01
         Adam learning rate (ignored by L-BFGS).
     batch_size : int or "auto", default="auto"
@@ -30,7 +32,8 @@ _TRAINING_DOC = """    max_iter : int, default=100
         its accuracy stops improving and keep the best parameters.
     validation_fraction : float in (0, 1), default=0.1
     n_iter_no_change : int, default=10
-        Iterations without improvement before stopping.
+        Adam: epochs without improvement before stopping; L-BFGS: steps per epoch
+        (training stops after one epoch without improvement).
     random_state : int, RandomState instance or None, default=None
         Seeds k-means++ initialisation, the validation split and mini-batch shuffling
         (a ``torch.Generator`` of its own; the global torch seed is never touched).
@@ -38,15 +41,15 @@ _TRAINING_DOC = """    max_iter : int, default=100
         Where training runs ("auto": the input tensor's CUDA device, else CUDA when
         available, else CPU).  Fitted attributes are numpy arrays either way.
     verbose : int, default=0
-        Print the loss after every iteration."""
+        Print skorch's epoch table."""
 
 _TRAINING_ATTRS_DOC = """    n_iter_ : int
-        Training iterations run.
+        Training iterations run (L-BFGS steps, or Adam epochs).
     loss_curve_ : list of float
-        Training loss after each iteration (epoch mean for Adam).
+        Training loss after each skorch epoch (epoch mean for Adam).
     best_loss_ : float
     validation_scores_ : list of float or None
-        Validation accuracy after each iteration (``early_stopping`` only).
+        Validation accuracy after each epoch (``early_stopping`` only).
     best_validation_score_ : float or None"""
 
 
