@@ -206,7 +206,9 @@ class ComponentLayer(nn.Module):
     """RBF network / CBC over detected components (:mod:`protolearn._core._reasoning`).
 
     ``reasoning`` "rbf" (positive class weights only), "stable" (robust CBC, 2024) or
-    "original" (CBC, 2019).  Scores are ``log p_c`` computed in log space.
+    "original" (CBC, 2019).  Scores are ``log p_c`` computed in log space; with
+    ``training_scores=False`` they are left out in training mode (for losses that
+    read the probabilities or detections only: the margin and robust losses).
     """
 
     def __init__(
@@ -219,8 +221,10 @@ class ComponentLayer(nn.Module):
         detection="exponential",
         sigma=1.0,
         learn_sigma=True,
+        training_scores=True,
     ):
         super().__init__()
+        self.training_scores = bool(training_scores)
         if reasoning not in ("rbf", "stable", "original"):
             raise ValueError(f"unknown reasoning {reasoning!r}.")
         self.components = nn.Parameter(torch.zeros(n_components, dim))
@@ -261,8 +265,11 @@ class ComponentLayer(nn.Module):
         sigma = self.log_sigma.exp()
         pos, neg = self.combination()
         D = (-dist / sigma).exp()
+        scores = None
+        if self.training_scores or not self.training:
+            scores = _reasoning.log_class_probabilities(dist, sigma, pos, neg)
         return {
-            "scores": _reasoning.log_class_probabilities(dist, sigma, pos, neg),
+            "scores": scores,
             "probabilities": _reasoning.class_probabilities(D, pos, neg),
             "detections": D,
             "distances": dist,
