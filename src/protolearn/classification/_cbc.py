@@ -166,6 +166,7 @@ class _ComponentClassifier(BaseTrainedPrototypeClassifier):
             detection=self.detection,
             sigma=sigma,
             learn_sigma=self.learn_sigma,
+            training_scores=False,  # (the margin / robust losses do not read them)
         )
         with torch.no_grad():
             layer.components.copy_(W.detach().cpu())
