@@ -282,7 +282,12 @@ class BaseTrainedPrototypeClassifier(BasePrototypeClassifier):
                     record_last_loss=True,
                 )
             net.set_params(**net_params)
-            loss_curve, epochs = nn.fit_net(net, Xt, yt, name=type(self).__name__)
+            try:
+                loss_curve, epochs = nn.fit_net(net, Xt, yt, name=type(self).__name__)
+            except RuntimeError as exc:
+                if self.optimizer != "lbfgs" or "overflow" not in str(exc):
+                    raise
+                loss_curve, epochs = self._line_search_failed(net)
         history = net.history
         self.loss_curve_ = loss_curve
         self.best_loss_ = float(min(loss_curve)) if loss_curve else np.nan
@@ -302,6 +307,25 @@ class BaseTrainedPrototypeClassifier(BasePrototypeClassifier):
         }
         self._store(state)
         return self
+
+    @staticmethod
+    def _line_search_failed(net):
+        """Stop as scipy's L-BFGS-B does when its line search fails.
+
+        Along a direction where the loss keeps falling (e.g. the robust CBC loss
+        driving ``sigma`` up), torch's strong-Wolfe extrapolation grows the step
+        until it no longer fits the parameters' dtype and ``LBFGS.step`` raises
+        before moving them: the parameters are still those of the last accepted
+        step.  Training ends there (the best validated ones are restored).
+        """
+        done = [row for row in net.history if "train_loss" in row]
+        net.history = type(net.history)(done)
+        for _, cb in net.callbacks_:
+            best = getattr(cb, "best_model_weights_", None)
+            if getattr(cb, "load_best", False) and best is not None:
+                net.module_.load_state_dict(best)
+        losses = [float(row["train_loss"]) for row in done]
+        return losses, len(losses)
 
     def _lbfgs_epoch(self):
         """Quasi-Newton iterations per ``LBFGS.step`` (one skorch epoch)."""
