@@ -277,9 +277,6 @@ class BaseTrainedPrototypeClassifier(BasePrototypeClassifier):
                 net_params.update(
                     optimizer__max_iter=m,
                     optimizer__max_eval=25 * m,
-                    # (scipy's L-BFGS-B memory, maxcor=10; torch's 100 pairs cost
-                    # a Python-level two-loop recursion of 200 ops per step)
-                    optimizer__history_size=10,
                     # (the loss after each step: the stopping rule sees an
                     # epoch's gain at its end, not one epoch later)
                     record_last_loss=True,
