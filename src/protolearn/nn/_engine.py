@@ -10,9 +10,10 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from skorch import NeuralNet
 from skorch.callbacks import EarlyStopping, EpochScoring, ProgressBar
-from skorch.dataset import ValidSplit
+from skorch.dataset import ValidSplit, unpack_data
 from skorch.history import History
 
+from ..utils._sklearn_compat import get_chunk_n_rows
 from ._losses import HeadLoss
 
 SETTINGS = (
@@ -72,26 +73,86 @@ class PrototypeNet(NeuralNet):
     With `record_last_loss`, a step's recorded training loss is its last closure
     evaluation (for L-BFGS: the loss at the end of the step, where the line search
     stopped) instead of skorch's first (the loss before the step).
+
+    With `row_chunks`, a training batch larger than scikit-learn's ``working_memory``
+    budget (:func:`row_chunk_size`) is forwarded and backward'd in row chunks: each
+    chunk's loss, weighted by its share of the batch's rows, is backward'd on its
+    own into the accumulated gradients, so a step (e.g. a full-batch L-BFGS closure
+    evaluation) never holds the graph of all rows x prototypes at once.  The loss
+    and gradients equal the whole-batch ones to rounding *if the loss is a mean over
+    rows plus row-independent terms* (GLVQ, CBC margin, robust CBC, cross-entropy;
+    not PALM, whose Sinkhorn and contrastive terms couple the rows of a batch).  A
+    chunked step returns ``y_pred=None`` to skorch's ``on_batch_end`` callbacks.
     """
 
-    def __init__(self, *args, alpha=0.0, record_last_loss=False, **kwargs):
+    def __init__(
+        self, *args, alpha=0.0, record_last_loss=False, row_chunks=False, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.alpha = alpha
         self.record_last_loss = record_last_loss
+        self.row_chunks = row_chunks
 
     def get_train_step_accumulator(self):
         if self.record_last_loss:
             return _LastStep()
         return super().get_train_step_accumulator()
 
+    def _penalty(self, n_rows):
+        """MLPClassifier's L2 penalty for a batch of `n_rows` rows (or None)."""
+        proj = getattr(self.module_, "projection", None)
+        if not self.alpha or proj is None:
+            return None
+        sq = sum((lin.weight**2).sum() for lin in proj.linears())
+        return 0.5 * self.alpha * sq / max(n_rows, 1)
+
     def get_loss(self, y_pred, y_true, X=None, training=False):
         loss = super().get_loss(y_pred, y_true, X=X, training=training)
-        if self.alpha and training:
-            proj = getattr(self.module_, "projection", None)
-            if proj is not None:
-                sq = sum((lin.weight**2).sum() for lin in proj.linears())
-                loss = loss + 0.5 * self.alpha * sq / max(len(y_true), 1)
+        if training:
+            penalty = self._penalty(len(y_true))
+            if penalty is not None:
+                loss = loss + penalty
         return loss
+
+    def train_step_single(self, batch, **fit_params):
+        if not self.row_chunks:
+            return super().train_step_single(batch, **fit_params)
+        Xi, yi = unpack_data(batch)
+        n = len(Xi)
+        step = row_chunk_size(self.module_, Xi)
+        if step >= n:
+            return super().train_step_single(batch, **fit_params)
+        self._set_training(True)
+        total = 0.0
+        for start in range(0, n, step):
+            Xc, yc = Xi[start : start + step], yi[start : start + step]
+            y_pred = self.infer(Xc, **fit_params)
+            # (the loss is a row mean: the chunk mean weighted by its share)
+            loss = super().get_loss(y_pred, yc, X=Xc, training=True)
+            loss = loss * (len(Xc) / n)
+            loss.backward()
+            total = total + loss.detach()
+            del y_pred, loss
+        penalty = self._penalty(n)
+        if penalty is not None:
+            penalty.backward()
+            total = total + penalty.detach()
+        return {"loss": total, "y_pred": None}
+
+
+def row_chunk_size(module, X):
+    """Rows of `X` per forward/backward chunk under ``working_memory``.
+
+    A row's temporaries scale with the features plus the leading dimension of each
+    parameter (one distance / detection per prototype or component, one activation
+    per hidden unit): ``8 * (d + sum p.shape[0]) * itemsize`` bytes per row, as
+    :func:`sklearn.utils.get_chunk_n_rows` budgets it.
+    """
+    n = len(X)
+    width = X.shape[1] + sum(int(p.shape[0]) for p in module.parameters() if p.ndim)
+    return get_chunk_n_rows(
+        row_bytes=8 * width * X.element_size(), max_n_rows=max(n, 1)
+    )
 
 
 def _quiet(*args, **kwargs):
