@@ -64,6 +64,11 @@ Training
   ``n_iter_no_change`` iterations) without improvement; L-BFGS also stops on torch's
   own tests (loss or step change below ``1e-9``, gradient below ``1e-7``).  Reaching
   ``max_iter`` first warns :class:`~sklearn.exceptions.ConvergenceWarning`.
+- Memory: a training batch (for L-BFGS: the whole training set, at each loss
+  evaluation) is forwarded and backward'd in row chunks sized by scikit-learn's
+  ``working_memory`` (``PrototypeNet(row_chunks=True)``), the chunk losses weighted
+  by their share of the rows, so a step never holds all rows x prototypes at once
+  and the loss and gradients equal the unchunked ones to rounding.
 - Threads: problems with fewer than ~2**20 elements per thread (rows x (features +
   classes)) train on correspondingly fewer CPU threads (restored after ``fit``).
 - Fitted: ``n_iter_`` (quasi-Newton iterations for L-BFGS, epochs for Adam),
@@ -269,6 +274,10 @@ class BaseTrainedPrototypeClassifier(BasePrototypeClassifier):
                 "iterator_train__collate_fn": _batch,
                 "iterator_valid__collate_fn": _batch,
                 "train_split": None if valid is None else _HeldOut(valid),
+                # (our losses are row means: a batch over the working_memory
+                # budget -- full-batch L-BFGS -- is forwarded / backward'd in row
+                # chunks with the same loss and gradients)
+                "row_chunks": True,
             }
             if self.optimizer == "lbfgs":
                 m = self._lbfgs_epoch()
