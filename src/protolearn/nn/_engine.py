@@ -7,9 +7,10 @@ import warnings
 
 import numpy as np
 import torch
+from sklearn import get_config
 from sklearn.exceptions import ConvergenceWarning
 from skorch import NeuralNet
-from skorch.callbacks import EarlyStopping, EpochScoring, ProgressBar
+from skorch.callbacks import Callback, EarlyStopping, EpochScoring, ProgressBar
 from skorch.dataset import ValidSplit, unpack_data
 from skorch.history import History
 
@@ -98,6 +99,26 @@ class PrototypeNet(NeuralNet):
             return _LastStep()
         return super().get_train_step_accumulator()
 
+    def initialize_callbacks(self):
+        super().initialize_callbacks()
+        # (skorch notifies ``on_grad_computed`` at every closure evaluation, with a
+        # generator over the parameters; skipped when no callback implements it)
+        self._grad_callbacks = (
+            any(
+                type(cb).on_grad_computed is not Callback.on_grad_computed
+                for _, cb in self.callbacks_
+            )
+            or type(self).on_grad_computed is not NeuralNet.on_grad_computed
+        )
+        return self
+
+    def notify(self, method_name, **cb_kwargs):
+        if method_name == "on_grad_computed" and not getattr(
+            self, "_grad_callbacks", True
+        ):
+            return
+        super().notify(method_name, **cb_kwargs)
+
     def _penalty(self, n_rows):
         """MLPClassifier's L2 penalty for a batch of `n_rows` rows (or None)."""
         proj = getattr(self.module_, "projection", None)
@@ -119,7 +140,16 @@ class PrototypeNet(NeuralNet):
             return super().train_step_single(batch, **fit_params)
         Xi, yi = unpack_data(batch)
         n = len(Xi)
-        step = row_chunk_size(self.module_, Xi)
+        # (the chunk size of a batch shape is computed once per fit)
+        key = (n, Xi.shape[1], Xi.element_size(), get_config()["working_memory"])
+        cached = getattr(self, "_row_chunk_cache", None)
+        if cached is None or cached[0] != key or cached[1] is not self.module_:
+            self._row_chunk_cache = (
+                key,
+                self.module_,
+                row_chunk_size(self.module_, Xi),
+            )
+        step = self._row_chunk_cache[2]
         if step >= n:
             return super().train_step_single(batch, **fit_params)
         self._set_training(True)
@@ -260,6 +290,9 @@ def make_net(module, settings, *, loss="cross_entropy", loss_params=None, seed=0
         alpha=float(s["alpha"]),
         **opt_kw,
     )
+    if not s["verbose"]:
+        # (skorch's PrintLog tabulates the history at every epoch even when quiet)
+        kwargs["callbacks__print_log"] = None
     kwargs.update(s.get("net_params") or {})
     return PrototypeNet(module, **kwargs)
 
