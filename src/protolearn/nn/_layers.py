@@ -159,10 +159,15 @@ class PrototypeLayer(nn.Module):
     by class (``prototype_classes`` sorted).  ``d`` is the squared euclidean distance,
     or with `metric_rank` ``r`` GMLVQ's ``|Omega (z - w)|^2`` with a learned
     ``omega`` (r, dim) used normalised to unit Frobenius norm (output ``"omega"``).
+    With ``training_scores=False`` the scores are left out in training mode (for
+    losses that read the distances only: the GLVQ loss).
     """
 
-    def __init__(self, prototype_classes, dim, *, metric_rank=None):
+    def __init__(
+        self, prototype_classes, dim, *, metric_rank=None, training_scores=True
+    ):
         super().__init__()
+        self.training_scores = bool(training_scores)
         pc = torch.as_tensor(np.asarray(prototype_classes), dtype=torch.int64)
         if torch.any(pc[1:] < pc[:-1]):
             raise ValueError("prototype_classes must be sorted (grouped by class).")
@@ -191,12 +196,9 @@ class PrototypeLayer(nn.Module):
             D = _distances.squared_euclidean_distances(Z, self.prototypes_)
         else:
             D = _distances.mahalanobis_distances(Z, self.prototypes_, omega.T, "tied")
-        scores = -_distances.min_per_group(D, self._groups, self.n_classes)
-        out = {
-            "scores": scores,
-            "distances": D,
-            "prototype_classes": self.prototype_classes,
-        }
+        out = {"distances": D, "prototype_classes": self.prototype_classes}
+        if self.training_scores or not self.training:
+            out["scores"] = -_distances.min_per_group(D, self._groups, self.n_classes)
         if omega is not None:
             out["omega"] = omega
         return out
