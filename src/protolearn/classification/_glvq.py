@@ -230,7 +230,13 @@ class GLVQClassifier(NearestPrototypeMixin, BaseTrainedPrototypeClassifier):
         from .. import nn
 
         W = self._initial_prototypes(X, y, rng)
-        layer = nn.PrototypeLayer(self._proto_cls, X.shape[1], metric_rank=metric_rank)
+        layer = nn.PrototypeLayer(
+            self._proto_cls,
+            X.shape[1],
+            metric_rank=metric_rank,
+            # (the GLVQ loss reads the distances only)
+            training_scores=False,
+        )
         layer.prototypes_.data = W.detach().to(layer.prototypes_.dtype).cpu().clone()
         return layer
 
