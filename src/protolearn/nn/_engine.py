@@ -119,6 +119,17 @@ class PrototypeNet(NeuralNet):
             return
         super().notify(method_name, **cb_kwargs)
 
+    def _zero_grad_optimizer(self, set_to_none=None):
+        # (what torch's ``Optimizer.zero_grad()`` does by default, without its
+        # per-call dynamo-disable wrapper and profiler record: an L-BFGS step
+        # zeroes the gradients at each of its closure evaluations)
+        if set_to_none is False:
+            return super()._zero_grad_optimizer(set_to_none)
+        for name in self._optimizers:
+            for group in getattr(self, name + "_").param_groups:
+                for p in group["params"]:
+                    p.grad = None
+
     def _penalty(self, n_rows):
         """MLPClassifier's L2 penalty for a batch of `n_rows` rows (or None)."""
         proj = getattr(self.module_, "projection", None)
