@@ -181,12 +181,12 @@ def report(res, args):
             f"{args.clinc_repeats} fits per version; the GMLVQ row uses a stratified "
             "10/class subsample (as in prototype_classifiers.md). Old and new fits "
             "alternate in one process, one torch / BLAS thread, on a machine shared "
-            "with other jobs (load average 10-25 on 2 cores during these runs): "
-            "compare the ratios."
+            "with other jobs (load average %.1f / %.1f / %.1f over 1 / 5 / 15 min "
+            "when this table was written): compare the ratios."
+            % os.getloadavg()
             + (
                 " This table was assembled (`--merge`) from runs of the same code "
-                "side by side (CLINC150 GLVQ/GMLVQ, CLINC150 CBC, digits, breast "
-                "cancer + wine); each row comes from one process."
+                "one after another; each row comes from one process."
                 if args.merge
                 else ""
             ),
