@@ -4,7 +4,8 @@ Both models detect *components* ``w_1..w_K`` (points in feature space) with
 ``d_k(x) = exp(-dist(x, w_k) / sigma)`` and combine the detections into class
 probabilities: an RBF network with non-negative class weights summing to one, CBC
 with positive / negative (/ indefinite) reasoning (:mod:`protolearn._core._reasoning`).
-Both are trained with torch autograd through
+Both are shallow heads (a :class:`protolearn.nn.ComponentLayer` behind the identity
+projection) trained on the skorch engine of :mod:`protolearn.nn` through
 :class:`~protolearn.classification._trained.BaseTrainedPrototypeClassifier`, with
 either the margin loss of the CBC paper or the robust loss of Saralajew et al. (2024)
 that enlarges the certified radius (:mod:`protolearn._core._robustness`).
@@ -143,63 +144,42 @@ class _ComponentClassifier(BaseTrainedPrototypeClassifier):
         finally:
             del self._warm
 
-    def _init_params(self, X, y, rng):
+    def _build_head(self, X, y, rng):
         import torch
+
+        from .. import nn
 
         W, origin = self._init_components(X, y, rng)
         warm = getattr(self, "_warm", None)
         if warm is not None:
             W = torch.as_tensor(warm.components_, device=X.device)
-        self._component_origin = origin
         sigma = self._init_sigma(X, W) if warm is None else warm.sigma_
-        log_sigma = torch.tensor(np.log(sigma), dtype=X.dtype, device=X.device)
-        self._fixed_log_sigma = None if self.learn_sigma else log_sigma
         self.robust_margin_ = self._init_robust_margin(X, y, rng)
-        params = {"components": W}
-        if self.learn_sigma:
-            params["log_sigma"] = log_sigma
-        params.update(self._init_combination(origin, len(self.classes_), rng, X))
+        logits = self._init_combination(origin, len(self.classes_), rng, X)
         if warm is not None:
-            params.update(warm._combination_logits())
-        return params
-
-    def _sigma_torch(self, params):
-        log_s = params.get("log_sigma", self._fixed_log_sigma)
-        return log_s.exp()
-
-    def _probabilities_torch(self, params, X):
-        dist = _reasoning.component_distances(X, params["components"], self.detection)
-        D = (-dist / self._sigma_torch(params)).exp()
-        pos, neg = self._combination(params)
-        return dist, D, _reasoning.class_probabilities(D, pos, neg)
-
-    def _loss(self, params, X, y):
-        dist, D, P = self._probabilities_torch(params, X)
+            logits = warm._combination_logits()
+        layer = nn.ComponentLayer(
+            len(self.classes_),
+            W.shape[0],
+            X.shape[1],
+            reasoning=self._layer_reasoning(),
+            detection=self.detection,
+            sigma=sigma,
+            learn_sigma=self.learn_sigma,
+            training_scores=False,  # (the margin / robust losses do not read them)
+        )
+        with torch.no_grad():
+            layer.components.copy_(W.detach().cpu())
+            layer.reasoning_logits.copy_(torch.as_tensor(logits))
         if self.loss == "margin":
-            return _reasoning.margin_loss(P, y, self.margin).mean()
-        pos, neg = self._combination(params)
-        log_t = _robustness.reasoning_log_margin(D, pos, neg, y, smooth=1e-12)
-        r_max = dist.amax(1).sqrt() if self.detection == "gaussian" else None
-        radius = _robustness.log_margin_to_radius(
-            log_t, self._sigma_torch(params), self.detection, r_max
-        )
-        return (self.robust_margin_ - radius).clamp(min=0).mean()
+            return layer, "cbc_margin", {"margin": self.margin}
+        return layer, "robust_cbc", {"robust_margin": self.robust_margin_}
 
-    def _scores_torch(self, params, X):
-        dist = _reasoning.component_distances(X, params["components"], self.detection)
-        return _reasoning.log_class_probabilities(
-            dist, self._sigma_torch(params), *self._combination(params)
-        )
-
-    def _store(self, params):
-        self.components_ = params["components"]
+    def _store(self, state):
+        self.components_ = state["components"]
         dtype = self.components_.dtype
-        log_s = params.get("log_sigma")
-        if log_s is None:
-            log_s = xp.to_numpy(self._fixed_log_sigma)
-        self.sigma_ = float(np.exp(log_s))
-        self._store_combination(params, dtype)
-        del self._fixed_log_sigma
+        self.sigma_ = float(np.exp(state["log_sigma"]))
+        self._store_combination(state["reasoning_logits"], dtype)
 
     # -------------------------------------------------------------- prediction
     def _numpy_combination(self, like):
@@ -404,11 +384,13 @@ _COMMON_PARAMS_DOC = """
         largest radius a classifier correct on the training data could certify there);
         stored in ``robust_margin_``.
     max_iter : int, default=200
-        Most iterations (L-BFGS steps, or Adam epochs).
+        Most iterations (L-BFGS quasi-Newton steps, or Adam epochs).
     tol : float, default=1e-5
-        Smallest loss improvement that counts as progress (see ``n_iter_no_change``).
+        Smallest loss improvement that counts as progress (see ``n_iter_no_change``;
+        L-BFGS: per step of an epoch).
     optimizer : {"lbfgs", "adam"}, default="lbfgs"
-        Full-batch L-BFGS (strong-Wolfe line search) or mini-batch Adam.
+        Full-batch L-BFGS (``torch.optim.LBFGS``, strong-Wolfe line search, skorch
+        epochs of ``n_iter_no_change`` steps) or mini-batch Adam.
     lr : float, default=0.01
         Adam learning rate.
     batch_size : int or "auto", default="auto"
@@ -418,6 +400,8 @@ _COMMON_PARAMS_DOC = """
         when its accuracy stalls; the best parameters are kept.
     validation_fraction : float in (0, 1), default=0.1
     n_iter_no_change : int, default=10
+        Adam: epochs without progress before stopping; L-BFGS: steps per epoch
+        (training stops after one epoch without progress).
     random_state : int, RandomState instance or None, default=None
         Seeds the k-means++ initialisation, the reasoning initialisation, the
         validation split and the mini-batch order.
@@ -425,6 +409,7 @@ _COMMON_PARAMS_DOC = """
         Where training runs ("auto": the input tensor's CUDA device, else CUDA when
         available, else CPU).  Fitted attributes are numpy arrays.
     verbose : int, default=0
+        Print skorch's epoch table.
 """
 
 _COMMON_ATTRS_DOC = """
@@ -547,8 +532,6 @@ class RBFClassifier(_ComponentClassifier):
         self.verbose = verbose
 
     def _init_combination(self, origin, n_classes, rng, X):
-        import torch
-
         # A component seeded from class c starts with most (90%) of c's weight,
         # whatever the number of components.
         K = origin.size
@@ -558,23 +541,19 @@ class RBFClassifier(_ComponentClassifier):
         n_other = np.maximum(K - n_own, 1)
         logits = np.log(np.where(own, 0.9 / n_own, 0.1 / n_other))
         logits += rng.uniform(-0.1, 0.1, size=(n_classes, K))
-        return {"weight_logits": torch.as_tensor(logits)}
+        return logits
 
-    def _combination(self, params):
-        return _reasoning.decode_rbf_weights(params["weight_logits"]), None
+    def _layer_reasoning(self):
+        return "rbf"
 
-    def _store_combination(self, params, dtype):
-        self.class_weights_ = _reasoning.decode_rbf_weights(
-            params["weight_logits"]
-        ).astype(dtype)
+    def _store_combination(self, logits, dtype):
+        self.class_weights_ = _reasoning.decode_rbf_weights(logits).astype(dtype)
 
     def _fitted_combination(self):
         return self.class_weights_, None
 
     def _combination_logits(self):
-        import torch
-
-        return {"weight_logits": torch.as_tensor(np.log(self.class_weights_ + 1e-12))}
+        return np.log(self.class_weights_ + 1e-12)
 
     def _reasoning_table(self):
         W = self.class_weights_
@@ -707,8 +686,6 @@ class CBCClassifier(_ComponentClassifier):
         self.verbose = verbose
 
     def _init_combination(self, origin, n_classes, rng, X):
-        import torch
-
         K = origin.size
         own = np.zeros((n_classes, K), dtype=bool)
         own[origin, np.arange(K)] = True
@@ -721,8 +698,7 @@ class CBCClassifier(_ComponentClassifier):
             q0 = np.where(own, 0.9, np.clip(0.01 * n_own / n_other, 1e-4, 0.01))
             q1 = np.where(own, 0.5, np.clip(0.9 * n_own / n_other, 0.01, 0.9))
             q = np.stack([q0, q1])
-            logits = np.log(q) - np.log1p(-q) + noise
-            return {"reasoning_logits": torch.as_tensor(logits)}
+            return np.log(q) - np.log1p(-q) + noise
         # Stable: half of each class's probability on the presence of its own
         # components, half on the absence of the others (a nearest-prototype-like
         # start), a little everywhere else.
@@ -730,7 +706,10 @@ class CBCClassifier(_ComponentClassifier):
         neg = np.where(own, 0.01 / K, 0.5 / n_other)
         logits = np.log(np.concatenate([pos, neg], axis=1))
         logits += np.concatenate([noise[0], noise[1]], axis=1)
-        return {"reasoning_logits": torch.as_tensor(logits)}
+        return logits
+
+    def _layer_reasoning(self):
+        return self.reasoning
 
     def _decode(self, logits):
         if self.reasoning == "original":
@@ -739,12 +718,8 @@ class CBCClassifier(_ComponentClassifier):
         pos, neg = _reasoning.decode_stable_reasoning(logits)
         return pos, neg, None
 
-    def _combination(self, params):
-        pos, neg, _ = self._decode(params["reasoning_logits"])
-        return pos, neg
-
-    def _store_combination(self, params, dtype):
-        pos, neg, ind = self._decode(params["reasoning_logits"])
+    def _store_combination(self, logits, dtype):
+        pos, neg, ind = self._decode(logits)
         if ind is None:
             ind = np.zeros_like(pos)
         self.reasoning_ = np.stack([pos, neg, ind], axis=-1).astype(dtype)
@@ -754,8 +729,6 @@ class CBCClassifier(_ComponentClassifier):
 
     def _combination_logits(self):
         """Logits that decode to the fitted reasoning (inverse of ``_decode``)."""
-        import torch
-
         pos, neg = self.reasoning_[..., 0], self.reasoning_[..., 1]
         tiny = 1e-7
         if self.reasoning == "stable":
@@ -765,7 +738,7 @@ class CBCClassifier(_ComponentClassifier):
             q1 = np.clip(neg / np.maximum(1 - pos, tiny), tiny, 1 - tiny)
             q = np.stack([q0, q1])
             logits = np.log(q) - np.log1p(-q)
-        return {"reasoning_logits": torch.as_tensor(logits)}
+        return logits
 
     def _reasoning_table(self):
         return self.reasoning_

@@ -7,7 +7,7 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import Bunch
 from sklearn.utils.validation import check_is_fitted
 
-from .._core import _distances, _lvq, _prototypes
+from .._core import _lvq, _prototypes
 from ..base import NearestPrototypeMixin
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import Interval, StrOptions
@@ -15,12 +15,14 @@ from ..utils._validation import bunch_like, validate_predict_data
 from ._trained import BaseTrainedPrototypeClassifier
 
 _TRAINING_DOC = """    max_iter : int, default=100
-        Most training iterations (L-BFGS steps, or Adam epochs).
+        Most training iterations (L-BFGS quasi-Newton steps, or Adam epochs).
     tol : float, default=1e-4
-        An iteration improves when the loss (or, with ``early_stopping``, the
-        validation accuracy) beats the best so far by more than ``tol``.
+        An epoch improves when the loss (or, with ``early_stopping``, the
+        validation accuracy) beats the best so far by more than ``tol`` (L-BFGS:
+        ``tol`` per step of the epoch).
     optimizer : {"lbfgs", "adam"}, default="lbfgs"
-        Full-batch L-BFGS with a strong-Wolfe line search, or mini-batch Adam.
+        Full-batch L-BFGS with a strong-Wolfe line search (``torch.optim.LBFGS``,
+        skorch epochs of ``n_iter_no_change`` steps), or mini-batch Adam.
     lr : float, default=0.01
         Adam learning rate (ignored by L-BFGS).
     batch_size : int or "auto", default="auto"
@@ -30,7 +32,8 @@ _TRAINING_DOC = """    max_iter : int, default=100
         its accuracy stops improving and keep the best parameters.
     validation_fraction : float in (0, 1), default=0.1
     n_iter_no_change : int, default=10
-        Iterations without improvement before stopping.
+        Adam: epochs without improvement before stopping; L-BFGS: steps per epoch
+        (training stops after one epoch without improvement).
     random_state : int, RandomState instance or None, default=None
         Seeds k-means++ initialisation, the validation split and mini-batch shuffling
         (a ``torch.Generator`` of its own; the global torch seed is never touched).
@@ -38,15 +41,15 @@ _TRAINING_DOC = """    max_iter : int, default=100
         Where training runs ("auto": the input tensor's CUDA device, else CUDA when
         available, else CPU).  Fitted attributes are numpy arrays either way.
     verbose : int, default=0
-        Print the loss after every iteration."""
+        Print skorch's epoch table."""
 
 _TRAINING_ATTRS_DOC = """    n_iter_ : int
-        Training iterations run.
+        Training iterations run (L-BFGS steps, or Adam epochs).
     loss_curve_ : list of float
-        Training loss after each iteration (epoch mean for Adam).
+        Training loss after each skorch epoch (epoch mean for Adam).
     best_loss_ : float
     validation_scores_ : list of float or None
-        Validation accuracy after each iteration (``early_stopping`` only).
+        Validation accuracy after each epoch (``early_stopping`` only).
     best_validation_score_ : float or None"""
 
 
@@ -108,8 +111,9 @@ class GLVQClassifier(NearestPrototypeMixin, BaseTrainedPrototypeClassifier):
 
     Notes
     -----
-    Training runs in the input's dtype (float32 stays float32); see
-    :mod:`protolearn.classification._trained` for the shared training loop.
+    Training runs in the input's dtype (float32 stays float32) on the skorch
+    training engine of :mod:`protolearn.nn` (a prototype head with the identity
+    projection); see :mod:`protolearn.classification._trained`.
     :meth:`certified_radius` is exact with one prototype per class (the distance to the
     nearest decision hyperplane) and a sound lower bound with several.
 
@@ -227,22 +231,29 @@ class GLVQClassifier(NearestPrototypeMixin, BaseTrainedPrototypeClassifier):
         return W
 
     # ------------------------------------------------------------------ hooks
-    def _init_params(self, X, y, rng):
-        return {"prototypes": self._initial_prototypes(X, y, rng)}
+    def _layer(self, X, y, rng, metric_rank=None):
+        """The :class:`protolearn.nn.PrototypeLayer` at its initial prototypes."""
+        from .. import nn
 
-    def _train_distances(self, params, X):
-        return _distances.squared_euclidean_distances(X, params["prototypes"])
+        W = self._initial_prototypes(X, y, rng)
+        layer = nn.PrototypeLayer(
+            self._proto_cls,
+            X.shape[1],
+            metric_rank=metric_rank,
+            # (the GLVQ loss reads the distances only)
+            training_scores=False,
+        )
+        layer.prototypes_.data = W.detach().to(layer.prototypes_.dtype).cpu().clone()
+        return layer
 
-    def _loss(self, params, X, y):
-        mu = _lvq.glvq_mu(self._train_distances(params, X), y, self._proto_cls)
-        return _lvq.glvq_activation(mu, self.activation, self.beta).mean()
+    def _loss_params(self):
+        return {"activation": self.activation, "beta": self.beta}
 
-    def _scores_torch(self, params, X):
-        D = self._train_distances(params, X)
-        return -_distances.min_per_group(D, self._proto_cls, self.classes_.size)
+    def _build_head(self, X, y, rng):
+        return self._layer(X, y, rng), "glvq", self._loss_params()
 
-    def _store(self, params):
-        self.prototypes_ = params["prototypes"]
+    def _store(self, state):
+        self.prototypes_ = state["prototypes_"]
         self.prototype_labels_ = self.classes_[self._proto_cls]
 
     # -------------------------------------------------------------- inference
@@ -472,30 +483,20 @@ class GMLVQClassifier(
             omega = vecs[:, ::-1][:, :r].T.copy()
         return xp.asarray_like(omega / np.sqrt((omega**2).sum()), X)
 
-    def _init_params(self, X, y, rng):
-        return {
-            "prototypes": self._initial_prototypes(X, y, rng),
-            "omega": self._initial_omega(X),
-        }
+    def _build_head(self, X, y, rng):
+        omega = self._initial_omega(X)
+        layer = self._layer(X, y, rng, metric_rank=omega.shape[0])
+        layer.omega.data = omega.detach().to(layer.omega.dtype).cpu().clone()
+        params = {**self._loss_params(), "regularization": self.regularization}
+        return layer, "glvq", params
 
     @staticmethod
     def _normalized(omega):
         return omega / xp.sqrt((omega * omega).sum())
 
-    def _train_distances(self, params, X):
-        L = self._normalized(params["omega"]).T
-        return _distances.mahalanobis_distances(X, params["prototypes"], L, "tied")
-
-    def _loss(self, params, X, y):
-        loss = super()._loss(params, X, y)
-        if self.regularization:
-            omega = self._normalized(params["omega"])
-            loss = loss - 0.5 * self.regularization * _lvq.omega_log_det(omega)
-        return loss
-
-    def _store(self, params):
-        super()._store(params)
-        self.omega_ = self._normalized(params["omega"])
+    def _store(self, state):
+        super()._store(state)
+        self.omega_ = self._normalized(state["omega"])
         self.relevance_matrix_ = self.omega_.T @ self.omega_
 
     @property

@@ -7,12 +7,14 @@ import warnings
 
 import numpy as np
 import torch
+from sklearn import get_config
 from sklearn.exceptions import ConvergenceWarning
 from skorch import NeuralNet
-from skorch.callbacks import EarlyStopping, ProgressBar
-from skorch.dataset import ValidSplit
+from skorch.callbacks import Callback, EarlyStopping, EpochScoring, ProgressBar
+from skorch.dataset import ValidSplit, unpack_data
 from skorch.history import History
 
+from ..utils._sklearn_compat import get_chunk_n_rows
 from ._losses import HeadLoss
 
 SETTINGS = (
@@ -52,37 +54,175 @@ def resolve_device(device, X=None):
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+class _LastStep:
+    """skorch train-step accumulator keeping the last closure evaluation."""
+
+    def __init__(self):
+        self.step = None
+
+    def store_step(self, step):
+        self.step = step
+
+    def get_step(self):
+        return self.step
+
+
 class PrototypeNet(NeuralNet):
     """skorch ``NeuralNet`` whose loss adds MLPClassifier's L2 penalty
-    ``alpha / 2 * sum |W|^2 / batch_size`` on the projection's weight matrices."""
+    ``alpha / 2 * sum |W|^2 / batch_size`` on the projection's weight matrices.
 
-    def __init__(self, *args, alpha=0.0, **kwargs):
+    With `record_last_loss`, a step's recorded training loss is its last closure
+    evaluation (for L-BFGS: the loss at the end of the step, where the line search
+    stopped) instead of skorch's first (the loss before the step).
+
+    With `row_chunks`, a training batch larger than scikit-learn's ``working_memory``
+    budget (:func:`row_chunk_size`) is forwarded and backward'd in row chunks: each
+    chunk's loss, weighted by its share of the batch's rows, is backward'd on its
+    own into the accumulated gradients, so a step (e.g. a full-batch L-BFGS closure
+    evaluation) never holds the graph of all rows x prototypes at once.  The loss
+    and gradients equal the whole-batch ones to rounding *if the loss is a mean over
+    rows plus row-independent terms* (GLVQ, CBC margin, robust CBC, cross-entropy;
+    not PALM, whose Sinkhorn and contrastive terms couple the rows of a batch).  A
+    chunked step returns ``y_pred=None`` to skorch's ``on_batch_end`` callbacks.
+    """
+
+    def __init__(
+        self, *args, alpha=0.0, record_last_loss=False, row_chunks=False, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.alpha = alpha
+        self.record_last_loss = record_last_loss
+        self.row_chunks = row_chunks
+
+    def get_train_step_accumulator(self):
+        if self.record_last_loss:
+            return _LastStep()
+        return super().get_train_step_accumulator()
+
+    def initialize_callbacks(self):
+        super().initialize_callbacks()
+        # (skorch notifies ``on_grad_computed`` at every closure evaluation, with a
+        # generator over the parameters; skipped when no callback implements it)
+        self._grad_callbacks = (
+            any(
+                type(cb).on_grad_computed is not Callback.on_grad_computed
+                for _, cb in self.callbacks_
+            )
+            or type(self).on_grad_computed is not NeuralNet.on_grad_computed
+        )
+        return self
+
+    def notify(self, method_name, **cb_kwargs):
+        if method_name == "on_grad_computed" and not getattr(
+            self, "_grad_callbacks", True
+        ):
+            return
+        super().notify(method_name, **cb_kwargs)
+
+    def _zero_grad_optimizer(self, set_to_none=None):
+        # (what torch's ``Optimizer.zero_grad()`` does by default, without its
+        # per-call dynamo-disable wrapper and profiler record: an L-BFGS step
+        # zeroes the gradients at each of its closure evaluations)
+        if set_to_none is False:
+            return super()._zero_grad_optimizer(set_to_none)
+        for name in self._optimizers:
+            for group in getattr(self, name + "_").param_groups:
+                for p in group["params"]:
+                    p.grad = None
+
+    def _penalty(self, n_rows):
+        """MLPClassifier's L2 penalty for a batch of `n_rows` rows (or None)."""
+        proj = getattr(self.module_, "projection", None)
+        if not self.alpha or proj is None:
+            return None
+        sq = sum((lin.weight**2).sum() for lin in proj.linears())
+        return 0.5 * self.alpha * sq / max(n_rows, 1)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         loss = super().get_loss(y_pred, y_true, X=X, training=training)
-        if self.alpha and training:
-            proj = getattr(self.module_, "projection", None)
-            if proj is not None:
-                sq = sum((lin.weight**2).sum() for lin in proj.linears())
-                loss = loss + 0.5 * self.alpha * sq / max(len(y_true), 1)
+        if training:
+            penalty = self._penalty(len(y_true))
+            if penalty is not None:
+                loss = loss + penalty
         return loss
+
+    def train_step_single(self, batch, **fit_params):
+        if not self.row_chunks:
+            return super().train_step_single(batch, **fit_params)
+        Xi, yi = unpack_data(batch)
+        n = len(Xi)
+        # (the chunk size of a batch shape is computed once per fit)
+        key = (n, Xi.shape[1], Xi.element_size(), get_config()["working_memory"])
+        cached = getattr(self, "_row_chunk_cache", None)
+        if cached is None or cached[0] != key or cached[1] is not self.module_:
+            self._row_chunk_cache = (
+                key,
+                self.module_,
+                row_chunk_size(self.module_, Xi),
+            )
+        step = self._row_chunk_cache[2]
+        if step >= n:
+            return super().train_step_single(batch, **fit_params)
+        self._set_training(True)
+        total = 0.0
+        for start in range(0, n, step):
+            Xc, yc = Xi[start : start + step], yi[start : start + step]
+            y_pred = self.infer(Xc, **fit_params)
+            # (the loss is a row mean: the chunk mean weighted by its share)
+            loss = super().get_loss(y_pred, yc, X=Xc, training=True)
+            loss = loss * (len(Xc) / n)
+            loss.backward()
+            total = total + loss.detach()
+            del y_pred, loss
+        penalty = self._penalty(n)
+        if penalty is not None:
+            penalty.backward()
+            total = total + penalty.detach()
+        return {"loss": total, "y_pred": None}
+
+
+def row_chunk_size(module, X):
+    """Rows of `X` per forward/backward chunk under ``working_memory``.
+
+    A row's temporaries scale with the features plus the leading dimension of each
+    parameter (one distance / detection per prototype or component, one activation
+    per hidden unit): ``8 * (d + sum p.shape[0]) * itemsize`` bytes per row, as
+    :func:`sklearn.utils.get_chunk_n_rows` budgets it.
+    """
+    n = len(X)
+    width = X.shape[1] + sum(int(p.shape[0]) for p in module.parameters() if p.ndim)
+    return get_chunk_n_rows(
+        row_bytes=8 * width * X.element_size(), max_n_rows=max(n, 1)
+    )
 
 
 def _quiet(*args, **kwargs):
     pass
 
 
+def _validation_accuracy(net, dataset, y=None):
+    """Accuracy of the head's ``"scores"`` argmax on a validation dataset."""
+    hits = total = 0
+    for Xb, yb in net.get_iterator(dataset, training=False):
+        with torch.no_grad():
+            pred = net.infer(Xb)["scores"].argmax(1)
+        hits += int((pred.cpu() == torch.as_tensor(yb).cpu()).sum())
+        total += len(yb)
+    return hits / max(total, 1)
+
+
 def make_net(module, settings, *, loss="cross_entropy", loss_params=None, seed=0,
-             n_samples=None, device="cpu"):  # fmt: skip
+             n_samples=None, device="cpu", validation_scoring="loss"):  # fmt: skip
     """A :class:`PrototypeNet` training `module` with `loss` under `settings`.
 
     `settings` holds the :data:`SETTINGS` keys (MLPClassifier's meanings; ``solver``
     "adam" or "lbfgs"); `seed` seeds the data loader's ``torch.Generator`` and the
     validation split; `n_samples` resolves ``batch_size="auto"``; `device` is a torch
-    device string (see :func:`resolve_device`).  ``net_params`` entries override
-    anything (skorch's double-underscore names, e.g. ``optimizer__weight_decay``).
+    device string (see :func:`resolve_device`).  `validation_scoring` is what early
+    stopping monitors: "loss" (the validation loss) or "accuracy" (as
+    MLPClassifier: the validation accuracy of the ``"scores"`` argmax, recorded in
+    the history as ``"valid_acc"``).  ``net_params`` entries override anything
+    (skorch's double-underscore names, e.g. ``optimizer__weight_decay``).
     """
     s = settings
     n = n_samples if n_samples is not None else 200
@@ -96,11 +236,30 @@ def make_net(module, settings, *, loss="cross_entropy", loss_params=None, seed=0
         bs = min(200, n) if s["batch_size"] == "auto" else int(s["batch_size"])
         opt_kw = {}
     es = bool(s["early_stopping"])
-    callbacks = [
+    if validation_scoring not in ("loss", "accuracy"):
+        raise ValueError(
+            f"validation_scoring must be 'loss' or 'accuracy'; got {validation_scoring!r}."
+        )
+    by_acc = es and validation_scoring == "accuracy"
+    callbacks = []
+    if by_acc:
+        callbacks.append(
+            (
+                "valid_acc",
+                EpochScoring(
+                    _validation_accuracy,
+                    lower_is_better=False,
+                    name="valid_acc",
+                    use_caching=False,
+                ),
+            )
+        )
+    callbacks += [
         (
             "early_stopping",
             EarlyStopping(
-                monitor="valid_loss" if es else "train_loss",
+                monitor="valid_acc" if by_acc else "valid_loss" if es else "train_loss",
+                lower_is_better=not by_acc,
                 patience=int(s["n_iter_no_change"]),
                 threshold=float(s["tol"]),
                 threshold_mode="abs",
@@ -124,6 +283,8 @@ def make_net(module, settings, *, loss="cross_entropy", loss_params=None, seed=0
         batch_size=bs,
         iterator_train__shuffle=True,
         iterator_train__generator=generator,
+        # (a loader without a generator draws its base seed from the global one)
+        iterator_valid__generator=torch.Generator().manual_seed(int(seed)),
         train_split=(
             ValidSplit(
                 float(s["validation_fraction"]),
@@ -140,6 +301,9 @@ def make_net(module, settings, *, loss="cross_entropy", loss_params=None, seed=0
         alpha=float(s["alpha"]),
         **opt_kw,
     )
+    if not s["verbose"]:
+        # (skorch's PrintLog tabulates the history at every epoch even when quiet)
+        kwargs["callbacks__print_log"] = None
     kwargs.update(s.get("net_params") or {})
     return PrototypeNet(module, **kwargs)
 
@@ -179,7 +343,7 @@ def fit_net(net, X, y, *, name="model", partial=False):
     return losses, len(losses)
 
 
-_HISTORY_KEYS = ("epoch", "train_loss", "valid_loss", "dur")
+_HISTORY_KEYS = ("epoch", "train_loss", "valid_loss", "valid_acc", "dur")
 
 
 def net_state(net):

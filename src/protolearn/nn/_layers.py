@@ -155,18 +155,28 @@ class GaussianPrototypeLayer(nn.Module):
 class PrototypeLayer(nn.Module):
     """Labelled prototypes with squared euclidean distances (the GLVQ family).
 
-    ``scores[:, c] = -min_{p of class c} |z - w_p|^2``; prototypes are stored grouped
-    by class (``prototype_classes`` sorted).
+    ``scores[:, c] = -min_{p of class c} d(z, w_p)``; prototypes are stored grouped
+    by class (``prototype_classes`` sorted).  ``d`` is the squared euclidean distance,
+    or with `metric_rank` ``r`` GMLVQ's ``|Omega (z - w)|^2`` with a learned
+    ``omega`` (r, dim) used normalised to unit Frobenius norm (output ``"omega"``).
+    With ``training_scores=False`` the scores are left out in training mode (for
+    losses that read the distances only: the GLVQ loss).
     """
 
-    def __init__(self, prototype_classes, dim):
+    def __init__(
+        self, prototype_classes, dim, *, metric_rank=None, training_scores=True
+    ):
         super().__init__()
+        self.training_scores = bool(training_scores)
         pc = torch.as_tensor(np.asarray(prototype_classes), dtype=torch.int64)
         if torch.any(pc[1:] < pc[:-1]):
             raise ValueError("prototype_classes must be sorted (grouped by class).")
         self.register_buffer("prototype_classes", pc)
         self.prototypes_ = nn.Parameter(torch.zeros(pc.numel(), dim))
         self.n_classes = int(pc.max()) + 1 if pc.numel() else 0
+        self._groups = pc.numpy()
+        if metric_rank is not None:
+            self.omega = nn.Parameter(torch.eye(int(metric_rank), dim))
 
     def reset_parameters(self, generator):
         with torch.no_grad():
@@ -175,23 +185,32 @@ class PrototypeLayer(nn.Module):
     def prototypes(self):
         return self.prototypes_
 
+    def normalized_omega(self):
+        """``omega / |omega|_F`` (None without a learned metric)."""
+        omega = getattr(self, "omega", None)
+        return None if omega is None else omega / (omega * omega).sum().sqrt()
+
     def forward(self, Z):
-        D = _distances.squared_euclidean_distances(Z, self.prototypes_)
-        scores = -_distances.min_per_group(
-            D, self.prototype_classes.cpu().numpy(), self.n_classes
-        )
-        return {
-            "scores": scores,
-            "distances": D,
-            "prototype_classes": self.prototype_classes,
-        }
+        omega = self.normalized_omega()
+        if omega is None:
+            D = _distances.squared_euclidean_distances(Z, self.prototypes_)
+        else:
+            D = _distances.mahalanobis_distances(Z, self.prototypes_, omega.T, "tied")
+        out = {"distances": D, "prototype_classes": self.prototype_classes}
+        if self.training_scores or not self.training:
+            out["scores"] = -_distances.min_per_group(D, self._groups, self.n_classes)
+        if omega is not None:
+            out["omega"] = omega
+        return out
 
 
 class ComponentLayer(nn.Module):
     """RBF network / CBC over detected components (:mod:`protolearn._core._reasoning`).
 
     ``reasoning`` "rbf" (positive class weights only), "stable" (robust CBC, 2024) or
-    "original" (CBC, 2019).  Scores are ``log p_c`` computed in log space.
+    "original" (CBC, 2019).  Scores are ``log p_c`` computed in log space; with
+    ``training_scores=False`` they are left out in training mode (for losses that
+    read the probabilities or detections only: the margin and robust losses).
     """
 
     def __init__(
@@ -204,8 +223,10 @@ class ComponentLayer(nn.Module):
         detection="exponential",
         sigma=1.0,
         learn_sigma=True,
+        training_scores=True,
     ):
         super().__init__()
+        self.training_scores = bool(training_scores)
         if reasoning not in ("rbf", "stable", "original"):
             raise ValueError(f"unknown reasoning {reasoning!r}.")
         self.components = nn.Parameter(torch.zeros(n_components, dim))
@@ -246,8 +267,11 @@ class ComponentLayer(nn.Module):
         sigma = self.log_sigma.exp()
         pos, neg = self.combination()
         D = (-dist / sigma).exp()
+        scores = None
+        if self.training_scores or not self.training:
+            scores = _reasoning.log_class_probabilities(dist, sigma, pos, neg)
         return {
-            "scores": _reasoning.log_class_probabilities(dist, sigma, pos, neg),
+            "scores": scores,
             "probabilities": _reasoning.class_probabilities(D, pos, neg),
             "detections": D,
             "distances": dist,

@@ -54,10 +54,17 @@ def adb_boundary_loss(out, y, radii):
     return F.relu(d - r).mean() + F.relu(r - d).mean()
 
 
-def glvq_loss(out, y, activation="sigmoid", beta=1.0):
-    """GLVQ cost ``f(mu)``, ``mu = (d+ - d-) / (d+ + d-)`` (:mod:`protolearn._core._lvq`)."""
+def glvq_loss(out, y, activation="sigmoid", beta=1.0, regularization=0.0):
+    """GLVQ cost ``f(mu)``, ``mu = (d+ - d-) / (d+ + d-)`` (:mod:`protolearn._core._lvq`).
+
+    With a learned metric (``out["omega"]``, GMLVQ) and `regularization` ``mu > 0``,
+    ``- mu / 2 log det(Omega Omega^T)`` is added (Schneider et al., 2010).
+    """
     mu = _lvq.glvq_mu(out["distances"], y, out["prototype_classes"])
-    return _lvq.glvq_activation(mu, activation, beta).mean()
+    loss = _lvq.glvq_activation(mu, activation, beta).mean()
+    if regularization and out.get("omega") is not None:
+        loss = loss - 0.5 * regularization * _lvq.omega_log_det(out["omega"])
+    return loss
 
 
 def cbc_margin_loss(out, y, margin=0.1):
