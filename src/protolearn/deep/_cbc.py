@@ -232,7 +232,7 @@ class DeepCBCClassifier(BaseDeepPrototypeClassifier):
             # the shallow model's reasoning initialisation (own components positive,
             # the others negative), shared through its private hook
             logits = CBCClassifier._init_combination(self, origin, C, rng, X)
-            layer.reasoning_logits.copy_(logits["reasoning_logits"])
+            layer.reasoning_logits.copy_(torch.as_tensor(logits))
             if self.sigma == "auto":
                 from .._core._reasoning import component_distances
 
