@@ -342,3 +342,62 @@ def cross_fit_folds(y, n_classes, n_splits, *, hold_out_classes, random_state=No
         pseudo = np.flatnonzero(~known)
         folds.append((train, heldout, pseudo, np.flatnonzero(class_fold != k)))
     return folds, sample_fold
+
+
+def fit_cross_fitted_margins(
+    scores,
+    groups,
+    is_unknown,
+    n_groups,
+    *,
+    nota,
+    target_recall=None,
+    nota_rate=None,
+    shrinkage=0.5,
+):
+    """:func:`fit_margins` on the held-out parts of a cross-fit, as the NOTA
+    estimators use it.
+
+    Parameters
+    ----------
+    scores, groups, is_unknown : lists of ndarrays
+        Per held-out part: class-fit scores, assigned classes and the negatives' mask
+        (concatenated here).
+    n_groups : int
+    nota : {"global", "adaptive"}
+        One margin for all classes, or one per class.
+    target_recall : float in (0, 1) or None
+        As in :func:`fit_margins`.
+    nota_rate : float in (0, 1) or None
+        The NOTA share the F1 objective assumes: the negatives are weighted so that
+        they make up this share of the held-out rows; None weighs them as they come.
+    shrinkage : float in [0, 1]
+        As in :func:`fit_margins`.
+
+    Returns
+    -------
+    margins : ndarray of shape (n_groups,)
+    """
+    scores = np.concatenate(scores)
+    groups = np.concatenate(groups)
+    is_unknown = np.concatenate(is_unknown)
+    n_unknown, n_known = int(is_unknown.sum()), int((~is_unknown).sum())
+    if n_unknown == 0 and target_recall is None:
+        raise ValueError(
+            f"nota={nota!r} with the F1 objective needs negatives: give "
+            "known-unknown rows (labelled nota_label) or at least 2 classes to "
+            "hold out, or set target_recall."
+        )
+    weight = 1.0
+    if nota_rate is not None and n_unknown:
+        weight = nota_rate * n_known / ((1 - nota_rate) * n_unknown)
+    return fit_margins(
+        scores,
+        groups,
+        is_unknown,
+        n_groups,
+        per_group=nota == "adaptive",
+        target_recall=target_recall,
+        unknown_weight=weight,
+        shrinkage=shrinkage,
+    )

@@ -351,26 +351,14 @@ class DeepGaussianPrototypeClassifier(BaseDeepPrototypeClassifier):
                 f"nota={self.nota!r} found no fold to fit margins on; give more "
                 "classes or known-unknown rows."
             )
-        scores, groups = np.concatenate(scores), np.concatenate(groups)
-        is_unknown = np.concatenate(is_unknown)
-        n_unknown, n_known = int(is_unknown.sum()), int((~is_unknown).sum())
-        if n_unknown == 0 and self.target_recall is None:
-            raise ValueError(
-                f"nota={self.nota!r} with the F1 objective needs negatives: give "
-                "known-unknown rows (labelled nota_label) or at least 2 classes to "
-                "hold out, or set target_recall."
-            )
-        weight = 1.0
-        if self.nota_rate is not None and n_unknown:
-            weight = self.nota_rate * n_known / ((1 - self.nota_rate) * n_unknown)
-        return _margins.fit_margins(
+        return _margins.fit_cross_fitted_margins(
             scores,
             groups,
             is_unknown,
             C,
-            per_group=self.nota == "adaptive",
+            nota=self.nota,
             target_recall=self.target_recall,
-            unknown_weight=weight,
+            nota_rate=self.nota_rate,
             shrinkage=self.margin_shrinkage,
         )
 
