@@ -9,6 +9,7 @@ into ``score_samples`` / ``decision_function`` / ``predict`` with the convention
 scikit-learn's ``IsolationForest``.
 """
 
+import contextlib
 from numbers import Real
 
 import numpy as np
@@ -27,6 +28,19 @@ from .utils._validation import (
     validate_predict_data,
 )
 from .utils.persistence import check_saved_version
+
+
+@contextlib.contextmanager
+def unchanged_on_error(estimator):
+    """Leave `estimator` as it was when the block raises: a ``partial_fit`` batch
+    that fails does not half-update the model."""
+    state = dict(estimator.__dict__)
+    try:
+        yield
+    except BaseException:
+        estimator.__dict__.clear()
+        estimator.__dict__.update(state)
+        raise
 
 
 class VersionedStateMixin:

@@ -10,7 +10,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .._core import _distances, _gaussian, _margins, _streaming
-from ..base import BasePrototypeClassifier
+from ..base import BasePrototypeClassifier, unchanged_on_error
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._validation import (
@@ -503,13 +503,8 @@ GaussianMixture`), in the features' own units: the one term that is not
         -------
         self : object
         """
-        state = dict(self.__dict__)
-        try:
+        with unchanged_on_error(self):
             return self._partial_fit(X, y)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(state)
-            raise
 
     def _partial_fit(self, X, y):
         if self.nota is not None or self.n_components_per_class != 1:

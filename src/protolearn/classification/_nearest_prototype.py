@@ -7,7 +7,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 
 from .._core import _distances, _gaussian, _prototypes
-from ..base import BasePrototypeClassifier, NearestPrototypeMixin
+from ..base import BasePrototypeClassifier, NearestPrototypeMixin, unchanged_on_error
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._validation import validate_fit_data
 
@@ -316,13 +316,8 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
         self : object
         """
         # A batch that raises leaves the model as it was (no half-merged classes).
-        state = dict(self.__dict__)
-        try:
+        with unchanged_on_error(self):
             return self._partial_fit(X, y)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(state)
-            raise
 
     def _partial_fit(self, X, y):
         first = not hasattr(self, "prototypes_")

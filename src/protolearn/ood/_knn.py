@@ -3,7 +3,7 @@
 from numbers import Integral
 
 from .._core import _defaults, _distances, _neighbors
-from ..base import BaseOutlierDetector
+from ..base import BaseOutlierDetector, unchanged_on_error
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._validation import validate_fit_data
@@ -156,15 +156,10 @@ class KNNDetector(BaseOutlierDetector):
             "reference samples seen so far",
             "pass a larger first batch or lower n_neighbors",
         )
-        state = dict(self.__dict__)
-        try:
+        with unchanged_on_error(self):
             self.n_neighbors_ = k
             self.fit_X_ = ref
             self._set_offset(ref, max_samples=self.MAX_OFFSET_SAMPLES)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(state)
-            raise
         return self
 
     def _kth_distance(self, X, k):

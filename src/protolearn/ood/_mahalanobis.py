@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 
 from .._core import _distances, _gaussian, _prototypes, _streaming
-from ..base import BaseOutlierDetector
+from ..base import BaseOutlierDetector, unchanged_on_error
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import Interval, Real, StrOptions, _fit_context
 from ..utils._validation import validate_optional_labels
@@ -214,13 +214,8 @@ class MahalanobisDetector(BaseOutlierDetector):
         -------
         self : object
         """
-        state = dict(self.__dict__)
-        try:
+        with unchanged_on_error(self):
             return self._partial_fit(X, y)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(state)
-            raise
 
     def _partial_fit(self, X, y):
         first = getattr(self, "_stream", None) is None

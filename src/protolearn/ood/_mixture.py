@@ -8,7 +8,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from .._core import _defaults, _distances, _gaussian, _mixture, _neighbors, _streaming
-from ..base import BaseOutlierDetector
+from ..base import BaseOutlierDetector, unchanged_on_error
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._validation import validate_optional_labels
@@ -308,13 +308,8 @@ class PrototypeMixtureDetector(BaseOutlierDetector):
         -------
         self : object
         """
-        state = dict(self.__dict__)
-        try:
+        with unchanged_on_error(self):
             return self._partial_fit(X, y)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(state)
-            raise
 
     def _partial_fit(self, X, y):
         first = getattr(self, "_stream", None) is None
