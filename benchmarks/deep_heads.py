@@ -1,5 +1,6 @@
 """Deep prototype heads (protolearn.deep) on CLINC150 embeddings: open-intent protocol,
-near-OOD (placeholder) and closed-set / certified robustness, with CPU training times.
+near-OOD (a pointer to benchmarks/deep_ood.py) and closed-set / certified
+robustness, with CPU training times.
 
 Sections are independent: ``python benchmarks/deep_heads.py --sections open_intent``
 re-runs one section and writes its part to ``benchmarks/results/deep_heads/<name>.md``;
@@ -16,7 +17,7 @@ markdown`` and register it in ``SECTIONS``.
    known intents' *validation* rows accepted), and the published anchors.  The deep
    head's configuration is chosen on the validation split (open-intent on the val
    split, one draw per ratio, mean macro-F1 over the ratios), never on test.
-2. **Near-OOD**: placeholder (DeepPrototypeMixtureDetector is added by another change).
+2. **Near-OOD**: in `benchmarks/deep_ood.py` (results/deep_heads_ood.md).
 3. **Closed set**: DeepCBCClassifier vs LogisticRegression (C=10) and the shallow
    CBCClassifier: accuracy and certified robust accuracy (CRA) at L2 radii
    0.05 / 0.1 / 0.2 (the radii of prototype_classifiers.md).
@@ -361,10 +362,11 @@ def run_open_intent(data, args):
 # ------------------------------------------------------------------- near OOD
 def run_near_ood(data, args):
     return (
-        "## 2. Near-OOD (placeholder)\n\n"
-        "Reserved for DeepPrototypeMixtureDetector (PALM) against the shallow "
-        "detectors, LogisticRegression-MSP and energy (25 % of intents unseen, 5 "
-        "draws; and the standard out-of-scope split). Not run yet.\n"
+        "## 2. Near-OOD\n\n"
+        "Not run by this script: DeepPrototypeMixtureDetector (PALM) against the "
+        "shallow detectors, LogisticRegression-MSP and energy (25 % of intents "
+        "unseen, 5 draws; and the standard out-of-scope split) is in "
+        "[deep_heads_ood.md](deep_heads_ood.md), written by `benchmarks/deep_ood.py`.\n"
     )
 
 
