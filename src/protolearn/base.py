@@ -10,6 +10,7 @@ scikit-learn's ``IsolationForest``.
 """
 
 import contextlib
+import warnings
 from numbers import Real
 
 import numpy as np
@@ -41,6 +42,20 @@ def unchanged_on_error(estimator):
         estimator.__dict__.clear()
         estimator.__dict__.update(state)
         raise
+
+
+def starts_stream(estimator, fitted_attr):
+    """True when this ``partial_fit`` call starts a stream (no running statistics
+    yet); warns when it replaces a model fitted by ``fit`` (which has `fitted_attr`
+    but keeps no running statistics)."""
+    first = getattr(estimator, "_stream", None) is None
+    if first and hasattr(estimator, fitted_attr):
+        warnings.warn(
+            "partial_fit on a model fitted by fit starts a new stream from this "
+            "batch: fit keeps no running statistics.",
+            UserWarning,
+        )
+    return first
 
 
 class VersionedStateMixin:

@@ -10,7 +10,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .._core import _distances, _gaussian, _margins, _streaming
-from ..base import BasePrototypeClassifier, unchanged_on_error
+from ..base import BasePrototypeClassifier, starts_stream, unchanged_on_error
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._validation import (
@@ -514,13 +514,7 @@ GaussianMixture`), in the features' own units: the one term that is not
                 f"nota={self.nota!r}, n_components_per_class="
                 f"{self.n_components_per_class}. Use fit."
             )
-        first = getattr(self, "_stream", None) is None
-        if first and hasattr(self, "classes_"):
-            warnings.warn(
-                "partial_fit on a model fitted by fit starts a new stream from this "
-                "batch: fit keeps no running statistics.",
-                UserWarning,
-            )
+        first = starts_stream(self, "classes_")
         X, y = validate_fit_data(self, X, y, reset=first)
         check_classification_targets(y)
         y = column_or_1d(y)

@@ -1,11 +1,9 @@
 """Mahalanobis novelty detectors: class-conditional, class-agnostic (SSD+) and relative."""
 
-import warnings
-
 import numpy as np
 
 from .._core import _distances, _gaussian, _prototypes, _streaming
-from ..base import BaseOutlierDetector, unchanged_on_error
+from ..base import BaseOutlierDetector, starts_stream, unchanged_on_error
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import Interval, Real, StrOptions, _fit_context
 from ..utils._validation import validate_optional_labels
@@ -218,13 +216,7 @@ class MahalanobisDetector(BaseOutlierDetector):
             return self._partial_fit(X, y)
 
     def _partial_fit(self, X, y):
-        first = getattr(self, "_stream", None) is None
-        if first and hasattr(self, "class_labels_"):
-            warnings.warn(
-                "partial_fit on a model fitted by fit starts a new stream from this "
-                "batch: fit keeps no running statistics.",
-                UserWarning,
-            )
+        first = starts_stream(self, "class_labels_")
         X, classes, y_idx = validate_optional_labels(self, X, y, reset=first)
         labels = classes[y_idx]
         Z = xp.to_numpy(self._prepare(X))

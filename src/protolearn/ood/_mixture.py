@@ -8,7 +8,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from .._core import _defaults, _distances, _gaussian, _mixture, _neighbors, _streaming
-from ..base import BaseOutlierDetector, unchanged_on_error
+from ..base import BaseOutlierDetector, starts_stream, unchanged_on_error
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._validation import validate_optional_labels
@@ -312,13 +312,7 @@ class PrototypeMixtureDetector(BaseOutlierDetector):
             return self._partial_fit(X, y)
 
     def _partial_fit(self, X, y):
-        first = getattr(self, "_stream", None) is None
-        if first and hasattr(self, "prototypes_"):
-            warnings.warn(
-                "partial_fit on a model fitted by fit starts a new stream from this "
-                "batch: fit keeps no running statistics.",
-                UserWarning,
-            )
+        first = starts_stream(self, "prototypes_")
         X, classes, y_idx = validate_optional_labels(self, X, y, reset=first)
         labels = classes[y_idx]
         Xn = xp.to_numpy(_distances.l2_normalize(X))
