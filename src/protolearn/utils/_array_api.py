@@ -1,13 +1,28 @@
-"""Minimal numpy / torch dispatch.
+"""numpy / torch dispatch.
 
 protolearn's `_core` functions accept numpy arrays or torch tensors and return the same kind
-(on the same device).  Only the handful of operations that differ between the two libraries
-live here; everything else (``@``, ``*``, ``.sum(1)``, indexing) is written once.
+(on the same device).  A function takes the array namespace once,
+``xp = get_namespace(X)`` (array-api-compat's wrapper of numpy or torch), and writes
+``xp.sqrt(x)``, ``xp.sum(x, axis=1)``, ``xp.zeros(shape, dtype=x.dtype, device=device(x))``
+once for both.  The helpers below cover what the array API standard lacks or what the two
+libraries do differently (each says which).
 """
 
 import sys
 
 import numpy as np
+from array_api_compat import array_namespace
+from array_api_compat import device as device
+
+
+def get_namespace(*arrays):
+    """The array namespace of `arrays` (numpy or torch, as array-api-compat wraps them).
+
+    ``None`` and Python scalars are ignored; mixing numpy arrays and torch tensors
+    raises ``TypeError``.
+    """
+    arrays = [a for a in arrays if a is not None and not isinstance(a, (int, float))]
+    return array_namespace(*arrays)
 
 
 def is_torch(x):
