@@ -9,9 +9,12 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .._core import _distances, _graph, _prototypes
+from .._core import _distances, _prototypes
+from .._core._annealing import annealing_temperature
+from .._core._knn_graph import knn_affinity
+from .._core._laplacian_solver import laplacian_solve
 from ..base import VersionedStateMixin
-from ..utils import _array_api as xp
+from ..utils._array_api import asarray_like
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._validation import labels_out, validate_fit_data, validate_predict_data
 
@@ -151,10 +154,10 @@ class LaplacianKMeans(ClusterMixin, VersionedStateMixin, BaseEstimator):
         self.tol = tol
         self.random_state = random_state
 
-    def _transform(self, X):
+    def _preprocess(self, X):
         if self.preprocessing is None:
             return X
-        Z = X if self.center_ is None else X - xp.asarray_like(self.center_, X)
+        Z = X if self.center_ is None else X - asarray_like(self.center_, X)
         return _distances.l2_normalize(Z)
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -178,14 +181,14 @@ class LaplacianKMeans(ClusterMixin, VersionedStateMixin, BaseEstimator):
             )
         rng = check_random_state(self.random_state)
         self.center_ = X.mean(0) if self.preprocessing == "cl2n" else None
-        Z = self._transform(X)
+        Z = self._preprocess(X)
         # Without preprocessing the model depends on distances only: solve it on rows
         # centred on their mean (the expanded distances of data far from the origin
         # lose their digits in float32) and move the centres back at the end.
         shift = X.mean(0) if self.preprocessing is None else None
         if shift is not None:
             Z = Z - shift
-        W, h = _graph.knn_affinity(
+        W, h = knn_affinity(
             Z, min(self.n_neighbors, n - 1), kind=self.affinity, symmetric=True
         )
         self.bandwidth_ = h
@@ -197,9 +200,9 @@ class LaplacianKMeans(ClusterMixin, VersionedStateMixin, BaseEstimator):
             if T is None:  # one temperature for every restart (comparable objectives)
                 T = self._temperature(Z, labels0, h, rng)
                 self.temperature_ = T
-            run = _graph.laplacian_solve(
+            run = laplacian_solve(
                 Z[None], Y0, fixed, M0[None], W if self.lam > 0 else None,
-                lam=self.lam, prototype=self.prototype, update=True, temperature=T,
+                laplacian_weight=self.lam, prototype=self.prototype, update=True, temperature=T,
                 bandwidth=np.array([h], dtype=Z.dtype), max_iter=self.max_iter,
                 tol=self.tol,
             )  # fmt: skip
@@ -224,24 +227,7 @@ class LaplacianKMeans(ClusterMixin, VersionedStateMixin, BaseEstimator):
     def _temperature(self, Z, labels, h, rng):
         if self.temperature != "auto":
             return float(self.temperature)
-        # Half the deterministic-annealing critical temperature 2 * lambda_max of the
-        # typical initial cluster: assignments stay sharp enough that no two centres
-        # merge, at any number of clusters and in any dimension (h^2, the kNN scale,
-        # grows with the dimension and is far too soft for many clusters).
-        top = _prototypes.cluster_top_variances(Z, labels, self.n_clusters,
-                                                random_state=rng)  # fmt: skip
-        # Spreads within the rounding error of the solver's squared distances
-        # (|z|^2 - 2 z.m + |m|^2: eps |z|^2) are no spread (clusters of duplicated
-        # points); dividing by them would blow that error up into the objective.
-        mean_sq = float(np.einsum("ij,ij->", Z, Z, dtype=np.float64)) / Z.shape[0]
-        floor = 10 * float(np.finfo(Z.dtype).eps) * mean_sq
-        top = top[np.isfinite(top) & (top > floor)]
-        T = float(np.median(top)) if top.size else max(float(h * h), floor)
-        if self.prototype == "kmodes":
-            # -exp(-d^2 / (2 h^2)) ~ -1 + d^2 / (2 h^2) near a mode: the K-means
-            # sharpness in the kernel's units (independent of the units of X)
-            T /= 2 * h * h
-        return max(T, float(np.finfo(np.float32).tiny))
+        return annealing_temperature(Z, labels, self.n_clusters, h, self.prototype, rng)
 
     def score(self, X, y=None):
         """Minus the K-means inertia of ``X`` to the centres (higher is better), as
@@ -257,8 +243,8 @@ class LaplacianKMeans(ClusterMixin, VersionedStateMixin, BaseEstimator):
         score : float
         """
         check_is_fitted(self)
-        Z = self._transform(validate_predict_data(self, X))
-        _, d2 = _distances.nearest(Z, xp.asarray_like(self.cluster_centers_, Z))
+        Z = self._preprocess(validate_predict_data(self, X))
+        _, d2 = _distances.nearest(Z, asarray_like(self.cluster_centers_, Z))
         return -float(d2.sum())
 
     def fit_predict(self, X, y=None):
@@ -289,7 +275,7 @@ class LaplacianKMeans(ClusterMixin, VersionedStateMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = validate_predict_data(self, X)
-        Z = self._transform(X)
+        Z = self._preprocess(X)
         # K-modes' kernel decreases with the distance: the same nearest centre
-        idx, _ = _distances.nearest(Z, xp.asarray_like(self.cluster_centers_, Z))
+        idx, _ = _distances.nearest(Z, asarray_like(self.cluster_centers_, Z))
         return labels_out(np.arange(self.n_clusters), idx, like=X)
