@@ -103,7 +103,7 @@ def _bound_step(A, LWY, Y_fixed, fixed3, balance=None):
     L = -A if LWY is None else LWY - A
     if balance is not None:
         return get_namespace(L).where(fixed3, Y_fixed, balance.project(L))
-    if is_torch(L):
+    if is_torch(L):  # torch: a new array; numpy keeps the softmax's layout below
         return get_namespace(L).where(fixed3, Y_fixed, softmax_last_axis(L))
     # numpy: the fixed rows are copied into the softmax's own array (its layout kept)
     L = softmax_last_axis(L)

@@ -37,38 +37,48 @@ class LaplacianKMeans(ClusterMixin, VersionedStateMixin, BaseEstimator):
     iterations (:func:`protolearn._core.kmeans`); with ``n_init > 1`` the run with the
     lowest final objective is kept.
 
+    Read more in the :ref:`User Guide <transductive>`.
+
     Parameters
     ----------
-    n_clusters : int >= 1, default=8
-    lam : float >= 0, default=1.0
-        Weight of the Laplacian term (1.0 as in the official LaplacianShot code;
-        ``lam=0`` is soft K-means).
-    n_neighbors : int >= 1, default=10
+    n_clusters : int, default=8
+        Number of clusters (>= 1).
+    lam : float, default=1.0
+        The weight lambda of the Laplacian term (``lam`` is the public name, kept for
+        compatibility); must be >= 0.  1.0 as in the official LaplacianShot code;
+        ``lam=0`` is soft K-means.
+    n_neighbors : int, default=10
         Neighbours per point in the kNN graph (itself excluded; at most
         ``n_samples - 1`` are used).
     affinity : {"binary", "heat"}, default="binary"
+        Edge weights: 1, or ``exp(-d^2 / (2 h^2))`` with ``h^2`` the mean squared kNN
+        distance.
     prototype : {"kmeans", "kmodes"}, default="kmeans"
-    temperature : "auto" or float > 0, default="auto"
-        Divides the prototype term.  "auto" is the median, over the clusters of the
-        initial k-means solution, of the largest eigenvalue ``lambda_max`` of the
-        cluster's covariance: half the critical temperature ``2 lambda_max`` above which
-        soft K-means merges clusters (deterministic annealing, [3]_), so assignments
-        stay sharp at any number of clusters and dimension while the kNN graph still
-        reshapes the boundaries.  (The mean squared kNN distance is no substitute: it
-        grows with the dimension and made 150 clusters of 384-d embeddings collapse.)
-        Initial clusters with no spread above the floating-point resolution of the
-        squared distances (duplicated points) are left out of the median; when none
-        is left, ``h^2`` is used.  For ``prototype="kmodes"`` the value is divided by
-        ``2 h^2`` (``h``: `bandwidth_`): near a mode the kernel term is
-        ``-1 + |x - m|^2 / (2 h^2)``, so this is the same sharpness as for K-means,
-        and it does not depend on the units of ``X``.
+        Prototype term: squared euclidean distance, or the K-modes kernel term.
+    temperature : "auto" or float, default="auto"
+        Divides the prototype term (a float must be > 0).  "auto" is the median, over
+        the clusters of the initial k-means solution, of the largest eigenvalue
+        ``lambda_max`` of the cluster's covariance: half the critical temperature
+        ``2 lambda_max`` above which soft K-means merges clusters (deterministic
+        annealing, [3]_), so assignments stay sharp at any number of clusters and
+        dimension while the kNN graph still reshapes the boundaries.  Initial clusters
+        with no spread above the floating-point resolution of the squared distances
+        (duplicated points) are left out of the median; when none is left, ``h^2`` is
+        used.  For ``prototype="kmodes"`` the value is divided by ``2 h^2`` (``h``:
+        `bandwidth_`): near a mode the kernel term is ``-1 + |x - m|^2 / (2 h^2)``, so
+        this is the same sharpness as for K-means, and it does not depend on the units
+        of ``X``.
     preprocessing : {"cl2n", "l2n"} or None, default=None
         As in :class:`LaplacianFewShotClassifier` (centring on the data mean).
-    n_init : int >= 1, default=1
-    max_iter : int >= 1, default=100
-    tol : float >= 0, default=1e-4
-        Relative change of the objective at which a run stops.
+    n_init : int, default=1
+        Runs from different k-means++ seeds (>= 1); the one with the lowest final
+        objective is kept.
+    max_iter : int, default=100
+        Most iterations of a run (>= 1).
+    tol : float, default=1e-4
+        Relative change of the objective at which a run stops (>= 0).
     random_state : int, RandomState instance or None, default=None
+        Seeds the k-means++ initialisation.
 
     Attributes
     ----------

@@ -78,6 +78,7 @@ def _labelled_targets(labels):
 
 def _check_center(center, n_features, dtype):
     """`center` as a finite (n_features,) numpy array of `dtype`, or a ValueError."""
+    # a tensor is moved to the CPU first; array-likes go straight to `dtype`
     c = np.asarray(to_numpy(center) if is_torch(center) else center, dtype=dtype)
     c = c.ravel()
     if c.shape != (n_features,):
@@ -109,8 +110,8 @@ def laplacian_fewshot_episodes(
     Each task is solved exactly as :class:`LaplacianFewShotClassifier` solves one
     episode (same model, same stopping rule per task), but all tasks move together:
     batched matrix products over a leading task axis, with dense per-task kNN graphs,
-    taken in chunks of tasks so that memory stays bounded (``TASK_CHUNK_MIB`` on the
-    CPU, scikit-learn's ``working_memory`` on a GPU).  A task of ``n`` points holds a
+    taken in chunks of tasks so that memory stays bounded (a few MiB on the CPU,
+    scikit-learn's ``working_memory`` on a GPU).  A task of ``n`` points holds a
     few (n, n) matrices; a task too large for them (a single task's (n, n) array
     above that budget: ~1,000 points in float32 on the CPU) is solved alone with a
     sparse kNN graph instead, as :class:`LaplacianFewShotClassifier` solves it
@@ -122,12 +123,14 @@ def laplacian_fewshot_episodes(
 
     Parameters
     ----------
-    support : (n_tasks, n_support, d) numpy array or torch tensor
+    support : {ndarray, torch.Tensor} of shape (n_tasks, n_support, n_features)
         Support features of each task.
-    support_labels : (n_tasks, n_support) array of ints in ``0..n_classes-1``
-        Every class ``0..max`` must appear in every task (``n_classes = max + 1``).
-    query : (n_tasks, n_query, d), same kind as `support`
-        Query features of each task (``n_query`` may be 0).
+    support_labels : array-like of int of shape (n_tasks, n_support)
+        Class indices in ``0..n_classes-1``.  Every class ``0..max`` must appear in
+        every task (``n_classes = max + 1``).
+    query : {ndarray, torch.Tensor} of shape (n_tasks, n_query, n_features)
+        Query features of each task, of the same kind as `support` (``n_query`` may be
+        0).
     **params
         The hyperparameters of :class:`LaplacianFewShotClassifier`, with the same
         names, meaning and defaults: `lam`, `n_neighbors`, `affinity`, `symmetric`,
@@ -135,12 +138,11 @@ def laplacian_fewshot_episodes(
         `center` (None: each task's own mean; or a (d,) vector, e.g. the mean of base
         features), `rectify`, `rectify_scale`, `balance`, `balance_tol`, `max_iter`,
         `tol`.
-    n_jobs : int or None, default=None
+    n_jobs : int, default=None
         Threads solving chunks of tasks concurrently (numpy and torch release the GIL
         in their matrix products and elementwise loops); None means 1, -1 all CPUs
-        (joblib's convention).  The chunks are then ``THREAD_CHUNK_FACTOR`` times
-        larger, of equal size and a multiple of `n_jobs` in number, and BLAS runs one
-        thread per worker.  Results do not depend on it: every task's result is the
+        (joblib's convention).  The chunks are then larger, of equal size and a
+        multiple of `n_jobs` in number, and BLAS runs one thread per worker.  Results do not depend on it: every task's result is the
         one it gets alone.
 
     Returns
@@ -197,7 +199,7 @@ def _check_episodes(support, support_labels, query, hyperparams):
     `hyperparams`' centre is checked against the features (in place)."""
     if is_torch(support) != is_torch(query):
         raise TypeError("support and query must both be numpy arrays or torch tensors.")
-    if not is_torch(support):
+    if not is_torch(support):  # array-likes become numpy; tensors stay tensors
         support, query = np.asarray(support), np.asarray(query)
     else:  # the solver is not differentiable: autograd inputs are detached
         support, query = support.detach(), query.detach()
@@ -258,7 +260,7 @@ class LaplacianFewShotClassifier(BasePrototypeClassifier):
     ``m_k`` ("kmeans") or minus a Gaussian kernel ("kmodes"), and ``W`` a kNN affinity
     graph (optionally with the queries' class sizes held equal, `balance`).  The
     bound optimizer of LaplacianShot (Ziko et al., 2020) updates all queries in parallel,
-    ``y_q <- softmax(-f(x_q, M) / T + lam (W Y)_q)``, alternated with
+    ``y_q <- softmax(-f(x_q, M) / T + lambda (W Y)_q)``, alternated with
     prototype updates (Ziko et al., 2021); the objective never increases (steps that
     would raise it are halved).  ``lam=0`` is
     K-means constrained by the supports (a strong baseline).
@@ -271,11 +273,12 @@ class LaplacianFewShotClassifier(BasePrototypeClassifier):
 
     Parameters
     ----------
-    lam : float >= 0, default=0.7
-        Weight of the Laplacian term, which gives neighbours in the kNN graph the same
-        label. 0 is K-means constrained by the supports; LaplacianShot tunes it in
-        [0.1, 1.5].
-    n_neighbors : int >= 1, default=3
+    lam : float, default=0.7
+        The weight lambda of the Laplacian term (``lam`` is the public name, kept for
+        compatibility), which gives neighbours in the kNN graph the same label; must
+        be >= 0.  0 is K-means constrained by the supports; LaplacianShot uses values
+        in [0.1, 1.5].
+    n_neighbors : int, default=3
         Neighbours of each point in the kNN graph, the point itself excluded (the
         official ``knn=3`` includes the point itself, i.e. 2 neighbours here).  Clipped
         to the number of graph points minus one.
@@ -295,44 +298,43 @@ class LaplacianFewShotClassifier(BasePrototypeClassifier):
     update_prototypes : bool, default=True
         Re-estimate the prototypes from the soft assignments after each bound step
         (False: LaplacianShot's fixed prototypes).
-    temperature : float > 0, default=0.1
-        Divides the prototype term (1 in LaplacianShot). Lower values make the soft
-        labels follow the nearest prototype more sharply. On CL2N features squared
-        distances lie in [0, 4], so at 1 ``softmax(-f)`` is nearly flat; 0.1 is
-        PT-MAP's scale, ``exp(-10 f)``.
+    temperature : float, default=0.1
+        Divides the prototype term (1 in LaplacianShot); must be > 0.  Lower values
+        make the soft labels follow the nearest prototype more sharply.  On CL2N
+        features squared distances lie in [0, 4], so at 1 ``softmax(-f)`` is nearly
+        flat; 0.1 is PT-MAP's scale, ``exp(-10 f)``.
     preprocessing : {"cl2n", "l2n"} or None, default="cl2n"
         Feature transform before everything: centring then L2 normalisation ("cl2n",
         SimpleShot), L2 only, or none.
     center : array-like of shape (n_features,), default=None
-        Centre for "cl2n"; None: the mean of all rows passed to ``fit``. Pass the mean
+        Centre for "cl2n"; None: the mean of all rows passed to ``fit``.  Pass the mean
         of base-class features when there are some (as SimpleShot does): the episode's
         own mean leans towards the dominant classes of an imbalanced query set.
     rectify : bool, default=False
         Rectify the initial prototypes with confidently pseudo-labelled,
-        shift-corrected queries (BD-CSPN, as LaplacianShot does). It matters with fixed
-        prototypes (``update_prototypes=False``); with prototype updates it changes
-        little.
-    rectify_scale : float >= 0, default=10.0
-        Cosine scale of the rectification weights (10 in BD-CSPN; easyfsl uses 1).
+        shift-corrected queries (BD-CSPN, as LaplacianShot does).  It matters with
+        fixed prototypes (``update_prototypes=False``).
+    rectify_scale : float, default=10.0
+        Cosine scale (>= 0) of the rectification weights (10 in BD-CSPN; easyfsl uses
+        1).
     balance : {"none", "equal", "auto"}, default="none"
-        Class sizes among the queries. "none": free (LaplacianShot). "equal": every
+        Class sizes among the queries.  "none": free (LaplacianShot).  "equal": every
         class receives the same total soft mass over the queries, ``n_query /
         n_classes``; each bound step is then the entropic transport plan onto those
         class sizes (PT-MAP's balanced assignment), and the objective is still
-        non-increasing. Right when the queries are balanced, badly wrong when they are
-        not. "auto": solve both and keep an episode's balanced solution only if its
-        labelling cuts at most ``balance_tol`` more of the kNN graph's edge weight than
-        the free one (a balanced labelling of imbalanced queries has to split
-        clusters). It costs a second solve per episode; ``balanced_`` says which
+        non-increasing.  Right when the queries are balanced, badly wrong when they
+        are not.  "auto": solve both and keep an episode's balanced solution only if
+        its labelling cuts at most ``balance_tol`` more of the kNN graph's edge weight
+        than the free one (a balanced labelling of imbalanced queries has to split
+        clusters).  It costs a second solve per episode; ``balanced_`` says which
         solution was kept.
-    balance_tol : float >= 0, default=0.01
-        For ``balance="auto"``: the largest increase of the fraction of the graph's
-        edge weight cut by the labelling accepted for the balanced solution. Larger
-        values favour balanced query sets.
-    max_iter : int >= 1, default=50
-        Most iterations (each: one bound step and one prototype step). Episodes usually
-        converge at ``tol`` within 10.
-    tol : float >= 0, default=1e-4
+    balance_tol : float, default=0.01
+        For ``balance="auto"``: the largest increase (>= 0) of the fraction of the
+        graph's edge weight cut by the labelling accepted for the balanced solution.
+        Larger values favour balanced query sets.
+    max_iter : int, default=50
+        Most iterations (each: one bound step and one prototype step); must be >= 1.
+    tol : float, default=1e-4
         Stop when the relative change of the objective is at most `tol` (SLK's outer
         tolerance; LaplacianShot uses 1e-6 for its bound steps).
 
