@@ -144,10 +144,10 @@ def test_graph_product_over_the_last_points(rng):
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
-def test_label_major_products_and_task_selection(rng, backend):
+def test_contiguous_label_columns_products_and_task_selection(rng, backend):
     # soft labels held as views of (T, K, n) memory: graph products (a full graph, a
     # graph over the last points, symmetric or directed) equal the plain products and
-    # come out label-major; selecting tasks keeps the layout
+    # come out in that layout; selecting tasks keeps the layout
     W = rng.random((3, 6, 6)).astype(np.float32)
     Wsym = W + W.swapaxes(1, 2)
     Y = rng.random((3, 9, 4)).astype(np.float32)
@@ -211,7 +211,8 @@ def _reference_iteration(Z, Yfix, fixed, M, W, lam, T):
 @pytest.mark.parametrize(
     "d, symmetric",
     # d=4: explicit prototypes; d=30 > n: the Gram path, whose soft labels are held
-    # label-major and whose graph products go through W^T unless W is symmetric
+    # with contiguous label columns and whose graph products go through W^T unless W
+    # is symmetric
     [(4, True), (30, True), (30, False)],
 )
 def test_one_iteration_equals_brute_force_reference(rng, d, symmetric):

@@ -26,7 +26,7 @@ def sum_over_points(A):
     """Sum of (T, n, K) over its middle axis -> (T, K)."""
     if is_torch(A):
         return A.sum(1)
-    # numpy reduces a middle axis with a short last axis ~10x slower than this product
+    # numpy: a product with ones, faster than its reduction over a middle axis
     return np.ones(A.shape[1], dtype=A.dtype) @ A
 
 

@@ -272,7 +272,7 @@ class _SolverRun:
 
     def _unary(self):
         A = self.protos.term()
-        if self.by_columns:  # explicit first prototypes give a point-major term
+        if self.by_columns:  # explicit first prototypes give C-ordered (T, n, K) terms
             A = contiguous_label_columns(A)
         if self.temp is None:
             A /= self.temperature

@@ -117,7 +117,7 @@ class _Prototypes:
             if self.s is not None:
                 D *= self.s[:, :, None]
             mm = (self.M * self.M).sum(-1)
-        else:  # G C, label-major with C (G is symmetric)
+        else:  # G C, in the layout of C (G is symmetric)
             if has_contiguous_label_columns(self.C):
                 D = label_columns_product(self.G, self.C, symmetric=True)
             else:
