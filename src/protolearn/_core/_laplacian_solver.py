@@ -226,7 +226,7 @@ class _SolverRun:
         T = like.shape[0]
         self.like, self.weight, self.symmetric = like, laplacian_weight, symmetric_graph
         self.temperature = temperature
-        self.temp = (
+        self.task_temperatures = (
             asarray_like(np.asarray(temperature), like)
             if np.ndim(temperature)
             else None
@@ -243,22 +243,20 @@ class _SolverRun:
         self.protos = _Prototypes(
             Z, M, prototype, bandwidth, gram, coef, row_scale, features
         )
-        self.Y_fixed, self.fixed, self.fixed3, self.W = (
-            Y_fixed,
-            fixed,
-            fixed[:, :, None],
-            W,
-        )
+        self.Y_fixed, self.W = Y_fixed, W
+        self.fixed, self.fixed3 = fixed, fixed[:, :, None]
         self.bal = None
         if marginals is not None:
             self.bal = _Balance(asarray_like(marginals, like), self.fixed3)
         self.freef = get_namespace(like).where(
             fixed, like[:, :, 0] * 0, like[:, :, 0] * 0 + 1
         )
+        # the working arrays: unary term A = f / temperature, soft labels Y,
+        # LWY = lambda W Y, and the energy E = R + <Y, A> of each working task
         self.A = self._unary()
         self.Y = _bound_step(self.A, None, Y_fixed, self.fixed3, self.bal)
         self.LWY = self._weighted_product(self.Y)
-        self.R = _energy_rest(self.Y, self.LWY, self.freef)  # E = R + <Y, A>
+        self.R = _energy_rest(self.Y, self.LWY, self.freef)
         self.E = self.R + task_dot(self.Y, self.A)
         self.history = np.full((T, max_iter + 1), np.nan)
         self.history[:, 0] = to_numpy(self.E)
@@ -274,10 +272,10 @@ class _SolverRun:
         A = self.protos.term()
         if self.by_columns:  # explicit first prototypes give C-ordered (T, n, K) terms
             A = contiguous_label_columns(A)
-        if self.temp is None:
+        if self.task_temperatures is None:
             A /= self.temperature
         else:
-            A /= self.temp[:, None, None]
+            A /= self.task_temperatures[:, None, None]
         return A
 
     def _weighted_product(self, Y):
@@ -368,7 +366,9 @@ class _SolverRun:
         self.fixed, self.fixed3 = self.fixed[keep], self.fixed3[keep]
         self.freef = self.freef[keep]
         self.W = None if self.W is None else self.W[keep]
-        self.temp = None if self.temp is None else self.temp[keep]
+        self.task_temperatures = (
+            None if self.task_temperatures is None else self.task_temperatures[keep]
+        )
         self.protos.subset(keep)
         if self.bal is not None:
             self.bal.subset(keep)
