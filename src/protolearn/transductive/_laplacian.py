@@ -142,8 +142,8 @@ def laplacian_fewshot_episodes(
         Threads solving chunks of tasks concurrently (numpy and torch release the GIL
         in their matrix products and elementwise loops); None means 1, -1 all CPUs
         (joblib's convention).  The chunks are then larger, of equal size and a
-        multiple of `n_jobs` in number, and BLAS runs one thread per worker.  Results do not depend on it: every task's result is the
-        one it gets alone.
+        multiple of `n_jobs` in number, and BLAS runs one thread per worker.  Results
+        do not depend on it: every task's result is the one it gets alone.
 
     Returns
     -------
