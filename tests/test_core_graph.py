@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from protolearn._core import _graph, _prototypes
+from protolearn._core import (
+    _batched,
+    _knn_graph,
+    _laplacian_solver,
+    _prototype_step,
+    _prototypes,
+)
 
 
 def _brute_knn(X, k):
@@ -29,28 +35,28 @@ def _brute_affinity(X, k, kind, symmetric):
 def test_kneighbors_excludes_self_and_matches_brute_force(rng, algorithm):
     X = rng.normal(size=(60, 5))
     X[7] = X[3]  # a duplicate: excluding "the first neighbour" would be wrong here
-    d2, idx = _graph.kneighbors(X, 4, working_memory=0.01, algorithm=algorithm)
+    d2, idx = _knn_graph.kneighbors(X, 4, working_memory=0.01, algorithm=algorithm)
     ref_d2, ref_idx = _brute_knn(X, 4)
     np.testing.assert_allclose(d2, ref_d2, atol=1e-10)
     assert not np.any(idx == np.arange(60)[:, None])
     assert idx[3, 0] == 7 and idx[7, 0] == 3
     np.testing.assert_array_equal(np.sort(idx, 1), np.sort(ref_idx, 1))
     with pytest.raises(ValueError, match="n_neighbors must be in"):
-        _graph.kneighbors(X, 60)
+        _knn_graph.kneighbors(X, 60)
 
 
 @pytest.mark.parametrize("kind", ["binary", "heat"])
 @pytest.mark.parametrize("symmetric", [True, False])
 def test_knn_affinity_sparse_and_batched_match_brute_force(rng, kind, symmetric):
     X = rng.normal(size=(3, 40, 6))
-    Wb, h = _graph.batched_knn_affinity(X, 5, kind=kind, symmetric=symmetric)
+    Wb, h = _knn_graph.batched_knn_affinity(X, 5, kind=kind, symmetric=symmetric)
     gram = X @ X.swapaxes(1, 2)  # the Gram path: argmax passes (k <= 8) or partition
     kw = dict(kind=kind, symmetric=symmetric, gram=gram)
-    Wg, hg = _graph.batched_knn_affinity(X, 5, **kw)
-    W12, _ = _graph.batched_knn_affinity(X, 12, **kw)
+    Wg, hg = _knn_graph.batched_knn_affinity(X, 5, **kw)
+    W12, _ = _knn_graph.batched_knn_affinity(X, 12, **kw)
     for t in range(3):
         ref = _brute_affinity(X[t], 5, kind, symmetric)
-        W, ht = _graph.knn_affinity(X[t], 5, kind=kind, symmetric=symmetric)
+        W, ht = _knn_graph.knn_affinity(X[t], 5, kind=kind, symmetric=symmetric)
         assert sparse.issparse(W) and W.nnz <= 2 * 5 * 40
         np.testing.assert_allclose(W.toarray(), ref, atol=1e-12)
         np.testing.assert_allclose(Wb[t], ref, atol=1e-12)
@@ -59,7 +65,7 @@ def test_knn_affinity_sparse_and_batched_match_brute_force(rng, kind, symmetric)
                                    atol=1e-12)  # fmt: skip
         assert ht == pytest.approx(float(h[t])) == pytest.approx(float(hg[t]))
     with pytest.raises(ValueError, match="affinity must be one of"):
-        _graph.knn_affinity(X[0], 3, kind="gauss")
+        _knn_graph.knn_affinity(X[0], 3, kind="gauss")
 
 
 @pytest.mark.parametrize("symmetric", [True, False])
@@ -74,8 +80,10 @@ def test_binary_graph_from_sorted_scores_matches_argmax_passes(rng, symmetric):
     gram = X @ X.swapaxes(1, 2)
     kw = dict(kind="binary", symmetric=symmetric, gram=gram)
     for k in (1, 2, 3, 4, 5, 29):
-        fast, h = _graph.batched_knn_affinity(X, k, bandwidth=1.0, **kw)
-        ref, _ = _graph.batched_knn_affinity(X, k, **kw)  # index path (no bandwidth)
+        fast, h = _knn_graph.batched_knn_affinity(X, k, bandwidth=1.0, **kw)
+        ref, _ = _knn_graph.batched_knn_affinity(
+            X, k, **kw
+        )  # index path (no bandwidth)
         assert fast.dtype == np.float32 and np.all(h == 1.0)
         np.testing.assert_array_equal(fast, ref)
         assert np.all(fast.sum(-1) >= (k / 2 if symmetric else k))
@@ -86,23 +94,23 @@ def test_binary_graph_from_sorted_scores_matches_argmax_passes(rng, symmetric):
     top = np.sort(scores, axis=1)[:, ::-1]
     assert np.any(top[:, 1] == top[:, 2])
     torch = pytest.importorskip("torch")
-    Wt, _ = _graph.batched_knn_affinity(
+    Wt, _ = _knn_graph.batched_knn_affinity(
         torch.from_numpy(X), 3, bandwidth=1.0, kind="binary", symmetric=symmetric,
         gram=torch.from_numpy(gram),
     )  # fmt: skip
     assert isinstance(Wt, torch.Tensor)
-    ref, _ = _graph.batched_knn_affinity(X, 3, **kw)
+    ref, _ = _knn_graph.batched_knn_affinity(X, 3, **kw)
     np.testing.assert_array_equal(Wt.numpy(), ref)
 
 
 def test_embed_graph_places_subgraph(rng):
     X = rng.normal(size=(10, 3))
-    W, _ = _graph.knn_affinity(X, 2)
+    W, _ = _knn_graph.knn_affinity(X, 2)
     idx = np.arange(4, 14)
-    E = _graph.embed_graph(W, idx, 14)
+    E = _knn_graph.embed_graph(W, idx, 14)
     np.testing.assert_array_equal(E.toarray()[4:, 4:], W.toarray())
     assert E[:4].nnz == 0
-    Ed = _graph.embed_graph(W.toarray()[None], idx, 14)
+    Ed = _knn_graph.embed_graph(W.toarray()[None], idx, 14)
     np.testing.assert_array_equal(Ed[0], E.toarray())
     # scattered rows (the fancy-index path) against a loop
     idx = rng.permutation(14)[:10]
@@ -111,9 +119,9 @@ def test_embed_graph_places_subgraph(rng):
         for j, q in enumerate(idx):
             ref[p, q] = W[i, j]
     np.testing.assert_array_equal(
-        _graph.embed_graph(W.toarray()[None], idx, 14)[0], ref
+        _knn_graph.embed_graph(W.toarray()[None], idx, 14)[0], ref
     )
-    np.testing.assert_array_equal(_graph.embed_graph(W, idx, 14).toarray(), ref)
+    np.testing.assert_array_equal(_knn_graph.embed_graph(W, idx, 14).toarray(), ref)
 
 
 def test_graph_product_over_the_last_points(rng):
@@ -121,25 +129,25 @@ def test_graph_product_over_the_last_points(rng):
     # product as the embedded (T, n, n) graph, numpy and torch, zero rows elsewhere
     W = rng.random((3, 6, 6)).astype(np.float32)
     Y = rng.random((3, 9, 4)).astype(np.float32)
-    full = _graph.embed_graph(W, np.arange(3, 9), 9)
+    full = _knn_graph.embed_graph(W, np.arange(3, 9), 9)
     ref = np.einsum("tij,tjk->tik", full.astype(np.float64), Y.astype(np.float64))
-    out = _graph.graph_product(W, Y)
+    out = _knn_graph.graph_product(W, Y)
     assert out.shape == Y.shape and out.dtype == np.float32
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
     assert not out[:, :3].any()
     torch = pytest.importorskip("torch")
-    out_t = _graph.graph_product(torch.from_numpy(W), torch.from_numpy(Y))
+    out_t = _knn_graph.graph_product(torch.from_numpy(W), torch.from_numpy(Y))
     assert isinstance(out_t, torch.Tensor)
     np.testing.assert_allclose(out_t.numpy(), ref, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="graph over 6 points"):
-        _graph.graph_product(W, Y[:, :4])
+        _knn_graph.graph_product(W, Y[:, :4])
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
-def test_label_major_products_and_task_selection(rng, backend):
+def test_contiguous_label_columns_products_and_task_selection(rng, backend):
     # soft labels held as views of (T, K, n) memory: graph products (a full graph, a
     # graph over the last points, symmetric or directed) equal the plain products and
-    # come out label-major; selecting tasks keeps the layout
+    # come out in that layout; selecting tasks keeps the layout
     W = rng.random((3, 6, 6)).astype(np.float32)
     Wsym = W + W.swapaxes(1, 2)
     Y = rng.random((3, 9, 4)).astype(np.float32)
@@ -147,23 +155,27 @@ def test_label_major_products_and_task_selection(rng, backend):
     if backend == "torch":
         torch = pytest.importorskip("torch")
         W, Wsym, Y, Yf = (torch.from_numpy(a) for a in (W, Wsym, Y, Yf))
-    L, Lf = _graph.label_major(Y), _graph.label_major(Yf)
-    assert _graph.is_label_major(L) and not _graph.is_label_major(Y)
-    assert _graph.label_major(L) is L
+    L, Lf = _batched.contiguous_label_columns(Y), _batched.contiguous_label_columns(Yf)
+    assert _batched.has_contiguous_label_columns(
+        L
+    ) and not _batched.has_contiguous_label_columns(Y)
+    assert _batched.contiguous_label_columns(L) is L
     for G, sym in ((W, False), (Wsym, True), (Wsym, False)):
         for lab, plain in ((L, Y), (Lf, Yf)):
-            out = _graph.graph_product(G, lab, symmetric=sym)
-            want = _graph.graph_product(G, plain)
-            assert _graph.is_label_major(out) and tuple(out.shape) == tuple(want.shape)
+            out = _knn_graph.graph_product(G, lab, symmetric=sym)
+            want = _knn_graph.graph_product(G, plain)
+            assert _batched.has_contiguous_label_columns(out) and tuple(
+                out.shape
+            ) == tuple(want.shape)
             np.testing.assert_allclose(np.asarray(out), np.asarray(want), rtol=1e-5)
     idx = np.array([2, 0])
     if backend == "torch":
         idx = torch.as_tensor(idx)
-    picked = _graph.take_tasks(L, idx)
-    assert _graph.is_label_major(picked)
+    picked = _batched.take_tasks(L, idx)
+    assert _batched.has_contiguous_label_columns(picked)
     np.testing.assert_array_equal(np.asarray(picked), np.asarray(Y[idx]))
     np.testing.assert_array_equal(
-        np.asarray(_graph.take_tasks(Y, idx)), np.asarray(Y[idx])
+        np.asarray(_batched.take_tasks(Y, idx)), np.asarray(Y[idx])
     )
 
 
@@ -199,7 +211,8 @@ def _reference_iteration(Z, Yfix, fixed, M, W, lam, T):
 @pytest.mark.parametrize(
     "d, symmetric",
     # d=4: explicit prototypes; d=30 > n: the Gram path, whose soft labels are held
-    # label-major and whose graph products go through W^T unless W is symmetric
+    # with contiguous label columns and whose graph products go through W^T unless W
+    # is symmetric
     [(4, True), (30, True), (30, False)],
 )
 def test_one_iteration_equals_brute_force_reference(rng, d, symmetric):
@@ -214,8 +227,8 @@ def test_one_iteration_equals_brute_force_reference(rng, d, symmetric):
     lam, T = 0.8, 2.0
     Y1, M1, E0, E1 = _reference_iteration(Z, Yfix, fixed, M, W, lam, T)
     for graph in (W[None], sparse.csr_matrix(W)):
-        Y, Mo, n_iter, hist, _ = _graph.laplacian_solve(
-            Z[None], Yfix[None], fixed[None], M[None], graph, lam=lam,
+        Y, Mo, n_iter, hist, _ = _laplacian_solver.laplacian_solve(
+            Z[None], Yfix[None], fixed[None], M[None], graph, laplacian_weight=lam,
             temperature=T, max_iter=1, tol=0.0, safeguard=False,
         )  # fmt: skip
         np.testing.assert_allclose(Y[0], Y1, rtol=1e-10, atol=1e-12)
@@ -229,13 +242,13 @@ def test_kmodes_prototype_step_is_a_mean_shift_step(rng):
     Y = rng.dirichlet(np.ones(2), size=(1, 30))
     M = rng.normal(size=(1, 2, 3))
     h = np.array([1.3])
-    M1 = _graph.update_prototypes(Z, Y, M, "kmodes", h)
+    M1 = _prototype_step.update_prototypes(Z, Y, M, "kmodes", h)
     for k in range(2):
         g = Y[0, :, k] * np.exp(-((Z[0] - M[0, k]) ** 2).sum(1) / (2 * 1.69))
         np.testing.assert_allclose(M1[0, k], g @ Z[0] / g.sum(), rtol=1e-10)
     # the weighted kernel sum cannot decrease (so the objective cannot increase)
-    f0 = (Y * _graph.prototype_term(Z, M, "kmodes", h)).sum()
-    f1 = (Y * _graph.prototype_term(Z, M1, "kmodes", h)).sum()
+    f0 = (Y * _prototype_step.prototype_term(Z, M, "kmodes", h)).sum()
+    f1 = (Y * _prototype_step.prototype_term(Z, M1, "kmodes", h)).sum()
     assert f1 <= f0
 
 
@@ -296,12 +309,12 @@ def test_safeguard_keeps_objective_non_increasing():
     M = np.array([[[0.0], [1.0]]])
     W = np.array([[[0.0, 1.0], [1.0, 0.0]]])
     Yfix, fixed = np.zeros((1, 2, 2)), np.zeros((1, 2), dtype=bool)
-    kw = dict(lam=10.0, update=False, max_iter=10, tol=0.0)
-    _, _, _, raw, _ = _graph.laplacian_solve(
+    kw = dict(laplacian_weight=10.0, update=False, max_iter=10, tol=0.0)
+    _, _, _, raw, _ = _laplacian_solver.laplacian_solve(
         Z, Yfix, fixed, M, W, safeguard=False, **kw
     )
     assert raw[0, 1] > raw[0, 0] + 1  # the plain step goes up
-    _, _, _, safe, _ = _graph.laplacian_solve(
+    _, _, _, safe, _ = _laplacian_solver.laplacian_solve(
         Z, Yfix, fixed, M, W, safeguard=True, **kw
     )
     E = safe[0][~np.isnan(safe[0])]

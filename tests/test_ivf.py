@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from protolearn._core import _graph
+from protolearn._core import _knn_graph
 
 
 def test_ivf_kneighbors_recalls_the_exact_neighbours():
@@ -12,8 +12,8 @@ def test_ivf_kneighbors_recalls_the_exact_neighbours():
         np.float32
     )
     X[1] = X[0]  # a duplicated row: the other copy is its neighbour, not itself
-    d_ivf, i_ivf = _graph.kneighbors(X, 10, algorithm="ivf")
-    d_ex, i_ex = _graph.kneighbors(X, 10, algorithm="brute")
+    d_ivf, i_ivf = _knn_graph.kneighbors(X, 10, algorithm="ivf")
+    d_ex, i_ex = _knn_graph.kneighbors(X, 10, algorithm="brute")
     assert i_ivf.shape == (4000, 10) and i_ivf.dtype == np.int64
     assert not np.any(i_ivf == np.arange(4000)[:, None])  # never the row itself
     assert i_ivf[0, 0] == 1 and i_ivf[1, 0] == 0
@@ -28,13 +28,13 @@ def test_ivf_kneighbors_recalls_the_exact_neighbours():
 
 def test_auto_switches_to_ivf_only_for_large_inputs(monkeypatch):
     calls = []
-    real = _graph.ivf_kneighbors
+    real = _knn_graph.ivf_kneighbors
     monkeypatch.setattr(
-        _graph, "ivf_kneighbors", lambda *a, **k: calls.append(1) or real(*a, **k)
+        _knn_graph, "ivf_kneighbors", lambda *a, **k: calls.append(1) or real(*a, **k)
     )
     X = np.random.default_rng(0).normal(size=(300, 20)).astype(np.float32)
-    _graph.kneighbors(X, 5)
+    _knn_graph.kneighbors(X, 5)
     assert not calls
-    monkeypatch.setattr(_graph, "IVF_MIN_SAMPLES", 300)
-    _graph.kneighbors(X, 5)
+    monkeypatch.setattr(_knn_graph, "IVF_MIN_SAMPLES", 300)
+    _knn_graph.kneighbors(X, 5)
     assert calls

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
 
-from protolearn._core._graph import center_l2_normalize
+from protolearn._core import _episode_batches, _episode_rows, _transduction
+from protolearn._core._batched import center_l2_normalize
 from protolearn.classification import NearestPrototypeClassifier
 from protolearn.model_selection import evaluate_episodes, sample_episodes, split_classes
 from protolearn.transductive import (
     LaplacianFewShotClassifier,
-    _laplacian,
     laplacian_fewshot_episodes,
 )
 
@@ -257,7 +257,7 @@ def test_batched_non_finite_input_raises_on_the_gram_path(
 ):
     # n <= d: the check reads the Gram diagonal; NaN / inf raise the same errors, in
     # any chunk of tasks, and finite values whose squares overflow are not rejected.
-    monkeypatch.setattr(_laplacian, "TASK_CHUNK_MIB", 1e-4)  # one task per chunk
+    monkeypatch.setattr(_episode_batches, "TASK_CHUNK_MIB", 1e-4)  # one task per chunk
     Xs, ys, Xq, _ = _toy(rng, d=60)
     S, Q = np.stack([Xs] * 3).astype(np.float32), np.stack([Xq] * 3).astype(np.float32)
     lab = np.stack([ys] * 3)
@@ -289,7 +289,9 @@ def test_batched_n_jobs_gives_identical_results(rng, monkeypatch, params):
     tasks = [_toy(rng, d=50) for _ in range(23)]
     S, lab, Q = (np.stack([t[i] for t in tasks]).astype(np.float32) for i in range(3))
     lab = lab.astype(np.int64)
-    monkeypatch.setattr(_laplacian, "TASK_CHUNK_MIB", 0.02)  # a few tasks per chunk
+    monkeypatch.setattr(
+        _episode_batches, "TASK_CHUNK_MIB", 0.02
+    )  # a few tasks per chunk
     ref = laplacian_fewshot_episodes(S, lab, Q, **params)
     runs = [laplacian_fewshot_episodes(S, lab, Q, n_jobs=j, **params) for j in (2, -1)]
     runs.append(
@@ -298,7 +300,7 @@ def test_batched_n_jobs_gives_identical_results(rng, monkeypatch, params):
     # one task per chunk (n_jobs=1; two with n_jobs=3), still dense (below the budget
     # of one task's (n, n) arrays, a task takes the sparse path: not bit for bit)
     n = S.shape[1] + Q.shape[1]
-    monkeypatch.setattr(_laplacian, "TASK_CHUNK_MIB", n * n * 4 / 2**20)
+    monkeypatch.setattr(_episode_batches, "TASK_CHUNK_MIB", n * n * 4 / 2**20)
     runs += [laplacian_fewshot_episodes(S, lab, Q, n_jobs=j, **params) for j in (1, 3)]
     for out in runs:
         assert set(out) == set(ref)
@@ -334,10 +336,10 @@ def test_rows_formed_in_blocks_give_the_stored_rows_results(
         torch = pytest.importorskip("torch")
         S, lab, Q = (torch.from_numpy(a) for a in (S, lab, Q))
     n, d = S.shape[1] + Q.shape[1], S.shape[2]
-    monkeypatch.setattr(_laplacian, "ROW_BLOCK_BYTES", 3 * n * d * 4)  # 3 tasks
-    monkeypatch.setattr(_laplacian, "TASK_CHUNK_MIB", 0.05)  # chunks of 5 tasks
+    monkeypatch.setattr(_episode_rows, "ROW_BLOCK_BYTES", 3 * n * d * 4)  # 3 tasks
+    monkeypatch.setattr(_episode_batches, "TASK_CHUNK_MIB", 0.05)  # chunks of 5 tasks
     blocks = laplacian_fewshot_episodes(S, lab, Q, **params)
-    monkeypatch.setattr(_laplacian, "_rows_in_blocks", lambda *a: False)
+    monkeypatch.setattr(_episode_batches, "streams_rows", lambda *a: False)
     stored = laplacian_fewshot_episodes(S, lab, Q, **params)
     stored2 = laplacian_fewshot_episodes(S, lab, Q, n_jobs=2, **params)
     for key in stored:
@@ -419,7 +421,7 @@ def test_batch_results_equal_tasks_solved_alone(clinc_pools, monkeypatch):
     eps = sample_episodes(y, n_way=5, n_shot=1, n_episodes=40, random_state=4)
     S, s_lab, Q, _ = _stack(X.astype(np.float64), eps)
     batch = laplacian_fewshot_episodes(S, s_lab, Q)
-    monkeypatch.setattr(_laplacian, "TASK_CHUNK_MIB", 0.35)
+    monkeypatch.setattr(_episode_batches, "TASK_CHUNK_MIB", 0.35)
     chunked = laplacian_fewshot_episodes(S, s_lab, Q)
     np.testing.assert_array_equal(chunked.n_iter, batch.n_iter)
     for key in ("label_distributions", "prototypes", "objective"):
@@ -467,11 +469,11 @@ def test_batched_large_tasks_take_the_sparse_path_with_the_same_result(
     lab = np.stack([t[1] for t in tasks])
     Q = np.stack([t[2] for t in tasks]).astype(np.float32)
     dense = laplacian_fewshot_episodes(S, lab, Q, **params)
-    monkeypatch.setattr(_laplacian, "TASK_CHUNK_MIB", 1e-4)
+    monkeypatch.setattr(_episode_batches, "TASK_CHUNK_MIB", 1e-4)
     calls = []
-    knn = _laplacian._graph.knn_affinity
+    knn = _transduction.knn_affinity
     monkeypatch.setattr(
-        _laplacian._graph,
+        _transduction,
         "knn_affinity",
         lambda *a, **k: calls.append(1) or knn(*a, **k),
     )
@@ -495,7 +497,7 @@ def test_batched_sparse_path_on_torch_tensors(rng, monkeypatch):
     tasks = [_toy(rng) for _ in range(2)]
     S, lab, Q = (np.stack([t[i] for t in tasks]) for i in range(3))
     S, Q = S.astype(np.float32), Q.astype(np.float32)
-    monkeypatch.setattr(_laplacian, "TASK_CHUNK_MIB", 1e-4)
+    monkeypatch.setattr(_episode_batches, "TASK_CHUNK_MIB", 1e-4)
     ref = laplacian_fewshot_episodes(S, lab, Q, balance="auto")
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)

@@ -7,7 +7,7 @@ import pytest
 from scipy.optimize import minimize
 from scipy.special import logsumexp, softmax
 
-from protolearn._core import _graph
+from protolearn._core import _balanced, _knn_graph
 from protolearn.model_selection import sample_episodes, split_classes
 from protolearn.transductive import (
     LaplacianFewShotClassifier,
@@ -37,17 +37,17 @@ def test_balanced_softmax_matches_dual_reference(rng, scale):
     fixed = np.zeros((T, n), dtype=bool)
     fixed[:, :3] = True  # e.g. supports: excluded from the class masses
     r = rng.dirichlet(np.ones(K) * 3, size=T) * (n - 3)
-    Y, g = _graph.balanced_softmax(L, (~fixed)[:, :, None].astype(float), r)
+    Y, g = _balanced.balanced_softmax(L, (~fixed)[:, :, None].astype(float), r)
     assert np.all(np.isfinite(Y)) and g.shape == (T, K)
     np.testing.assert_allclose(Y.sum(2), 1, atol=1e-12)
     mass = (Y * ~fixed[:, :, None]).sum(1)
-    assert np.abs(mass - r).max() <= 2 * _graph.BALANCE_TOL * r.max()
+    assert np.abs(mass - r).max() <= 2 * _balanced.BALANCE_TOL * r.max()
     for t in range(T):
         ref = _reference_balanced(L[t], ~fixed[t], r[t])
         np.testing.assert_allclose(Y[t][~fixed[t]], ref[~fixed[t]], atol=5e-3)
     # the plain softmax is the special case whose masses are already met
     P = softmax(L, axis=2)
-    Y2, _ = _graph.balanced_softmax(L, np.ones((T, n, 1)), P.sum(1))
+    Y2, _ = _balanced.balanced_softmax(L, np.ones((T, n, 1)), P.sum(1))
     np.testing.assert_allclose(Y2, P, atol=1e-10)
 
 
@@ -60,19 +60,19 @@ def test_balanced_softmax_tasks_stop_on_their_own(rng):
     free = np.ones((T, n, 1))
     free[:, :K] = 0
     r = rng.dirichlet(np.ones(K), size=T) * (n - K)
-    Y, g = _graph.balanced_softmax(L, free, r)
+    Y, g = _balanced.balanced_softmax(L, free, r)
     for t in range(T):
-        Yt, gt = _graph.balanced_softmax(L[t : t + 1], free[t : t + 1], r[t : t + 1])
+        Yt, gt = _balanced.balanced_softmax(L[t : t + 1], free[t : t + 1], r[t : t + 1])
         np.testing.assert_allclose(Y[t], Yt[0], rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(g[t], gt[0], rtol=1e-12, atol=1e-12)
     torch = pytest.importorskip("torch")
-    Yt, gt = _graph.balanced_softmax(*(torch.from_numpy(a) for a in (L, free, r)))
+    Yt, gt = _balanced.balanced_softmax(*(torch.from_numpy(a) for a in (L, free, r)))
     assert isinstance(Yt, torch.Tensor) and Yt.dtype == torch.float64
     np.testing.assert_allclose(Yt.numpy(), Y, atol=1e-9)
     np.testing.assert_allclose(gt.numpy(), g, atol=1e-6)
     # the masses are met for every task, steep or flat
     mass = (Y * free).sum(1)
-    assert np.abs(mass - r).max() <= 2 * _graph.BALANCE_TOL * r.max()
+    assert np.abs(mass - r).max() <= 2 * _balanced.BALANCE_TOL * r.max()
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_equal_solution_is_balanced_and_objective_non_increasing(clinc_test_pool
         out = laplacian_fewshot_episodes(S, s_lab, Q, balance="equal", **params)
         assert out.balanced.all()
         mass = out.label_distributions.sum(1)  # (T, K) over the 75 queries
-        np.testing.assert_allclose(mass, 15, rtol=2 * _graph.BALANCE_TOL)
+        np.testing.assert_allclose(mass, 15, rtol=2 * _balanced.BALANCE_TOL)
         for hist in out.objective:
             E = hist[~np.isnan(hist)]
             assert E.size >= 2
@@ -155,7 +155,7 @@ def test_cut_fraction_matches_brute_force(rng):
         / W[t].sum()
         for t in range(2)
     ]
-    np.testing.assert_allclose(_graph.cut_fraction(W, Y), ref, rtol=1e-12)
+    np.testing.assert_allclose(_knn_graph.cut_fraction(W, Y), ref, rtol=1e-12)
 
 
 def _toy(rng, sizes=(12, 12, 12), d=6):

@@ -2,7 +2,7 @@
 :class:`LaplacianFewShotClassifier` / :func:`laplacian_fewshot_episodes`.
 
 Written from the documented model (the user guide's "The model" and "Balanced query
-classes", the estimator's and ``protolearn._core._graph``'s docstrings), one episode
+classes", the estimator's and ``protolearn._core._laplacian_solver``'s docstrings), one episode
 at a time, in float64, with plain numpy loops and no code of the package: CL2N, the
 kNN graph, the unary term, the bound step with its step-halving safeguard, the
 prototype steps, the stopping rule, BD-CSPN rectification and the balanced bound step
@@ -359,9 +359,9 @@ def exact_balance(monkeypatch):
     """The balanced bound step solved to 1e-11 relative mass error instead of
     BALANCE_TOL = 1e-3 (its documented stopping rule), so that it can be compared with
     the reference's exact class potentials."""
-    from protolearn._core import _graph
+    from protolearn._core import _balanced
 
-    monkeypatch.setattr(_graph, "BALANCE_TOL", 1e-11)
+    monkeypatch.setattr(_balanced, "BALANCE_TOL", 1e-11)
 
 
 @pytest.mark.parametrize("n_shot", [1, 5])
@@ -390,7 +390,7 @@ def test_balance_default_tolerance(d):
     # at the default BALANCE_TOL the balanced step stops at 1e-3 relative mass error:
     # soft labels within a few 1e-3 of the exact solution, the same hard labels and
     # iteration counts, masses within BALANCE_TOL of n_query / K
-    from protolearn._core import _graph
+    from protolearn._core import _balanced
 
     S, ys, Q = _episodes(0, 1, d)
     out = laplacian_fewshot_episodes(S, ys, Q, balance="equal")
@@ -400,7 +400,7 @@ def test_balance_default_tolerance(d):
         np.testing.assert_allclose(Yq, ref["Y"][5:], atol=1e-2)
         np.testing.assert_array_equal(Yq.argmax(1), ref["Y"][5:].argmax(1))
         assert out.n_iter[t] == ref["n_iter"]
-        np.testing.assert_allclose(Yq.sum(0), 15, rtol=2 * _graph.BALANCE_TOL)
+        np.testing.assert_allclose(Yq.sum(0), 15, rtol=2 * _balanced.BALANCE_TOL)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -430,20 +430,20 @@ def test_cut_fraction_is_exact_for_uncut_labellings(rng):
     # by rounding)
     from scipy.sparse.csgraph import connected_components
 
-    from protolearn._core import _graph
+    from protolearn._core import _knn_graph
 
     for _ in range(20):
         X = rng.normal(size=(60, 8))
-        W, _ = _graph.knn_affinity(X, 1, kind="heat")
+        W, _ = _knn_graph.knn_affinity(X, 1, kind="heat")
         _, comp = connected_components(W)
         Y = np.eye(4)[rng.integers(0, 4, comp.max() + 1)[comp]][None]
-        assert _graph.cut_fraction(W, Y)[0] == 0.0
-        assert _graph.cut_fraction(W.toarray()[None], Y)[0] == 0.0
+        assert _knn_graph.cut_fraction(W, Y)[0] == 0.0
+        assert _knn_graph.cut_fraction(W.toarray()[None], Y)[0] == 0.0
         # a graph over the last rows only (the queries) reads the last rows of Y
         Y2 = np.concatenate([np.eye(4)[rng.integers(0, 4, (1, 5))], Y], axis=1)
-        assert _graph.cut_fraction(W.toarray()[None], Y2)[0] == 0.0
-        assert _graph.cut_fraction(W.toarray()[None], Y + 0.01 * rng.random(Y.shape))[0] \
-            == _graph.cut_fraction(W, Y)[0]  # fmt: skip
+        assert _knn_graph.cut_fraction(W.toarray()[None], Y2)[0] == 0.0
+        assert _knn_graph.cut_fraction(W.toarray()[None], Y + 0.01 * rng.random(Y.shape))[0] \
+            == _knn_graph.cut_fraction(W, Y)[0]  # fmt: skip
 
 
 def test_auto_keeps_balanced_solution_at_a_tie(monkeypatch):
@@ -451,7 +451,7 @@ def test_auto_keeps_balanced_solution_at_a_tie(monkeypatch):
     # binary graph, whose fractions are multiples of 1 / (2 sum W)) keeps the balanced
     # solution, whatever the rounding of the two fractions (0.0425 - 0.0125 rounds
     # above 0.03 in float64)
-    from protolearn._core import _graph
+    from protolearn._core import _transduction
 
     assert 0.0425 - 0.0125 > 0.03
     S, ys, Q = _episodes(0, 1, 16, n_tasks=1)
@@ -461,7 +461,7 @@ def test_auto_keeps_balanced_solution_at_a_tie(monkeypatch):
         calls.append(None)
         return np.array([0.0425 if len(calls) == 1 else 0.0125])  # equal first
 
-    monkeypatch.setattr(_graph, "cut_fraction", fake_cut)
+    monkeypatch.setattr(_transduction, "cut_fraction", fake_cut)
     out = laplacian_fewshot_episodes(S, ys, Q, balance="auto", balance_tol=0.03)
     assert len(calls) == 2 and out.balanced[0]
     calls.clear()

@@ -22,13 +22,8 @@ from ._gaussian import (
     shrink_covariance,
     shrunk_precision_cholesky,
 )
-from ._graph import (
-    batched_knn_affinity,
-    graph_product,
-    kneighbors,
-    knn_affinity,
-    laplacian_solve,
-)
+from ._knn_graph import batched_knn_affinity, graph_product, kneighbors, knn_affinity
+from ._laplacian_solver import laplacian_solve
 from ._mixture import fit_vmf_mixtures, vmf_log_normalizer, vmf_mixture_log_density
 from ._neighbors import kth_neighbor_distance
 from ._prototypes import class_means, class_prototypes, kmeans

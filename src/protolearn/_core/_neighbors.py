@@ -8,7 +8,7 @@ cosine similarity.  Rows of ``X`` are processed in chunks bounded by scikit-lear
 
 import numpy as np
 
-from ..utils import _array_api as xp
+from ..utils._array_api import empty, is_torch
 from ._distances import iter_distance_chunks
 
 
@@ -31,9 +31,9 @@ def kth_neighbor_distance(X, Y, k, metric="euclidean", *, working_memory=None):
     m = Y.shape[0]
     if not 1 <= k <= m:
         raise ValueError(f"k must be in [1, {m}] (the reference rows); got {k}.")
-    out = xp.empty((X.shape[0],), like=X)
+    out = empty((X.shape[0],), like=X)
     for sl, D in iter_distance_chunks(X, Y, metric, working_memory=working_memory):
-        if xp.is_torch(D):
+        if is_torch(D):  # the array API has no partial sort (kthvalue / partition)
             out[sl] = D.kthvalue(k, dim=1).values
         else:
             out[sl] = np.partition(D, k - 1, axis=1)[:, k - 1]

@@ -235,7 +235,7 @@ def rectify_prototypes(support, support_onehot, query, prototypes, *, scale=10.0
     """
     T, nq, d = query.shape
     shifted = query + (support.mean(1) - query.mean(1))[:, None, :]
-    from ._graph import batched_l2_normalize
+    from ._batched import batched_l2_normalize
 
     K = prototypes.shape[1]
     P = batched_l2_normalize(prototypes)

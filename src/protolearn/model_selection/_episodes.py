@@ -9,7 +9,7 @@ from sklearn.base import clone
 from sklearn.utils import Bunch, check_random_state, column_or_1d
 
 from ..metrics import mean_confidence_interval
-from ..utils import _array_api as xp
+from ..utils._array_api import as_index_like, get_namespace, is_torch, to_numpy
 from ..utils._sklearn_compat import get_chunk_n_rows
 from ..utils._validation import resolve_nota_label
 
@@ -276,7 +276,7 @@ def evaluate_episodes(
     >>> bool(transductive.mean > inductive.mean), inductive.scores.shape
     (True, (200,))
     """
-    if not xp.is_torch(X):
+    if not is_torch(X):  # array-likes (lists, frames) become numpy; tensors stay
         X = np.asarray(X)
     if len(episodes) == 0:
         raise ValueError("episodes is empty: nothing to evaluate.")
@@ -311,11 +311,11 @@ def evaluate_episodes(
 
 def _rows(X, index):
     """Rows of the pool (numpy, or a torch tensor on its device)."""
-    return X[xp.as_index_like(index, X)] if xp.is_torch(X) else X[index]
+    return X[as_index_like(index, X)]
 
 
 def _numpy(a):
-    return xp.to_numpy(a) if xp.is_torch(a) else np.asarray(a)
+    return to_numpy(a)
 
 
 def _with_unlabeled(labels, n_unlabeled, unlabeled):
@@ -337,14 +337,6 @@ def _with_unlabeled(labels, n_unlabeled, unlabeled):
     return out
 
 
-def _stack_like(X):
-    if xp.is_torch(X):
-        import torch
-
-        return torch.stack
-    return np.stack
-
-
 def _evaluate_batched(estimator, X, episodes, scores):
     """Per-episode accuracies into `scores`, episodes of one shape solved together."""
     groups = {}
@@ -356,7 +348,7 @@ def _evaluate_batched(estimator, X, episodes, scores):
         # (n_episodes * n_points, n_features) copy of the pool's rows
         ep = episodes[group[0]]
         n_points = ep.support_index.size + ep.query_index.size
-        itemsize = X.element_size() if xp.is_torch(X) else X.itemsize
+        itemsize = X.dtype.itemsize
         step = get_chunk_n_rows(
             row_bytes=2 * n_points * (X.shape[1] + ep.classes.size) * itemsize,
             max_n_rows=len(group),
@@ -368,7 +360,7 @@ def _evaluate_batched(estimator, X, episodes, scores):
 def _evaluate_chunk(estimator, X, episodes, idx, scores):
     """Accuracies of the episodes `idx` (all of one shape), solved together."""
     eps = [episodes[i] for i in idx]
-    stack = _stack_like(X)
+    stack = get_namespace(X).stack
     S = stack([_rows(X, e.support_index) for e in eps])
     Q = stack([_rows(X, e.query_index) for e in eps])
     # class indices in the order of each episode's sorted classes (as fit would)

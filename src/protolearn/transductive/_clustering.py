@@ -9,9 +9,12 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .._core import _distances, _graph, _prototypes
+from .._core import _distances, _prototypes
+from .._core._annealing import annealing_temperature
+from .._core._knn_graph import knn_affinity
+from .._core._laplacian_solver import laplacian_solve
 from ..base import VersionedStateMixin
-from ..utils import _array_api as xp
+from ..utils._array_api import asarray_like
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._validation import labels_out, validate_fit_data, validate_predict_data
 
@@ -34,38 +37,48 @@ class LaplacianKMeans(ClusterMixin, VersionedStateMixin, BaseEstimator):
     iterations (:func:`protolearn._core.kmeans`); with ``n_init > 1`` the run with the
     lowest final objective is kept.
 
+    Read more in the :ref:`User Guide <transductive>`.
+
     Parameters
     ----------
-    n_clusters : int >= 1, default=8
-    lam : float >= 0, default=1.0
-        Weight of the Laplacian term (1.0 as in the official LaplacianShot code;
-        ``lam=0`` is soft K-means).
-    n_neighbors : int >= 1, default=10
+    n_clusters : int, default=8
+        Number of clusters (>= 1).
+    lam : float, default=1.0
+        The weight lambda of the Laplacian term (``lam`` is the public name, kept for
+        compatibility); must be >= 0.  1.0 as in the official LaplacianShot code;
+        ``lam=0`` is soft K-means.
+    n_neighbors : int, default=10
         Neighbours per point in the kNN graph (itself excluded; at most
         ``n_samples - 1`` are used).
     affinity : {"binary", "heat"}, default="binary"
+        Edge weights: 1, or ``exp(-d^2 / (2 h^2))`` with ``h^2`` the mean squared kNN
+        distance.
     prototype : {"kmeans", "kmodes"}, default="kmeans"
-    temperature : "auto" or float > 0, default="auto"
-        Divides the prototype term.  "auto" is the median, over the clusters of the
-        initial k-means solution, of the largest eigenvalue ``lambda_max`` of the
-        cluster's covariance: half the critical temperature ``2 lambda_max`` above which
-        soft K-means merges clusters (deterministic annealing, [3]_), so assignments
-        stay sharp at any number of clusters and dimension while the kNN graph still
-        reshapes the boundaries.  (The mean squared kNN distance is no substitute: it
-        grows with the dimension and made 150 clusters of 384-d embeddings collapse.)
-        Initial clusters with no spread above the floating-point resolution of the
-        squared distances (duplicated points) are left out of the median; when none
-        is left, ``h^2`` is used.  For ``prototype="kmodes"`` the value is divided by
-        ``2 h^2`` (``h``: `bandwidth_`): near a mode the kernel term is
-        ``-1 + |x - m|^2 / (2 h^2)``, so this is the same sharpness as for K-means,
-        and it does not depend on the units of ``X``.
+        Prototype term: squared euclidean distance, or the K-modes kernel term.
+    temperature : "auto" or float, default="auto"
+        Divides the prototype term (a float must be > 0).  "auto" is the median, over
+        the clusters of the initial k-means solution, of the largest eigenvalue
+        ``lambda_max`` of the cluster's covariance: half the critical temperature
+        ``2 lambda_max`` above which soft K-means merges clusters (deterministic
+        annealing, [3]_), so assignments stay sharp at any number of clusters and
+        dimension while the kNN graph still reshapes the boundaries.  Initial clusters
+        with no spread above the floating-point resolution of the squared distances
+        (duplicated points) are left out of the median; when none is left, ``h^2`` is
+        used.  For ``prototype="kmodes"`` the value is divided by ``2 h^2`` (``h``:
+        `bandwidth_`): near a mode the kernel term is ``-1 + |x - m|^2 / (2 h^2)``, so
+        this is the same sharpness as for K-means, and it does not depend on the units
+        of ``X``.
     preprocessing : {"cl2n", "l2n"} or None, default=None
         As in :class:`LaplacianFewShotClassifier` (centring on the data mean).
-    n_init : int >= 1, default=1
-    max_iter : int >= 1, default=100
-    tol : float >= 0, default=1e-4
-        Relative change of the objective at which a run stops.
+    n_init : int, default=1
+        Runs from different k-means++ seeds (>= 1); the one with the lowest final
+        objective is kept.
+    max_iter : int, default=100
+        Most iterations of a run (>= 1).
+    tol : float, default=1e-4
+        Relative change of the objective at which a run stops (>= 0).
     random_state : int, RandomState instance or None, default=None
+        Seeds the k-means++ initialisation.
 
     Attributes
     ----------
@@ -151,10 +164,10 @@ class LaplacianKMeans(ClusterMixin, VersionedStateMixin, BaseEstimator):
         self.tol = tol
         self.random_state = random_state
 
-    def _transform(self, X):
+    def _preprocess(self, X):
         if self.preprocessing is None:
             return X
-        Z = X if self.center_ is None else X - xp.asarray_like(self.center_, X)
+        Z = X if self.center_ is None else X - asarray_like(self.center_, X)
         return _distances.l2_normalize(Z)
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -178,14 +191,14 @@ class LaplacianKMeans(ClusterMixin, VersionedStateMixin, BaseEstimator):
             )
         rng = check_random_state(self.random_state)
         self.center_ = X.mean(0) if self.preprocessing == "cl2n" else None
-        Z = self._transform(X)
+        Z = self._preprocess(X)
         # Without preprocessing the model depends on distances only: solve it on rows
         # centred on their mean (the expanded distances of data far from the origin
         # lose their digits in float32) and move the centres back at the end.
         shift = X.mean(0) if self.preprocessing is None else None
         if shift is not None:
             Z = Z - shift
-        W, h = _graph.knn_affinity(
+        W, h = knn_affinity(
             Z, min(self.n_neighbors, n - 1), kind=self.affinity, symmetric=True
         )
         self.bandwidth_ = h
@@ -197,9 +210,9 @@ class LaplacianKMeans(ClusterMixin, VersionedStateMixin, BaseEstimator):
             if T is None:  # one temperature for every restart (comparable objectives)
                 T = self._temperature(Z, labels0, h, rng)
                 self.temperature_ = T
-            run = _graph.laplacian_solve(
+            run = laplacian_solve(
                 Z[None], Y0, fixed, M0[None], W if self.lam > 0 else None,
-                lam=self.lam, prototype=self.prototype, update=True, temperature=T,
+                laplacian_weight=self.lam, prototype=self.prototype, update=True, temperature=T,
                 bandwidth=np.array([h], dtype=Z.dtype), max_iter=self.max_iter,
                 tol=self.tol,
             )  # fmt: skip
@@ -224,24 +237,7 @@ class LaplacianKMeans(ClusterMixin, VersionedStateMixin, BaseEstimator):
     def _temperature(self, Z, labels, h, rng):
         if self.temperature != "auto":
             return float(self.temperature)
-        # Half the deterministic-annealing critical temperature 2 * lambda_max of the
-        # typical initial cluster: assignments stay sharp enough that no two centres
-        # merge, at any number of clusters and in any dimension (h^2, the kNN scale,
-        # grows with the dimension and is far too soft for many clusters).
-        top = _prototypes.cluster_top_variances(Z, labels, self.n_clusters,
-                                                random_state=rng)  # fmt: skip
-        # Spreads within the rounding error of the solver's squared distances
-        # (|z|^2 - 2 z.m + |m|^2: eps |z|^2) are no spread (clusters of duplicated
-        # points); dividing by them would blow that error up into the objective.
-        mean_sq = float(np.einsum("ij,ij->", Z, Z, dtype=np.float64)) / Z.shape[0]
-        floor = 10 * float(np.finfo(Z.dtype).eps) * mean_sq
-        top = top[np.isfinite(top) & (top > floor)]
-        T = float(np.median(top)) if top.size else max(float(h * h), floor)
-        if self.prototype == "kmodes":
-            # -exp(-d^2 / (2 h^2)) ~ -1 + d^2 / (2 h^2) near a mode: the K-means
-            # sharpness in the kernel's units (independent of the units of X)
-            T /= 2 * h * h
-        return max(T, float(np.finfo(np.float32).tiny))
+        return annealing_temperature(Z, labels, self.n_clusters, h, self.prototype, rng)
 
     def score(self, X, y=None):
         """Minus the K-means inertia of ``X`` to the centres (higher is better), as
@@ -257,8 +253,8 @@ class LaplacianKMeans(ClusterMixin, VersionedStateMixin, BaseEstimator):
         score : float
         """
         check_is_fitted(self)
-        Z = self._transform(validate_predict_data(self, X))
-        _, d2 = _distances.nearest(Z, xp.asarray_like(self.cluster_centers_, Z))
+        Z = self._preprocess(validate_predict_data(self, X))
+        _, d2 = _distances.nearest(Z, asarray_like(self.cluster_centers_, Z))
         return -float(d2.sum())
 
     def fit_predict(self, X, y=None):
@@ -289,7 +285,7 @@ class LaplacianKMeans(ClusterMixin, VersionedStateMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = validate_predict_data(self, X)
-        Z = self._transform(X)
+        Z = self._preprocess(X)
         # K-modes' kernel decreases with the distance: the same nearest centre
-        idx, _ = _distances.nearest(Z, xp.asarray_like(self.cluster_centers_, Z))
+        idx, _ = _distances.nearest(Z, asarray_like(self.cluster_centers_, Z))
         return labels_out(np.arange(self.n_clusters), idx, like=X)
