@@ -208,3 +208,30 @@ def test_identical_rows_cap_the_concentration(dtype):
     np.testing.assert_allclose(res.concentrations, r * (8 - r * r) / (1 - r * r))
     np.testing.assert_allclose(res.means, np.tile(_unit(x), (2, 1)), atol=1e-6)
     assert np.all(np.isfinite(res.lower_bounds))
+
+
+# ------------------------------------------------------------------- logsumexp
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_logsumexp_matches_scipy_and_torch(dtype, axis):
+    """The one logsumexp of ``utils._array_api``: scipy's value (to rounding), ``-inf``
+    on an all ``-inf`` row, keepdims, and torch's result for a tensor."""
+    from protolearn.utils import _array_api
+
+    A = (np.random.default_rng(0).normal(size=(40, 6)) * 30).astype(dtype)
+    A[3] = -np.inf
+    A[:, 2] = -np.inf
+    got = _array_api.logsumexp(A, axis=axis)
+    assert got.dtype == dtype
+    rtol = 1e-6 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(got, logsumexp(A, axis=axis), rtol=rtol)
+    kept = _array_api.logsumexp(A, axis=axis, keepdims=True)
+    np.testing.assert_array_equal(np.squeeze(kept, axis=axis), got)
+    if axis != 0:
+        assert got[3] == -np.inf
+    torch = pytest.importorskip("torch")
+    t = _array_api.logsumexp(torch.from_numpy(A), axis=axis)
+    assert isinstance(t, torch.Tensor) and t.dtype == torch.from_numpy(A).dtype
+    np.testing.assert_allclose(t.numpy(), got, rtol=rtol)

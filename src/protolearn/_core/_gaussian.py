@@ -599,7 +599,7 @@ def fit_class_mixtures(
                 )
                 + np.log(weights[cols])[None, :]
             )
-            norm = _logsumexp_rows(L)
+            norm = xp.logsumexp(L, axis=1)
             total += norm.sum()
             new_resp[np.ix_(rows, cols)] = np.exp(L - norm[:, None])
         resp = new_resp
@@ -619,8 +619,3 @@ def fit_class_mixtures(
         converged=converged,
         lower_bound=lower_bound,
     )
-
-
-def _logsumexp_rows(L):
-    m = L.max(1)
-    return m + np.log(np.exp(L - m[:, None]).sum(1))

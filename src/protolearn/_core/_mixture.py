@@ -132,16 +132,6 @@ def _row_chunks(n_rows, n_cols, itemsize, working_memory):
         yield slice(start, min(start + step, n_rows))
 
 
-def _logsumexp_rows(A):
-    """Row-wise logsumexp, overwriting ``A`` (numpy) or via torch."""
-    if xp.is_torch(A):
-        return A.logsumexp(dim=1)
-    m = A.max(axis=1)
-    A -= m[:, None]
-    np.exp(A, out=A)
-    return np.log(A.sum(axis=1)) + m
-
-
 def _at_least_single(X):
     """``X`` in float32 when it is float16 / bfloat16 (numpy or torch), else as is."""
     if xp.is_torch(X):
@@ -189,7 +179,7 @@ def vmf_mixture_log_density(
     for sl in _row_chunks(X.shape[0], wide, itemsize, working_memory):
         logits = l2_normalize(X[sl]) @ M.T
         logits += c[None, :]
-        out[sl] = _logsumexp_rows(logits)
+        out[sl] = xp.logsumexp(logits, axis=1)
     return out
 
 
@@ -225,8 +215,8 @@ def sinkhorn(scores, epsilon, n_iter=3, row_mask=None):
     if n_iter < 1:
         L -= _finite_or_zero(L.max(axis=(-2, -1), keepdims=True))
         return np.exp(L, out=L)
-    L -= _finite_or_zero(_logsumexp_axis(L, -2))  # columns: mass 1 each
-    L -= _finite_or_zero(_logsumexp_axis(L, -1))  # rows: mass 1 each
+    L -= _finite_or_zero(xp.logsumexp(L, -2, keepdims=True))  # columns: mass 1 each
+    L -= _finite_or_zero(xp.logsumexp(L, -1, keepdims=True))  # rows: mass 1 each
     Q = np.exp(L, out=L)
     tiny = np.finfo(Q.dtype).tiny
     for _ in range(n_iter - 1):
@@ -238,13 +228,6 @@ def sinkhorn(scores, epsilon, n_iter=3, row_mask=None):
 def _finite_or_zero(a):
     """``a`` with its non-finite entries (all-padding rows, ``-inf``) set to zero."""
     return np.where(np.isfinite(a), a, 0).astype(a.dtype, copy=False)
-
-
-def _logsumexp_axis(L, axis):
-    """``log sum exp`` along `axis` (kept), ``-inf`` where every entry is ``-inf``."""
-    m = _finite_or_zero(L.max(axis=axis, keepdims=True))
-    with np.errstate(divide="ignore"):
-        return np.log(np.exp(L - m).sum(axis=axis, keepdims=True)) + m
 
 
 # ------------------------------------------------------------------------- fit
@@ -393,7 +376,7 @@ def _e_step(bucket, M, log_coef, kappa, top_k, balance, epsilon, sinkhorn_iter):
         S *= kappa[:, None, :]
         S += log_coef[:, None, :]
         idx, top = _top_k(S, top_k)
-    lse = _logsumexp_rows(top.reshape(-1, top.shape[-1]).copy()).reshape(top.shape[:2])
+    lse = xp.logsumexp(top, axis=-1)
     loglik = float(lse[bucket.valid].sum(dtype=np.float64))
     if not balance:
         R = np.exp(top - lse[..., None])
