@@ -9,6 +9,7 @@ does), never by inverting a matrix.
 import numpy as np
 from scipy import linalg
 from sklearn.covariance import ledoit_wolf_shrinkage as _sk_ledoit_wolf_shrinkage
+from sklearn.utils import Bunch
 
 from ..utils import _array_api as xp
 
@@ -519,6 +520,74 @@ def class_mixture_log_density(
     return out
 
 
+class _ClassGaussianMixtures:
+    """E-step and M-step of :func:`fit_class_mixtures` (for :func:`expectation_maximization`).
+
+    The parameters (``weights``, ``means``, ``covariances``, ``precisions_cholesky``,
+    ``intensities``) are attributes; responsibilities are (n, K) arrays.
+    """
+
+    def __init__(self, X, y, n_classes, component_class, covariance_type, options):
+        self.X, self.y, self.n_classes = X, y, n_classes
+        self.counts = np.bincount(y, minlength=n_classes)
+        self.component_class = component_class
+        self.covariance_type = covariance_type
+        self.options = options  # shrinkage, pooling, reg_covar
+
+    def m_step(self, resp):
+        ct = self.covariance_type
+        nk, self.means, self.covariances, self.intensities = (
+            estimate_gaussian_parameters(self.X, resp, ct, **self.options)
+        )
+        self.weights = nk / self.counts[self.component_class]
+        self.precisions_cholesky = compute_precision_cholesky(self.covariances, ct)
+
+    def e_step(self):
+        """Responsibilities of each sample over its own class's components only."""
+        X, ct, prec = self.X, self.covariance_type, self.precisions_cholesky
+        log_det = log_det_precision_cholesky(prec, ct, X.shape[1])
+        resp = np.zeros((X.shape[0], self.component_class.size))
+        total = 0.0
+        for c in range(self.n_classes):
+            rows = np.flatnonzero(self.y == c)
+            cols = np.flatnonzero(self.component_class == c)
+            ld = log_det if ct == "tied" else log_det[cols]
+            L = (
+                log_gaussian_density(
+                    X[rows], self.means[cols], _component_slice(prec, ct, cols), ct, ld
+                )
+                + np.log(self.weights[cols])[None, :]
+            )
+            norm = xp.logsumexp(L, axis=1)
+            total += norm.sum()
+            resp[np.ix_(rows, cols)] = np.exp(L - norm[:, None])
+        return resp, total
+
+
+def _initial_responsibilities(X, y, n_classes, n_components, random_state, max_iter):
+    """One-hot responsibilities: each sample to its class's nearest k-means centre
+    (per-class k-means, k-means++ seeding); the classes themselves for one component.
+    Returns ``(resp, component_class)``."""
+    from ._prototypes import class_prototypes
+
+    n = X.shape[0]
+    if n_components == 1:
+        resp = np.zeros((n, n_classes))
+        resp[np.arange(n), y] = 1.0
+        return resp, np.arange(n_classes)
+    per_class = np.full(n_classes, n_components, dtype=np.intp)
+    protos, component_class, _ = class_prototypes(
+        X, y, n_classes, per_class, random_state=random_state, max_iter=max_iter
+    )
+    resp = np.zeros((n, protos.shape[0]))
+    for c in range(n_classes):
+        rows = np.flatnonzero(y == c)
+        cols = np.flatnonzero(component_class == c)
+        D = ((X[rows, None, :] - protos[None, cols, :]) ** 2).sum(-1)
+        resp[rows, cols[D.argmin(1)]] = 1.0
+    return resp, component_class
+
+
 def fit_class_mixtures(
     X,
     y,
@@ -540,82 +609,46 @@ def fit_class_mixtures(
     the M-step is :func:`estimate_gaussian_parameters` (so shrinkage, pooling and a
     "tied" covariance shared by every component of every class act inside EM, which
     ``sklearn.mixture.GaussianMixture`` cannot do).  Initialised by per-class k-means
-    (k-means++ seeding).  With ``n_components == 1`` this is one M-step: per-class
-    Gaussians.
+    (k-means++ seeding) and run by :func:`~protolearn._core._em.expectation_maximization`
+    from those hard assignments.  With ``n_components == 1`` this is one M-step:
+    per-class Gaussians.
 
     Returns
     -------
-    result : dict with ``weights`` (K,) (summing to one within each class),
-        ``means`` (K, d), ``covariances``, ``precisions_cholesky`` (float64),
-        ``component_class`` (K,), ``intensities``, ``n_iter``, ``converged``,
-        ``lower_bound`` (mean class-conditional log-likelihood per sample).
+    result : :class:`~sklearn.utils.Bunch` with ``weights`` (K,) (summing to one
+        within each class), ``means`` (K, d), ``covariances``, ``precisions_cholesky``
+        (float64), ``component_class`` (K,), ``intensities``, ``n_iter``,
+        ``converged``, ``lower_bounds`` (mean class-conditional log-likelihood per
+        sample after each iteration; empty for one component) and ``lower_bound``
+        (the last of them; NaN for one component).
     """
-    from ._prototypes import class_prototypes
+    from ._em import expectation_maximization
 
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
-    n = X.shape[0]
-    counts = np.bincount(y, minlength=n_classes)
-    per_class = np.full(n_classes, n_components, dtype=np.intp)
-    kwargs = dict(shrinkage=shrinkage, pooling=pooling, reg_covar=reg_covar)
+    resp, component_class = _initial_responsibilities(
+        X, y, n_classes, n_components, random_state, max_iter
+    )
+    options = dict(shrinkage=shrinkage, pooling=pooling, reg_covar=reg_covar)
+    model = _ClassGaussianMixtures(
+        X, y, n_classes, component_class, covariance_type, options
+    )
     if n_components == 1:
-        resp = np.zeros((n, n_classes))
-        resp[np.arange(n), y] = 1.0
-        component_class = np.arange(n_classes)
+        model.m_step(resp)
+        em = Bunch(n_iter=1, converged=True, lower_bounds=np.array([]))
     else:
-        protos, component_class, _ = class_prototypes(
-            X, y, n_classes, per_class, random_state=random_state, max_iter=max_iter
+        em = expectation_maximization(
+            model, max_iter=max_iter, tol=tol, n_samples=X.shape[0], resp=resp
         )
-        resp = np.zeros((n, protos.shape[0]))
-        for c in range(n_classes):
-            rows = np.flatnonzero(y == c)
-            cols = np.flatnonzero(component_class == c)
-            D = ((X[rows, None, :] - protos[None, cols, :]) ** 2).sum(-1)
-            resp[rows, cols[D.argmin(1)]] = 1.0
-    n_iter, converged, lower_bound = 0, True, np.nan
-    for n_iter in range(1, (max_iter if n_components > 1 else 1) + 1):  # noqa: B007
-        nk, means, cov, intensities = estimate_gaussian_parameters(
-            X, resp, covariance_type, **kwargs
-        )
-        weights = nk / counts[component_class]
-        prec = compute_precision_cholesky(cov, covariance_type)
-        if n_components == 1:
-            break
-        # E-step, one class at a time over its own components.
-        log_det = log_det_precision_cholesky(prec, covariance_type, X.shape[1])
-        new_resp = np.zeros_like(resp)
-        total = 0.0
-        for c in range(n_classes):
-            rows = np.flatnonzero(y == c)
-            cols = np.flatnonzero(component_class == c)
-            ld = log_det if covariance_type == "tied" else log_det[cols]
-            L = (
-                log_gaussian_density(
-                    X[rows],
-                    means[cols],
-                    _component_slice(prec, covariance_type, cols),
-                    covariance_type,
-                    ld,
-                )
-                + np.log(weights[cols])[None, :]
-            )
-            norm = xp.logsumexp(L, axis=1)
-            total += norm.sum()
-            new_resp[np.ix_(rows, cols)] = np.exp(L - norm[:, None])
-        resp = new_resp
-        prev, lower_bound = lower_bound, total / n
-        if n_iter > 1 and abs(lower_bound - prev) < tol:
-            break
-    else:
-        converged = False
-    return dict(
-        weights=weights,
-        means=means,
-        covariances=cov,
-        precisions_cholesky=prec,
+    return Bunch(
+        weights=model.weights,
+        means=model.means,
+        covariances=model.covariances,
+        precisions_cholesky=model.precisions_cholesky,
         component_class=np.asarray(component_class, dtype=np.intp),
-        intensities=intensities,
-        n_iter=n_iter,
-        converged=converged,
-        lower_bound=lower_bound,
+        intensities=model.intensities,
+        n_iter=em.n_iter,
+        converged=em.converged,
+        lower_bounds=em.lower_bounds,
+        lower_bound=em.lower_bounds[-1] if em.lower_bounds.size else np.nan,
     )

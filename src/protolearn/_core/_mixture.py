@@ -410,6 +410,63 @@ def _m_step(bucket, idx, R, M):
     return M_new.astype(M.dtype, copy=False), pi, norms**2, mass, mass_sq
 
 
+class _ClassVMFMixtures:
+    """E-step and M-step of :func:`fit_vmf_mixtures` (for
+    :func:`~protolearn._core._em.expectation_maximization`).
+
+    The parameters are (n_classes, K) arrays: ``means`` (with a trailing d), within-class
+    ``weights``, concentrations ``kappa`` and their ``log_c``.  Responsibilities are one
+    ``(idx, R)`` pair per bucket (see :func:`_e_step`).
+    """
+
+    def __init__(self, X, buckets, means, kappa, learn_kappa, options):
+        self.dtype, self.n_features = X.dtype, X.shape[1]
+        self.buckets = buckets
+        self.means = means
+        C, K = kappa.shape
+        self.weights = np.full((C, K), 1.0 / K)
+        self.kappa = kappa
+        self.log_c = np.broadcast_to(
+            vmf_log_normalizer(self.n_features, kappa[0, 0]), kappa.shape
+        ).copy()
+        self.learn_kappa = learn_kappa
+        self.options = options  # top_k, balance, epsilon, sinkhorn_iter
+
+    def e_step(self):
+        resp, total = [], 0.0
+        for b in self.buckets:
+            idx, R, loglik = _bucket_e_step(
+                b, self.means, self.weights, self.log_c[b.classes], self.kappa,
+                self.dtype, self.options,
+            )  # fmt: skip
+            resp.append((idx, R))
+            total += loglik
+        return resp, total
+
+    def m_step(self, resp):
+        for b, (idx, R) in zip(self.buckets, resp):
+            cls = b.classes
+            self.means[cls], self.weights[cls], res_sq, mass, mass_sq = _m_step(
+                b, idx, R, self.means[cls]
+            )
+            if self.learn_kappa:
+                new = estimate_concentration(res_sq, mass, mass_sq, self.n_features)
+                self.kappa[cls] = np.where(mass > 0, new, self.kappa[cls])
+        if self.learn_kappa:
+            self.log_c = vmf_log_normalizer(self.n_features, self.kappa)
+
+
+def _bucket_e_step(bucket, means, weights, log_c, kappa, dtype, options):
+    """:func:`_e_step` on one bucket, from (C, K) parameters and the bucket's
+    ``log C_d(kappa)``; computed in `dtype` (the samples')."""
+    cls = bucket.classes
+    with np.errstate(divide="ignore"):
+        log_coef = np.log(weights[cls]) + log_c
+    return _e_step(
+        bucket, means[cls], log_coef.astype(dtype), kappa[cls].astype(dtype), **options
+    )
+
+
 def fit_vmf_mixtures(
     X,
     y,
@@ -453,6 +510,9 @@ def fit_vmf_mixtures(
         Most padded rows per batched product (bounds the (rows, K) temporaries;
         derived from scikit-learn's ``working_memory`` when None).
 
+    Runs :func:`~protolearn._core._em.expectation_maximization` from the initial
+    means (an E-step first, as scikit-learn's ``GaussianMixture``).
+
     Returns
     -------
     result : :class:`~sklearn.utils.Bunch` with ``means`` (n_classes * K, d) grouped
@@ -462,6 +522,8 @@ def fit_vmf_mixtures(
         ``lower_bounds`` (mean per-sample objective before each M-step, then at the
         returned parameters).
     """
+    from ._em import expectation_maximization
+
     X = xp.to_numpy(X)  # (the fitted parameters are numpy arrays)
     X = l2_normalize(X.astype(xp.float_dtype(X), copy=False))
     y = xp.to_numpy(y)
@@ -477,7 +539,6 @@ def fit_vmf_mixtures(
     top_k = n_components if top_k is None else min(int(top_k), n_components)
     learn_kappa = kappa is None
     kap = np.full((n_classes, n_components), float(d if learn_kappa else kappa))
-    log_c = np.broadcast_to(vmf_log_normalizer(d, kap[0, 0]), kap.shape).copy()
     if max_bucket_rows is None:
         max_bucket_rows = get_chunk_n_rows(
             row_bytes=(d + 4 * n_components) * X.dtype.itemsize,
@@ -488,52 +549,20 @@ def fit_vmf_mixtures(
         for cls in _buckets(counts, max(max_bucket_rows, int(counts.max())))
     ]
     M = _init_means(X, y, buckets, n_classes, n_components, init, rng, max_iter)
-    pi = np.full((n_classes, n_components), 1.0 / n_components)
-
-    def e_step(b):
-        with np.errstate(divide="ignore"):
-            log_coef = np.log(pi[b.classes]) + log_c[b.classes]
-        return _e_step(
-            b,
-            M[b.classes],
-            log_coef.astype(X.dtype),
-            kap[b.classes].astype(X.dtype),
-            top_k,
-            balance,
-            epsilon,
-            sinkhorn_iter,
-        )
-
-    lower_bounds, converged, n_iter = [], False, 0
-    prev = -np.inf
-    for n_iter in range(1, max_iter + 1):  # noqa: B007
-        total = 0.0
-        for b in buckets:
-            idx, R, ll = e_step(b)
-            total += ll
-            M[b.classes], pi[b.classes], res_sq, mass, mass_sq = _m_step(
-                b, idx, R, M[b.classes]
-            )
-            if learn_kappa:
-                new = estimate_concentration(res_sq, mass, mass_sq, d)
-                kap[b.classes] = np.where(mass > 0, new, kap[b.classes])
-        if learn_kappa:
-            log_c = vmf_log_normalizer(d, kap)
-        lower_bounds.append(total / n)
-        if abs(lower_bounds[-1] - prev) < tol:
-            converged = True
-            break
-        prev = lower_bounds[-1]
-    lower_bounds.append(sum(e_step(b)[2] for b in buckets) / n)
-    weights = pi * (counts / n)[:, None]
+    options = dict(
+        top_k=top_k, balance=balance, epsilon=epsilon, sinkhorn_iter=sinkhorn_iter
+    )
+    model = _ClassVMFMixtures(X, buckets, M, kap, learn_kappa, options)
+    em = expectation_maximization(model, max_iter=max_iter, tol=tol, n_samples=n)
+    weights = model.weights * (counts / n)[:, None]
     return Bunch(
-        means=M.reshape(-1, d),
+        means=model.means.reshape(-1, d),
         weights=weights.reshape(-1),
-        concentrations=kap.reshape(-1),
+        concentrations=model.kappa.reshape(-1),
         component_class=np.repeat(np.arange(n_classes), n_components),
-        n_iter=n_iter,
-        converged=converged,
-        lower_bounds=np.asarray(lower_bounds),
+        n_iter=em.n_iter,
+        converged=em.converged,
+        lower_bounds=em.lower_bounds,
     )
 
 
@@ -573,18 +602,17 @@ def update_vmf_mixtures(
     """
     C, K, d = state["means"].shape
     top_k = K if top_k is None else min(int(top_k), K)
+    options = dict(
+        top_k=top_k, balance=balance, epsilon=epsilon, sinkhorn_iter=sinkhorn_iter
+    )
     counts = np.bincount(y, minlength=C)
     M, kap = state["means"], state["kappa"]
     present = np.flatnonzero(counts)
     for grp in _buckets(counts[present], int(counts.max())):
         b = _Bucket(X, y, present[grp])
-        with np.errstate(divide="ignore"):
-            log_coef = np.log(state["weights"][b.classes]) + vmf_log_normalizer(
-                d, kap[b.classes]
-            )
-        idx, R, _ = _e_step(
-            b, M[b.classes], log_coef.astype(X.dtype), kap[b.classes].astype(X.dtype),
-            top_k, balance, epsilon, sinkhorn_iter,
+        idx, R, _ = _bucket_e_step(
+            b, M, state["weights"], vmf_log_normalizer(d, kap[b.classes]), kap,
+            X.dtype, options,
         )  # fmt: skip
         M_b, _, res_sq, mass, mass_sq = _m_step(b, idx, R, M[b.classes])
         state["resultant"][b.classes] += M_b * np.sqrt(res_sq)[..., None]
