@@ -235,3 +235,45 @@ def test_logsumexp_matches_scipy_and_torch(dtype, axis):
     t = _array_api.logsumexp(torch.from_numpy(A), axis=axis)
     assert isinstance(t, torch.Tensor) and t.dtype == torch.from_numpy(A).dtype
     np.testing.assert_allclose(t.numpy(), got, rtol=rtol)
+
+
+# ------------------------------------------------------------------- EM driver
+
+
+class _ScriptedModel:
+    """A model whose E-steps return the summed log-likelihoods of a script."""
+
+    def __init__(self, totals):
+        self.totals, self.calls = list(totals), []
+
+    def e_step(self):
+        self.calls.append("E")
+        return "resp", self.totals.pop(0)
+
+    def m_step(self, resp):
+        assert resp == "resp" or resp == "init"
+        self.calls.append("M")
+
+
+@pytest.mark.parametrize(
+    "start, totals, n_iter, converged, calls",
+    [
+        # from responsibilities: M, E, test the latest two bounds
+        ("resp", [10, 20, 20.5, 20.6, 99], 3, True, "MEMEME"),
+        ("resp", [10, 20, 30], 3, False, "MEMEME"),
+        # from parameters (scikit-learn's order): E first, the test looks one back
+        (None, [10, 20, 20.5, 20.6, 99], 3, True, "EMEMEME"),
+        (None, [10, 20, 30, 40], 3, False, "EMEMEME"),
+    ],
+)
+def test_em_driver_stopping_rules(start, totals, n_iter, converged, calls):
+    from protolearn._core._em import expectation_maximization
+
+    model = _ScriptedModel(totals)
+    res = expectation_maximization(
+        model, max_iter=3, tol=0.2, n_samples=10, resp=start and "init"
+    )
+    assert (res.n_iter, res.converged) == (n_iter, converged)
+    assert "".join(model.calls) == calls
+    n_e = calls.count("E")
+    np.testing.assert_array_equal(res.lower_bounds, np.array(totals[:n_e]) / 10)
