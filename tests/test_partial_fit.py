@@ -178,7 +178,7 @@ def test_ledoit_wolf_from_moments_equals_sklearn():
     # with more features than samples
     from sklearn.covariance import ledoit_wolf_shrinkage
 
-    from protolearn._core._gaussian import ledoit_wolf_shrinkage_from_moments
+    from protolearn._core._covariance import ledoit_wolf_shrinkage_from_moments
 
     rng = np.random.default_rng(1)
     for n, d in [(40, 5), (8, 20), (300, 3)]:

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .._core import _distances, _gaussian, _prototypes, _streaming
+from .._core import _covariance, _distances, _prototypes, _streaming
 from ..base import BaseOutlierDetector, starts_stream, unchanged_on_error
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import Interval, Real, StrOptions, _fit_context
@@ -164,8 +164,8 @@ class MahalanobisDetector(BaseOutlierDetector):
                 f"identical{after})",
             )
             self.means_ = _prototypes.class_means(Z, y_idx, classes.size)
-            self.covariance_ = _gaussian.pooled_covariance(Z, y_idx, self.means_)
-            self.precision_cholesky_, s = _gaussian.shrunk_precision_cholesky(
+            self.covariance_ = _covariance.pooled_covariance(Z, y_idx, self.means_)
+            self.precision_cholesky_, s = _covariance.shrunk_precision_cholesky(
                 self.covariance_, n, self.shrinkage
             )
             shrink.append(s)
@@ -180,7 +180,7 @@ class MahalanobisDetector(BaseOutlierDetector):
                 self.background_covariance_,
                 self.background_precision_cholesky_,
                 s,
-            ) = _gaussian.fit_gaussian(Z, self.shrinkage)
+            ) = _covariance.fit_gaussian(Z, self.shrinkage)
             shrink.append(s)
         self.shrinkage_ = shrink[0]
         self._set_offset(X)
@@ -241,7 +241,7 @@ class MahalanobisDetector(BaseOutlierDetector):
         if self.method in ("class", "relative"):
             self.means_ = st["mean"].astype(dtype)
             self.covariance_ = (st["scatter"].sum(0) / n).astype(dtype)
-            self.precision_cholesky_, s = _gaussian.shrunk_precision_cholesky(
+            self.precision_cholesky_, s = _covariance.shrunk_precision_cholesky(
                 self.covariance_, n, self.shrinkage
             )
             shrink.append(s)
@@ -250,7 +250,7 @@ class MahalanobisDetector(BaseOutlierDetector):
             self.location_ = one["mean"][0].astype(dtype)
             self.background_covariance_ = (one["scatter"][0] / n).astype(dtype)
             self.background_precision_cholesky_, s = (
-                _gaussian.shrunk_precision_cholesky(
+                _covariance.shrunk_precision_cholesky(
                     self.background_covariance_, n, self.shrinkage
                 )
             )

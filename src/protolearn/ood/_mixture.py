@@ -7,7 +7,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
-from .._core import _defaults, _distances, _gaussian, _mixture, _neighbors, _streaming
+from .._core import _covariance, _defaults, _distances, _mixture, _neighbors, _streaming
 from ..base import BaseOutlierDetector, starts_stream, unchanged_on_error
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
@@ -273,7 +273,7 @@ class PrototypeMixtureDetector(BaseOutlierDetector):
             )
         if self.score_type == "ssd":
             self.location_, _, self.precision_cholesky_, self.shrinkage_ = (
-                _gaussian.fit_gaussian(Xn, self.shrinkage)
+                _covariance.fit_gaussian(Xn, self.shrinkage)
             )
         self._set_offset(X)
         self._stream = None  # a later partial_fit cannot continue a fit
@@ -386,7 +386,7 @@ class PrototypeMixtureDetector(BaseOutlierDetector):
             cov = self._ssd["scatter"][0] / m
             self.location_ = self._ssd["mean"][0].astype(Xn.dtype)
             self.precision_cholesky_, self.shrinkage_ = (
-                _gaussian.shrunk_precision_cholesky(cov, m, self.shrinkage)
+                _covariance.shrunk_precision_cholesky(cov, m, self.shrinkage)
             )
         self._set_offset(self._offset_rows)
         return self
