@@ -67,6 +67,25 @@ def shrink_covariance(S, shrinkage):
     return out
 
 
+def check_spread(Z, y_idx, what):
+    """Raise a ValueError when, within each class, all rows of ``Z`` are identical.
+
+    Their covariance is then zero: no shrinkage towards ``tr(S)/d * I`` (itself zero)
+    can make it invertible, and the Mahalanobis distance is undefined.  Rows that
+    differ by rounding only (such as multiples of one row after L2 normalisation)
+    count as identical: their covariance is rounding noise.  ``y_idx`` holds class
+    indices ``0..C-1``, each present (all zeros: one class); `what` names the
+    covariance and the samples in the message.
+    """
+    first = np.unique(y_idx, return_index=True)[1]
+    spread = np.abs(Z - Z[first][y_idx]).max()
+    if spread <= 16 * np.finfo(Z.dtype).eps * np.abs(Z).max():
+        raise ValueError(
+            f"{what} is zero, so the Mahalanobis distance is undefined (shrinkage "
+            "cannot help); fit on samples that differ."
+        )
+
+
 def precision_cholesky(covariance):
     """Cholesky factor ``L`` of the precision (``P = L L^T``) of a (d, d) covariance.
 

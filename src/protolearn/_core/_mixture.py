@@ -631,3 +631,81 @@ def update_vmf_mixtures(
         new = estimate_concentration(norms**2, state["mass"], state["mass_sq"], d)
         state["kappa"] = np.where(state["mass"] > 0, new, kap)
     return state
+
+
+def stream_vmf_mixtures(
+    state,
+    classes,
+    X,
+    labels,
+    n_components,
+    *,
+    init="k-means++",
+    max_iter=100,
+    tol=1e-3,
+    random_state=None,
+    **options,
+):
+    """Per-class vMF mixtures of a stream, after one more batch.
+
+    Classes first seen in the batch are fitted on their rows by
+    :func:`fit_vmf_mixtures` (which needs `n_components` rows of each); then the whole
+    batch updates every class by :func:`update_vmf_mixtures` (incremental EM).
+
+    Parameters
+    ----------
+    state : dict or None
+        The statistics of :func:`update_vmf_mixtures` over the sorted labels
+        `classes`; None (and `classes` None) for the first batch.
+    classes : ndarray or None
+    X : (n, d) numpy array, L2-normalised rows.
+    labels : (n,) array of class labels.
+    n_components : int, components per class.
+    init, max_iter, tol, random_state : as :func:`fit_vmf_mixtures`, for new classes.
+    **options : ``kappa``, ``top_k``, ``balance``, ``epsilon``, ``sinkhorn_iter``, as
+        :func:`fit_vmf_mixtures`.
+
+    Returns
+    -------
+    state : dict, classes : ndarray
+        Over the sorted union of `classes` and `labels`.
+    """
+    K = n_components
+    new = np.unique(labels) if classes is None else np.union1d(classes, labels)
+    C, d = new.size, X.shape[1]
+    grown = {
+        "means": np.zeros((C, K, d), dtype=X.dtype),
+        "weights": np.full((C, K), 1.0 / K),
+        "kappa": np.full((C, K), float(d)),
+        "resultant": np.zeros((C, K, d)),
+        "mass": np.zeros((C, K)),
+        "mass_sq": np.zeros((C, K)),
+        "counts": np.zeros(C),
+    }
+    if state is not None:
+        pos = np.searchsorted(new, classes)
+        for k, v in state.items():
+            grown[k][pos] = v
+    state = grown
+    y = np.searchsorted(new, labels)
+    fresh = np.setdiff1d(np.arange(C), np.flatnonzero(state["counts"] > 0))
+    if fresh.size:  # classes first seen here: fitted on their rows, as in fit
+        rows = np.isin(y, fresh)
+        sub = np.searchsorted(fresh, y[rows])
+        cnt = np.bincount(sub, minlength=fresh.size)
+        if cnt.min() < K:
+            raise ValueError(
+                f"A class's first batch needs at least n_prototypes={K} samples; "
+                f"class(es) {new[fresh[cnt < K]].tolist()} have fewer. Lower "
+                "n_prototypes or pass larger batches."
+            )
+        res = fit_vmf_mixtures(
+            X[rows], sub, fresh.size, K, init=init, max_iter=max_iter, tol=tol,
+            random_state=random_state, **options,
+        )  # fmt: skip
+        state["means"][fresh] = res.means.reshape(fresh.size, K, d)
+        share = res.weights.reshape(fresh.size, K)
+        state["weights"][fresh] = share / share.sum(1, keepdims=True)
+        state["kappa"][fresh] = res.concentrations.reshape(fresh.size, K)
+    update_vmf_mixtures(state, X, y, **options)
+    return state, new
