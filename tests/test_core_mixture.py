@@ -208,3 +208,72 @@ def test_identical_rows_cap_the_concentration(dtype):
     np.testing.assert_allclose(res.concentrations, r * (8 - r * r) / (1 - r * r))
     np.testing.assert_allclose(res.means, np.tile(_unit(x), (2, 1)), atol=1e-6)
     assert np.all(np.isfinite(res.lower_bounds))
+
+
+# ------------------------------------------------------------------- logsumexp
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_logsumexp_matches_scipy_and_torch(dtype, axis):
+    """The one logsumexp of ``utils._array_api``: scipy's value (to rounding), ``-inf``
+    on an all ``-inf`` row, keepdims, and torch's result for a tensor."""
+    from protolearn.utils import _array_api
+
+    A = (np.random.default_rng(0).normal(size=(40, 6)) * 30).astype(dtype)
+    A[3] = -np.inf
+    A[:, 2] = -np.inf
+    got = _array_api.logsumexp(A, axis=axis)
+    assert got.dtype == dtype
+    rtol = 1e-6 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(got, logsumexp(A, axis=axis), rtol=rtol)
+    kept = _array_api.logsumexp(A, axis=axis, keepdims=True)
+    np.testing.assert_array_equal(np.squeeze(kept, axis=axis), got)
+    if axis != 0:
+        assert got[3] == -np.inf
+    torch = pytest.importorskip("torch")
+    t = _array_api.logsumexp(torch.from_numpy(A), axis=axis)
+    assert isinstance(t, torch.Tensor) and t.dtype == torch.from_numpy(A).dtype
+    np.testing.assert_allclose(t.numpy(), got, rtol=rtol)
+
+
+# ------------------------------------------------------------------- EM driver
+
+
+class _ScriptedModel:
+    """A model whose E-steps return the summed log-likelihoods of a script."""
+
+    def __init__(self, totals):
+        self.totals, self.calls = list(totals), []
+
+    def e_step(self):
+        self.calls.append("E")
+        return "resp", self.totals.pop(0)
+
+    def m_step(self, resp):
+        assert resp == "resp" or resp == "init"
+        self.calls.append("M")
+
+
+@pytest.mark.parametrize(
+    "start, totals, n_iter, converged, calls",
+    [
+        # from responsibilities: M, E, test the latest two bounds
+        ("resp", [10, 20, 20.5, 20.6, 99], 3, True, "MEMEME"),
+        ("resp", [10, 20, 30], 3, False, "MEMEME"),
+        # from parameters (scikit-learn's order): E first, the test looks one back
+        (None, [10, 20, 20.5, 20.6, 99], 3, True, "EMEMEME"),
+        (None, [10, 20, 30, 40], 3, False, "EMEMEME"),
+    ],
+)
+def test_em_driver_stopping_rules(start, totals, n_iter, converged, calls):
+    from protolearn._core._em import expectation_maximization
+
+    model = _ScriptedModel(totals)
+    res = expectation_maximization(
+        model, max_iter=3, tol=0.2, n_samples=10, resp=start and "init"
+    )
+    assert (res.n_iter, res.converged) == (n_iter, converged)
+    assert "".join(model.calls) == calls
+    n_e = calls.count("E")
+    np.testing.assert_array_equal(res.lower_bounds, np.array(totals[:n_e]) / 10)

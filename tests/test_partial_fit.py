@@ -118,8 +118,10 @@ def test_knn_partial_fit_appends_the_reference_set(normalize):
     np.testing.assert_allclose(inc.fit_X_, full.fit_X_, rtol=1e-12)
     assert inc.offset_ == pytest.approx(full.offset_, rel=1e-9)
     np.testing.assert_allclose(inc.score_samples(X), full.score_samples(X), rtol=1e-9)
+    small = KNNDetector(n_neighbors=5)
     with pytest.raises(ValueError, match="n_neighbors=5"):
-        KNNDetector(n_neighbors=5).partial_fit(X[:3])
+        small.partial_fit(X[:3])
+    assert small.__dict__ == KNNDetector(n_neighbors=5).__dict__  # left as it was
 
 
 @pytest.mark.parametrize("labelled", [False])  # labelled: 0.0005 too (10 s more)
@@ -178,7 +180,7 @@ def test_ledoit_wolf_from_moments_equals_sklearn():
     # with more features than samples
     from sklearn.covariance import ledoit_wolf_shrinkage
 
-    from protolearn._core._gaussian import ledoit_wolf_shrinkage_from_moments
+    from protolearn._core._covariance import ledoit_wolf_shrinkage_from_moments
 
     rng = np.random.default_rng(1)
     for n, d in [(40, 5), (8, 20), (300, 3)]:

@@ -4,6 +4,14 @@ Every function accepts numpy arrays or torch tensors and returns the same kind, 
 device, in the input's floating dtype (float32 stays float32).
 """
 
+from ._covariance import (
+    fit_gaussian,
+    ledoit_wolf_shrinkage,
+    pooled_covariance,
+    precision_cholesky,
+    shrink_covariance,
+    shrunk_precision_cholesky,
+)
 from ._distances import (
     common_centre,
     cosine_distances,
@@ -13,14 +21,6 @@ from ._distances import (
     nearest,
     pairwise_distances,
     squared_euclidean_distances,
-)
-from ._gaussian import (
-    fit_gaussian,
-    ledoit_wolf_shrinkage,
-    pooled_covariance,
-    precision_cholesky,
-    shrink_covariance,
-    shrunk_precision_cholesky,
 )
 from ._knn_graph import batched_knn_affinity, graph_product, kneighbors, knn_affinity
 from ._laplacian_solver import laplacian_solve

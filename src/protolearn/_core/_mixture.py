@@ -132,16 +132,6 @@ def _row_chunks(n_rows, n_cols, itemsize, working_memory):
         yield slice(start, min(start + step, n_rows))
 
 
-def _logsumexp_rows(A):
-    """Row-wise logsumexp, overwriting ``A`` (numpy) or via torch."""
-    if xp.is_torch(A):
-        return A.logsumexp(dim=1)
-    m = A.max(axis=1)
-    A -= m[:, None]
-    np.exp(A, out=A)
-    return np.log(A.sum(axis=1)) + m
-
-
 def _at_least_single(X):
     """``X`` in float32 when it is float16 / bfloat16 (numpy or torch), else as is."""
     if xp.is_torch(X):
@@ -189,7 +179,7 @@ def vmf_mixture_log_density(
     for sl in _row_chunks(X.shape[0], wide, itemsize, working_memory):
         logits = l2_normalize(X[sl]) @ M.T
         logits += c[None, :]
-        out[sl] = _logsumexp_rows(logits)
+        out[sl] = xp.logsumexp(logits, axis=1)
     return out
 
 
@@ -225,8 +215,8 @@ def sinkhorn(scores, epsilon, n_iter=3, row_mask=None):
     if n_iter < 1:
         L -= _finite_or_zero(L.max(axis=(-2, -1), keepdims=True))
         return np.exp(L, out=L)
-    L -= _finite_or_zero(_logsumexp_axis(L, -2))  # columns: mass 1 each
-    L -= _finite_or_zero(_logsumexp_axis(L, -1))  # rows: mass 1 each
+    L -= _finite_or_zero(xp.logsumexp(L, -2, keepdims=True))  # columns: mass 1 each
+    L -= _finite_or_zero(xp.logsumexp(L, -1, keepdims=True))  # rows: mass 1 each
     Q = np.exp(L, out=L)
     tiny = np.finfo(Q.dtype).tiny
     for _ in range(n_iter - 1):
@@ -238,13 +228,6 @@ def sinkhorn(scores, epsilon, n_iter=3, row_mask=None):
 def _finite_or_zero(a):
     """``a`` with its non-finite entries (all-padding rows, ``-inf``) set to zero."""
     return np.where(np.isfinite(a), a, 0).astype(a.dtype, copy=False)
-
-
-def _logsumexp_axis(L, axis):
-    """``log sum exp`` along `axis` (kept), ``-inf`` where every entry is ``-inf``."""
-    m = _finite_or_zero(L.max(axis=axis, keepdims=True))
-    with np.errstate(divide="ignore"):
-        return np.log(np.exp(L - m).sum(axis=axis, keepdims=True)) + m
 
 
 # ------------------------------------------------------------------------- fit
@@ -393,7 +376,7 @@ def _e_step(bucket, M, log_coef, kappa, top_k, balance, epsilon, sinkhorn_iter):
         S *= kappa[:, None, :]
         S += log_coef[:, None, :]
         idx, top = _top_k(S, top_k)
-    lse = _logsumexp_rows(top.reshape(-1, top.shape[-1]).copy()).reshape(top.shape[:2])
+    lse = xp.logsumexp(top, axis=-1)
     loglik = float(lse[bucket.valid].sum(dtype=np.float64))
     if not balance:
         R = np.exp(top - lse[..., None])
@@ -425,6 +408,63 @@ def _m_step(bucket, idx, R, M):
     )
     pi = mass / bucket.counts[:, None]
     return M_new.astype(M.dtype, copy=False), pi, norms**2, mass, mass_sq
+
+
+class _ClassVMFMixtures:
+    """E-step and M-step of :func:`fit_vmf_mixtures` (for
+    :func:`~protolearn._core._em.expectation_maximization`).
+
+    The parameters are (n_classes, K) arrays: ``means`` (with a trailing d), within-class
+    ``weights``, concentrations ``kappa`` and their ``log_c``.  Responsibilities are one
+    ``(idx, R)`` pair per bucket (see :func:`_e_step`).
+    """
+
+    def __init__(self, X, buckets, means, kappa, learn_kappa, options):
+        self.dtype, self.n_features = X.dtype, X.shape[1]
+        self.buckets = buckets
+        self.means = means
+        C, K = kappa.shape
+        self.weights = np.full((C, K), 1.0 / K)
+        self.kappa = kappa
+        self.log_c = np.broadcast_to(
+            vmf_log_normalizer(self.n_features, kappa[0, 0]), kappa.shape
+        ).copy()
+        self.learn_kappa = learn_kappa
+        self.options = options  # top_k, balance, epsilon, sinkhorn_iter
+
+    def e_step(self):
+        resp, total = [], 0.0
+        for b in self.buckets:
+            idx, R, loglik = _bucket_e_step(
+                b, self.means, self.weights, self.log_c[b.classes], self.kappa,
+                self.dtype, self.options,
+            )  # fmt: skip
+            resp.append((idx, R))
+            total += loglik
+        return resp, total
+
+    def m_step(self, resp):
+        for b, (idx, R) in zip(self.buckets, resp):
+            cls = b.classes
+            self.means[cls], self.weights[cls], res_sq, mass, mass_sq = _m_step(
+                b, idx, R, self.means[cls]
+            )
+            if self.learn_kappa:
+                new = estimate_concentration(res_sq, mass, mass_sq, self.n_features)
+                self.kappa[cls] = np.where(mass > 0, new, self.kappa[cls])
+        if self.learn_kappa:
+            self.log_c = vmf_log_normalizer(self.n_features, self.kappa)
+
+
+def _bucket_e_step(bucket, means, weights, log_c, kappa, dtype, options):
+    """:func:`_e_step` on one bucket, from (C, K) parameters and the bucket's
+    ``log C_d(kappa)``; computed in `dtype` (the samples')."""
+    cls = bucket.classes
+    with np.errstate(divide="ignore"):
+        log_coef = np.log(weights[cls]) + log_c
+    return _e_step(
+        bucket, means[cls], log_coef.astype(dtype), kappa[cls].astype(dtype), **options
+    )
 
 
 def fit_vmf_mixtures(
@@ -470,6 +510,9 @@ def fit_vmf_mixtures(
         Most padded rows per batched product (bounds the (rows, K) temporaries;
         derived from scikit-learn's ``working_memory`` when None).
 
+    Runs :func:`~protolearn._core._em.expectation_maximization` from the initial
+    means (an E-step first, as scikit-learn's ``GaussianMixture``).
+
     Returns
     -------
     result : :class:`~sklearn.utils.Bunch` with ``means`` (n_classes * K, d) grouped
@@ -479,6 +522,8 @@ def fit_vmf_mixtures(
         ``lower_bounds`` (mean per-sample objective before each M-step, then at the
         returned parameters).
     """
+    from ._em import expectation_maximization
+
     X = xp.to_numpy(X)  # (the fitted parameters are numpy arrays)
     X = l2_normalize(X.astype(xp.float_dtype(X), copy=False))
     y = xp.to_numpy(y)
@@ -494,7 +539,6 @@ def fit_vmf_mixtures(
     top_k = n_components if top_k is None else min(int(top_k), n_components)
     learn_kappa = kappa is None
     kap = np.full((n_classes, n_components), float(d if learn_kappa else kappa))
-    log_c = np.broadcast_to(vmf_log_normalizer(d, kap[0, 0]), kap.shape).copy()
     if max_bucket_rows is None:
         max_bucket_rows = get_chunk_n_rows(
             row_bytes=(d + 4 * n_components) * X.dtype.itemsize,
@@ -505,52 +549,20 @@ def fit_vmf_mixtures(
         for cls in _buckets(counts, max(max_bucket_rows, int(counts.max())))
     ]
     M = _init_means(X, y, buckets, n_classes, n_components, init, rng, max_iter)
-    pi = np.full((n_classes, n_components), 1.0 / n_components)
-
-    def e_step(b):
-        with np.errstate(divide="ignore"):
-            log_coef = np.log(pi[b.classes]) + log_c[b.classes]
-        return _e_step(
-            b,
-            M[b.classes],
-            log_coef.astype(X.dtype),
-            kap[b.classes].astype(X.dtype),
-            top_k,
-            balance,
-            epsilon,
-            sinkhorn_iter,
-        )
-
-    lower_bounds, converged, n_iter = [], False, 0
-    prev = -np.inf
-    for n_iter in range(1, max_iter + 1):  # noqa: B007
-        total = 0.0
-        for b in buckets:
-            idx, R, ll = e_step(b)
-            total += ll
-            M[b.classes], pi[b.classes], res_sq, mass, mass_sq = _m_step(
-                b, idx, R, M[b.classes]
-            )
-            if learn_kappa:
-                new = estimate_concentration(res_sq, mass, mass_sq, d)
-                kap[b.classes] = np.where(mass > 0, new, kap[b.classes])
-        if learn_kappa:
-            log_c = vmf_log_normalizer(d, kap)
-        lower_bounds.append(total / n)
-        if abs(lower_bounds[-1] - prev) < tol:
-            converged = True
-            break
-        prev = lower_bounds[-1]
-    lower_bounds.append(sum(e_step(b)[2] for b in buckets) / n)
-    weights = pi * (counts / n)[:, None]
+    options = dict(
+        top_k=top_k, balance=balance, epsilon=epsilon, sinkhorn_iter=sinkhorn_iter
+    )
+    model = _ClassVMFMixtures(X, buckets, M, kap, learn_kappa, options)
+    em = expectation_maximization(model, max_iter=max_iter, tol=tol, n_samples=n)
+    weights = model.weights * (counts / n)[:, None]
     return Bunch(
-        means=M.reshape(-1, d),
+        means=model.means.reshape(-1, d),
         weights=weights.reshape(-1),
-        concentrations=kap.reshape(-1),
+        concentrations=model.kappa.reshape(-1),
         component_class=np.repeat(np.arange(n_classes), n_components),
-        n_iter=n_iter,
-        converged=converged,
-        lower_bounds=np.asarray(lower_bounds),
+        n_iter=em.n_iter,
+        converged=em.converged,
+        lower_bounds=em.lower_bounds,
     )
 
 
@@ -590,18 +602,17 @@ def update_vmf_mixtures(
     """
     C, K, d = state["means"].shape
     top_k = K if top_k is None else min(int(top_k), K)
+    options = dict(
+        top_k=top_k, balance=balance, epsilon=epsilon, sinkhorn_iter=sinkhorn_iter
+    )
     counts = np.bincount(y, minlength=C)
     M, kap = state["means"], state["kappa"]
     present = np.flatnonzero(counts)
     for grp in _buckets(counts[present], int(counts.max())):
         b = _Bucket(X, y, present[grp])
-        with np.errstate(divide="ignore"):
-            log_coef = np.log(state["weights"][b.classes]) + vmf_log_normalizer(
-                d, kap[b.classes]
-            )
-        idx, R, _ = _e_step(
-            b, M[b.classes], log_coef.astype(X.dtype), kap[b.classes].astype(X.dtype),
-            top_k, balance, epsilon, sinkhorn_iter,
+        idx, R, _ = _bucket_e_step(
+            b, M, state["weights"], vmf_log_normalizer(d, kap[b.classes]), kap,
+            X.dtype, options,
         )  # fmt: skip
         M_b, _, res_sq, mass, mass_sq = _m_step(b, idx, R, M[b.classes])
         state["resultant"][b.classes] += M_b * np.sqrt(res_sq)[..., None]
@@ -620,3 +631,81 @@ def update_vmf_mixtures(
         new = estimate_concentration(norms**2, state["mass"], state["mass_sq"], d)
         state["kappa"] = np.where(state["mass"] > 0, new, kap)
     return state
+
+
+def stream_vmf_mixtures(
+    state,
+    classes,
+    X,
+    labels,
+    n_components,
+    *,
+    init="k-means++",
+    max_iter=100,
+    tol=1e-3,
+    random_state=None,
+    **options,
+):
+    """Per-class vMF mixtures of a stream, after one more batch.
+
+    Classes first seen in the batch are fitted on their rows by
+    :func:`fit_vmf_mixtures` (which needs `n_components` rows of each); then the whole
+    batch updates every class by :func:`update_vmf_mixtures` (incremental EM).
+
+    Parameters
+    ----------
+    state : dict or None
+        The statistics of :func:`update_vmf_mixtures` over the sorted labels
+        `classes`; None (and `classes` None) for the first batch.
+    classes : ndarray or None
+    X : (n, d) numpy array, L2-normalised rows.
+    labels : (n,) array of class labels.
+    n_components : int, components per class.
+    init, max_iter, tol, random_state : as :func:`fit_vmf_mixtures`, for new classes.
+    **options : ``kappa``, ``top_k``, ``balance``, ``epsilon``, ``sinkhorn_iter``, as
+        :func:`fit_vmf_mixtures`.
+
+    Returns
+    -------
+    state : dict, classes : ndarray
+        Over the sorted union of `classes` and `labels`.
+    """
+    K = n_components
+    new = np.unique(labels) if classes is None else np.union1d(classes, labels)
+    C, d = new.size, X.shape[1]
+    grown = {
+        "means": np.zeros((C, K, d), dtype=X.dtype),
+        "weights": np.full((C, K), 1.0 / K),
+        "kappa": np.full((C, K), float(d)),
+        "resultant": np.zeros((C, K, d)),
+        "mass": np.zeros((C, K)),
+        "mass_sq": np.zeros((C, K)),
+        "counts": np.zeros(C),
+    }
+    if state is not None:
+        pos = np.searchsorted(new, classes)
+        for k, v in state.items():
+            grown[k][pos] = v
+    state = grown
+    y = np.searchsorted(new, labels)
+    fresh = np.setdiff1d(np.arange(C), np.flatnonzero(state["counts"] > 0))
+    if fresh.size:  # classes first seen here: fitted on their rows, as in fit
+        rows = np.isin(y, fresh)
+        sub = np.searchsorted(fresh, y[rows])
+        cnt = np.bincount(sub, minlength=fresh.size)
+        if cnt.min() < K:
+            raise ValueError(
+                f"A class's first batch needs at least n_prototypes={K} samples; "
+                f"class(es) {new[fresh[cnt < K]].tolist()} have fewer. Lower "
+                "n_prototypes or pass larger batches."
+            )
+        res = fit_vmf_mixtures(
+            X[rows], sub, fresh.size, K, init=init, max_iter=max_iter, tol=tol,
+            random_state=random_state, **options,
+        )  # fmt: skip
+        state["means"][fresh] = res.means.reshape(fresh.size, K, d)
+        share = res.weights.reshape(fresh.size, K)
+        state["weights"][fresh] = share / share.sum(1, keepdims=True)
+        state["kappa"][fresh] = res.concentrations.reshape(fresh.size, K)
+    update_vmf_mixtures(state, X, y, **options)
+    return state, new

@@ -10,10 +10,10 @@ see :func:`merge_stats`): every moment stays centred on its own group's mean, so
 large raw moment is ever subtracted from another and rows far from the origin lose
 no digits.  The statistics of a stream equal those of all its rows at once (up to
 rounding) without keeping any row.  :func:`gaussian_parameters_from_stats` then
-regularises them in the order of
-:func:`protolearn._core._gaussian.estimate_gaussian_parameters`, through the functions
-it calls (:func:`~protolearn._core._gaussian.standardized_shrinkage`, given the
-Ledoit-Wolf moments ``S2`` and ``M4`` instead of the residuals).
+regularises them with the per-type covariance estimators of
+:func:`protolearn._core._covariance.estimate_gaussian_parameters` (which read the
+statistics through :class:`_MomentStats`; Ledoit-Wolf is given the moments ``S2`` and
+``M4`` instead of the residuals).
 
 Everything is float64.  Memory: ``n_groups * d^2`` floats for the scatters, three
 times that with the higher moments.
@@ -21,7 +21,7 @@ times that with the higher moments.
 
 import numpy as np
 
-from . import _gaussian
+from . import _covariance
 
 #: Shrinkage rules whose intensity needs the fourth moments.
 LEDOIT_WOLF_RULES = ("auto", "ledoit_wolf")
@@ -113,7 +113,7 @@ def merge_stats(a, b):
 
 
 def _moments(fourth, n_rows, n_k, shrinkage):
-    """``moments=`` for :func:`_gaussian.standardized_shrinkage`: the fourth moments of
+    """``moments=`` for :func:`_covariance.standardized_shrinkage`: the fourth moments of
     the residual rows rescaled as ``estimate_gaussian_parameters`` rescales the rows
     (``_as_samples``: by ``sqrt(n_rows / n_k)``, so their scatter over ``n_rows`` is the
     covariance), or None where the rule does not need them."""
@@ -128,66 +128,60 @@ def _moments(fourth, n_rows, n_k, shrinkage):
     return n_rows, fourth * (n_rows / n_k) ** 2
 
 
+class _MomentStats:
+    """What the covariance estimators of :mod:`protolearn._core._covariance` read
+    (:class:`~protolearn._core._covariance._ResidualStats` lists it), from merged
+    statistics instead of residual rows."""
+
+    def __init__(self, stats):
+        self.n, self.scatter, self.m4 = stats["n"], stats["scatter"], stats.get("m4")
+        self.nk = self.n + 10 * np.finfo(np.float64).eps
+        self.n_features = self.scatter.shape[1]
+
+    def pooled(self, shrinkage):
+        m4, nk, n_rows = self.m4, self.nk, float(self.n.sum())
+        fourth = None if m4 is None else m4.sum(0)
+        return _covariance.standardized_shrinkage(
+            self.scatter.sum(0) / nk.sum(),
+            n_rows,
+            shrinkage,
+            moments=_moments(fourth, n_rows, nk.sum(), shrinkage),
+        )
+
+    def component(self, k, shrinkage):
+        m4, nk = self.m4, self.nk
+        return _covariance.standardized_shrinkage(
+            self.scatter[k] / nk[k],
+            nk[k],
+            shrinkage,
+            moments=_moments(
+                None if m4 is None else m4[k], self.n[k], nk[k], shrinkage
+            ),
+        )
+
+    def variances(self, k):
+        return np.diag(self.scatter[k] / self.nk[k]).copy()
+
+    def mean_variances(self):
+        return np.einsum("gii->g", self.scatter) / self.nk / self.n_features
+
+
 def gaussian_parameters_from_stats(
     stats, covariance_type, *, shrinkage=None, pooling=0.0, reg_covar=0.0
 ):
     """``(nk, means, covariances, intensities)`` from merged statistics: what
-    :func:`protolearn._core._gaussian.estimate_gaussian_parameters` returns for the
+    :func:`protolearn._core._covariance.estimate_gaussian_parameters` returns for the
     one-hot responsibilities of all rows seen (the same regularisation, in the same
-    order, through the same functions)."""
-    eps = 10 * np.finfo(np.float64).eps
-    n, means = stats["n"], stats["mean"]
-    nk = n + eps
-    scatter = stats["scatter"]
-    m4 = stats.get("m4")
-    d = means.shape[1]
-    N = float(n.sum())
-    pooled = pooled_diag = None
-    intensity0 = 0.0
-    if covariance_type == "tied" or pooling > 0:
-        pooled, intensity0 = _gaussian.standardized_shrinkage(
-            scatter.sum(0) / nk.sum(),
-            N,
-            shrinkage,
-            moments=_moments(None if m4 is None else m4.sum(0), N, nk.sum(), shrinkage),
-        )
-        pooled_diag = np.diag(pooled).copy()
-    if covariance_type == "tied":
-        cov = pooled.copy()
-        cov.flat[:: d + 1] += reg_covar
-        return nk, means, cov, np.array([intensity0])
-    if covariance_type == "spherical":
-        var = np.einsum("gii->g", scatter) / nk / d
-        if pooling > 0:
-            var = (1 - pooling) * var + pooling * pooled_diag.mean()
-        return nk, means, var + reg_covar, np.array([intensity0])
-    K = n.size
-    intensities = np.empty(K)
-    cov = np.empty((K, d) if covariance_type == "diag" else (K, d, d))
-    for k in range(K):
-        S = scatter[k] / nk[k]
-        mom = _moments(None if m4 is None else m4[k], n[k], nk[k], shrinkage)
-        if covariance_type == "diag":
-            if isinstance(shrinkage, str):  # the intensity needs the full covariance
-                _, intensities[k] = _gaussian.standardized_shrinkage(
-                    S, nk[k], shrinkage, moments=mom
-                )
-            else:
-                intensities[k] = float(shrinkage or 0.0)
-            cov[k] = _gaussian._shrunk_diagonal(np.diag(S).copy(), intensities[k])
-            continue
-        S, intensities[k] = _gaussian.standardized_shrinkage(
-            S, nk[k], shrinkage, moments=mom
-        )
-        if pooling > 0:
-            S = (1 - pooling) * S + pooling * pooled
-        S.flat[:: d + 1] += reg_covar
-        cov[k] = S
-    if covariance_type == "diag":
-        if pooling > 0:
-            cov = (1 - pooling) * cov + pooling * pooled_diag[None, :]
-        cov = cov + reg_covar
-    return nk, means, cov, intensities
+    order, by the same per-type estimators)."""
+    moments = _MomentStats(stats)
+    cov, intensities = _covariance.estimate_gaussian_covariances(
+        moments,
+        covariance_type,
+        shrinkage=shrinkage,
+        pooling=pooling,
+        reg_covar=reg_covar,
+    )
+    return moments.nk, stats["mean"], cov, intensities
 
 
 def update_group_stats(stats, groups, X, labels, *, fourth=False):

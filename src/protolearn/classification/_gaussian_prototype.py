@@ -354,7 +354,7 @@ GaussianMixture`), in the features' own units: the one term that is not
             weights=res["weights"],
             component_class=res["component_class"],
             n_classes=n_classes,
-            raw=res,
+            raw=dict(res),  # a plain dict: skops trusts no Bunch
             background=self._fit_background(X) if self.relative else None,
         )
 

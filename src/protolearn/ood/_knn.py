@@ -3,13 +3,13 @@
 from numbers import Integral
 
 from .._core import _defaults, _distances, _neighbors
-from ..base import BaseOutlierDetector, unchanged_on_error
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._validation import validate_fit_data
+from ._base import _EmbeddingDetector
 
 
-class KNNDetector(BaseOutlierDetector):
+class KNNDetector(_EmbeddingDetector):
     """Out-of-distribution detector: distance to the k-th nearest training sample.
 
     The score of a sample is minus the euclidean distance from it to its
@@ -23,21 +23,20 @@ class KNNDetector(BaseOutlierDetector):
     nearest *other* training sample, as :class:`~sklearn.neighbors.LocalOutlierFactor`
     does with ``novelty=True``), of at most ``MAX_OFFSET_SAMPLES`` evenly spaced
     training samples (scoring all n would cost O(n^2)).  So `contamination` is the
-    share of *new* in-distribution samples flagged: in-sample scores would flag every
-    new sample at ``n_neighbors=1`` (each training sample is 0 from itself), and on
-    CLINC150 7.1% instead of 5% at ``n_neighbors=5``.  ``predict`` on the training
-    samples themselves flags fewer than `contamination`.
+    share of *new* in-distribution samples flagged (in-sample scores would flag every
+    new sample at ``n_neighbors=1``, each training sample being 0 from itself);
+    ``predict`` on the training samples themselves flags fewer than `contamination`.
+
+    Read more in the :ref:`User Guide <ood_baselines>`.
 
     Parameters
     ----------
-    n_neighbors : int or "auto", default="auto"
+    n_neighbors : int or {"auto"}, default="auto"
         Rank ``k`` of the neighbour whose distance is the score (must be below the
         number of training samples).  "auto": ``clip(round(n_samples / 1000), 5,
-        100)`` (at most ``n_samples - 1``): Sun et al. scale ``k`` with the training
-        set (50 for CIFAR-10's 50,000 images, about 0.1%); on CLINC150 (15,000
-        rows) this gives 15, near the validation split's best (10; the fixed 50
-        used before scored 0.03 AUROC lower on test), and the floor of 5 keeps small
-        training sets from a one-neighbour score.
+        100)`` (at most ``n_samples - 1``), scaling ``k`` with the training set as
+        Sun et al. do (50 for CIFAR-10's 50,000 images, about 0.1%); the floor of 5
+        keeps small training sets from a one-neighbour score.
     normalize : bool, default=True
         L2-normalise samples first (the paper's setting).
     contamination : "auto" or float in (0, 0.5], default="auto"
@@ -58,6 +57,13 @@ class KNNDetector(BaseOutlierDetector):
     sklearn.neighbors.LocalOutlierFactor : density-ratio score from neighbours.
     PrototypeMixtureDetector : the same question answered by a few prototypes.
 
+    Notes
+    -----
+    :meth:`partial_fit` appends the batch to the reference set: the same model as
+    :meth:`fit` on all rows seen, in order.  ``offset_`` is recomputed over the whole
+    reference set as in :meth:`fit`, and so is ``n_neighbors_`` (with
+    ``n_neighbors="auto"`` it grows with the rows seen).
+
     References
     ----------
     .. [1] Sun, Ming, Zhu, Li. "Out-of-Distribution Detection with Deep Nearest
@@ -77,7 +83,7 @@ class KNNDetector(BaseOutlierDetector):
     MAX_OFFSET_SAMPLES = 10_000
 
     _parameter_constraints = {
-        **BaseOutlierDetector._parameter_constraints,
+        **_EmbeddingDetector._parameter_constraints,
         "n_neighbors": [
             Interval(Integral, 1, None, closed="left"),
             StrOptions({"auto"}),
@@ -89,9 +95,6 @@ class KNNDetector(BaseOutlierDetector):
         self.n_neighbors = n_neighbors
         self.normalize = normalize
         self.contamination = contamination
-
-    def _prepare(self, X):
-        return _distances.l2_normalize(X) if self.normalize else X
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -111,7 +114,7 @@ class KNNDetector(BaseOutlierDetector):
         self.n_neighbors_ = self._resolve_n_neighbors(
             X.shape[0], "training samples", "lower n_neighbors"
         )
-        self.fit_X_ = self._prepare(X)
+        self.fit_X_ = self._preprocess(X)
         self._set_offset(X, max_samples=self.MAX_OFFSET_SAMPLES)
         return self
 
@@ -127,46 +130,25 @@ class KNNDetector(BaseOutlierDetector):
             )
         return int(self.n_neighbors)
 
-    def partial_fit(self, X, y=None):
-        """Append a batch to the reference set (exact: the same model as :meth:`fit`
-        on all rows seen, in order).
-
-        ``offset_`` is recomputed over the whole reference set as in :meth:`fit`
-        (the stored rows are already normalised, and normalising is idempotent), and
-        so is ``n_neighbors_`` (with ``n_neighbors="auto"`` it grows with the rows
-        seen, as :meth:`fit` would choose it).
-        A batch that raises leaves the model as it was.
-
-        Parameters
-        ----------
-        X : array-like or torch tensor of shape (n_samples, n_features)
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : object
-        """
+    def _partial_fit(self, X, y):
         first = not hasattr(self, "fit_X_")
         X = validate_fit_data(self, X, reset=first, ensure_min_samples=1)
-        Z = self._prepare(X)
+        Z = self._preprocess(X)
         ref = Z if first else xp.concat([self.fit_X_, xp.asarray_like(Z, self.fit_X_)])
-        k = self._resolve_n_neighbors(
+        self.n_neighbors_ = self._resolve_n_neighbors(
             ref.shape[0],
             "reference samples seen so far",
             "pass a larger first batch or lower n_neighbors",
         )
-        with unchanged_on_error(self):
-            self.n_neighbors_ = k
-            self.fit_X_ = ref
-            self._set_offset(ref, max_samples=self.MAX_OFFSET_SAMPLES)
+        self.fit_X_ = ref
+        self._set_offset(ref, max_samples=self.MAX_OFFSET_SAMPLES)
         return self
 
     def _kth_distance(self, X, k):
         # row chunks: the normalised copy of X is made chunk by chunk, not whole
         def chunk(Xc, rows):
             return _neighbors.kth_neighbor_distance(
-                self._prepare(Xc), self.fit_X_, k, metric="euclidean"
+                self._preprocess(Xc), self.fit_X_, k, metric="euclidean"
             )
 
         itemsize = X.element_size() if xp.is_torch(X) else X.dtype.itemsize
@@ -181,8 +163,3 @@ class KNNDetector(BaseOutlierDetector):
         # first (distance 0; an exact duplicate is at 0 too, so the multiset of the
         # other rows' distances is the same whichever of the two is dropped)
         return -self._kth_distance(X, self.n_neighbors_ + 1)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        return tags

@@ -2,33 +2,15 @@
 
 import numpy as np
 
-from .._core import _distances, _gaussian, _prototypes, _streaming
-from ..base import BaseOutlierDetector, starts_stream, unchanged_on_error
+from .._core import _covariance, _distances, _prototypes, _streaming
+from ..base import starts_stream
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import Interval, Real, StrOptions, _fit_context
 from ..utils._validation import validate_optional_labels
+from ._base import _EmbeddingDetector
 
 
-def check_spread(Z, y_idx, what):
-    """Raise a ValueError when, within each class, all rows of ``Z`` are identical.
-
-    Their covariance is then zero: no shrinkage towards ``tr(S)/d * I`` (itself zero)
-    can make it invertible, and the Mahalanobis distance is undefined.  Rows that
-    differ by rounding only (such as multiples of one row after L2 normalisation)
-    count as identical: their covariance is rounding noise.  ``y_idx`` holds class
-    indices ``0..C-1``, each present (all zeros: one class); `what` names the
-    covariance and the samples in the message.
-    """
-    first = np.unique(y_idx, return_index=True)[1]
-    spread = np.abs(Z - Z[first][y_idx]).max()
-    if spread <= 16 * np.finfo(Z.dtype).eps * np.abs(Z).max():
-        raise ValueError(
-            f"{what} is zero, so the Mahalanobis distance is undefined (shrinkage "
-            "cannot help); fit on samples that differ."
-        )
-
-
-class MahalanobisDetector(BaseOutlierDetector):
+class MahalanobisDetector(_EmbeddingDetector):
     """Out-of-distribution detector from Gaussian class models with a shared covariance.
 
     ``method=`` chooses the score (higher = more in-distribution):
@@ -47,13 +29,16 @@ class MahalanobisDetector(BaseOutlierDetector):
     ``"agnostic"``).  Covariances are shrunk towards a scaled identity (OAS by default)
     so that the precision exists for embeddings whose covariance is singular.
 
+    Read more in the :ref:`User Guide <ood_baselines>`.
+
     Parameters
     ----------
     method : {"class", "agnostic", "relative"}, default="class"
-    shrinkage : "auto", float in [0, 1] or None, default="auto"
-        Shrinkage of each covariance towards ``tr(S)/d * I`` ("auto": Oracle
-        Approximating Shrinkage; None or 0: none, which fails for singular
-        covariances).
+        The score (see above).
+    shrinkage : {"auto"}, float in [0, 1] or None, default="auto"
+        Shrinkage of each covariance towards ``tr(S)/d * I``: "auto" is the Oracle
+        Approximating Shrinkage intensity; None or 0 shrinks nothing, which fails for
+        singular covariances.
     normalize : bool, default=False
         L2-normalise samples first (as SSD+ and PALM do).
     contamination : "auto" or float in (0, 0.5], default="auto"
@@ -89,6 +74,15 @@ class MahalanobisDetector(BaseOutlierDetector):
     PrototypeMixtureDetector : several vMF prototypes per class.
     sklearn.covariance.EllipticEnvelope : a robust single-Gaussian outlier detector.
 
+    Notes
+    -----
+    :meth:`partial_fit` merges counts, means and scatters exactly (Chan et al.'s
+    pairwise update, :mod:`protolearn._core._streaming`), so the means, covariances
+    and precisions equal those of :meth:`fit` on all rows seen (to rounding).
+    ``offset_`` is then the contamination percentile of the scores of a uniform
+    sample of at most :attr:`MAX_OFFSET_SAMPLES` rows seen (all of them, and so
+    :meth:`fit`'s offset, until that many).  Classes may appear at any call.
+
     References
     ----------
     .. [1] Lee, Lee, Lee, Shin. "A Simple Unified Framework for Detecting
@@ -111,7 +105,7 @@ class MahalanobisDetector(BaseOutlierDetector):
     """
 
     _parameter_constraints = {
-        **BaseOutlierDetector._parameter_constraints,
+        **_EmbeddingDetector._parameter_constraints,
         "method": [StrOptions({"class", "agnostic", "relative"})],
         "shrinkage": [None, StrOptions({"auto"}), Interval(Real, 0, 1, closed="both")],
         "normalize": ["boolean"],
@@ -124,9 +118,6 @@ class MahalanobisDetector(BaseOutlierDetector):
         self.shrinkage = shrinkage
         self.normalize = normalize
         self.contamination = contamination
-
-    def _prepare(self, X):
-        return _distances.l2_normalize(X) if self.normalize else X
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -149,12 +140,12 @@ class MahalanobisDetector(BaseOutlierDetector):
                 f"its score is 0 everywhere); got {classes.size} class."
             )
         self.class_labels_ = classes
-        Z = self._prepare(X)
+        Z = self._preprocess(X)
         n = Z.shape[0]
         after = " after L2 normalisation" if self.normalize else ""
         shrink = []
         if self.method in ("class", "relative"):
-            check_spread(
+            _covariance.check_spread(
                 Z,
                 y_idx,
                 "The pooled within-class covariance (the samples of each class are "
@@ -164,13 +155,13 @@ class MahalanobisDetector(BaseOutlierDetector):
                 f"identical{after})",
             )
             self.means_ = _prototypes.class_means(Z, y_idx, classes.size)
-            self.covariance_ = _gaussian.pooled_covariance(Z, y_idx, self.means_)
-            self.precision_cholesky_, s = _gaussian.shrunk_precision_cholesky(
+            self.covariance_ = _covariance.pooled_covariance(Z, y_idx, self.means_)
+            self.precision_cholesky_, s = _covariance.shrunk_precision_cholesky(
                 self.covariance_, n, self.shrinkage
             )
             shrink.append(s)
         if self.method in ("agnostic", "relative"):
-            check_spread(
+            _covariance.check_spread(
                 Z,
                 np.zeros_like(y_idx),
                 f"The covariance of the training data (all samples are identical{after})",
@@ -180,7 +171,7 @@ class MahalanobisDetector(BaseOutlierDetector):
                 self.background_covariance_,
                 self.background_precision_cholesky_,
                 s,
-            ) = _gaussian.fit_gaussian(Z, self.shrinkage)
+            ) = _covariance.fit_gaussian(Z, self.shrinkage)
             shrink.append(s)
         self.shrinkage_ = shrink[0]
         self._set_offset(X)
@@ -191,35 +182,11 @@ class MahalanobisDetector(BaseOutlierDetector):
     #: :meth:`partial_fit`; up to this many rows seen, ``offset_`` equals fit's.
     MAX_OFFSET_SAMPLES = 10_000
 
-    def partial_fit(self, X, y=None):
-        """Update the means and covariances with a batch (exact running statistics).
-
-        Counts, means and scatters are merged exactly (Chan et al.'s pairwise
-        update, :mod:`protolearn._core._streaming`), so the means, covariances and
-        precisions equal those of :meth:`fit` on all rows seen (to rounding).
-        ``offset_`` is the contamination percentile of the scores of a uniform
-        sample of at most :attr:`MAX_OFFSET_SAMPLES` rows seen (all of them, and so
-        :meth:`fit`'s offset, until that many).  Give ``y`` in every batch or in
-        none; classes may appear at any call.  A batch that raises leaves the model
-        as it was.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,), default=None
-
-        Returns
-        -------
-        self : object
-        """
-        with unchanged_on_error(self):
-            return self._partial_fit(X, y)
-
     def _partial_fit(self, X, y):
         first = starts_stream(self, "class_labels_")
         X, classes, y_idx = validate_optional_labels(self, X, y, reset=first)
         labels = classes[y_idx]
-        Z = xp.to_numpy(self._prepare(X))
+        Z = xp.to_numpy(self._preprocess(X))
         if first:
             self._stream, self.class_labels_ = None, None
             self._offset_rows, self.n_samples_seen_ = None, 0
@@ -241,7 +208,7 @@ class MahalanobisDetector(BaseOutlierDetector):
         if self.method in ("class", "relative"):
             self.means_ = st["mean"].astype(dtype)
             self.covariance_ = (st["scatter"].sum(0) / n).astype(dtype)
-            self.precision_cholesky_, s = _gaussian.shrunk_precision_cholesky(
+            self.precision_cholesky_, s = _covariance.shrunk_precision_cholesky(
                 self.covariance_, n, self.shrinkage
             )
             shrink.append(s)
@@ -250,7 +217,7 @@ class MahalanobisDetector(BaseOutlierDetector):
             self.location_ = one["mean"][0].astype(dtype)
             self.background_covariance_ = (one["scatter"][0] / n).astype(dtype)
             self.background_precision_cholesky_, s = (
-                _gaussian.shrunk_precision_cholesky(
+                _covariance.shrunk_precision_cholesky(
                     self.background_covariance_, n, self.shrinkage
                 )
             )
@@ -275,14 +242,9 @@ class MahalanobisDetector(BaseOutlierDetector):
         return D[:, 0]
 
     def _score_samples(self, X):
-        Z = self._prepare(X)
+        Z = self._preprocess(X)
         if self.method == "class":
             return -self._class_distance(Z)
         if self.method == "agnostic":
             return -self._background_distance(Z)
         return self._background_distance(Z) - self._class_distance(Z)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        return tags

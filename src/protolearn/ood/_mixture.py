@@ -7,17 +7,17 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
-from .._core import _defaults, _distances, _gaussian, _mixture, _neighbors, _streaming
-from ..base import BaseOutlierDetector, starts_stream, unchanged_on_error
+from .._core import _covariance, _defaults, _distances, _mixture, _neighbors, _streaming
+from ..base import starts_stream
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._validation import validate_optional_labels
-from ._mahalanobis import check_spread
+from ._base import _EmbeddingDetector
 
 SINKHORN_ITER = 3  # PALM's official code
 
 
-class PrototypeMixtureDetector(BaseOutlierDetector):
+class PrototypeMixtureDetector(_EmbeddingDetector):
     """Out-of-distribution detector: a von Mises-Fisher mixture of prototypes.
 
     The shallow, frozen-embedding form of PALM (Lu et al., ICLR 2024).  Samples are
@@ -46,32 +46,31 @@ class PrototypeMixtureDetector(BaseOutlierDetector):
       ``MahalanobisDetector(method="agnostic", normalize=True)``); it is offered to
       reproduce PALM's evaluation.
 
+    Read more in the :ref:`User Guide <ood_mixture>`.
+
     Parameters
     ----------
-    n_prototypes : int or "auto", default="auto"
+    n_prototypes : int or {"auto"}, default="auto"
         Prototypes per class; in total when fitted without labels.  "auto" (see
         ``n_prototypes_``): without labels one prototype per 25 samples, at least 6
-        and at most 1000 (at most ``n_samples // 2``): on CLINC150's 15,000 rows 600,
-        tied with the 300 chosen on its validation split, where PALM's fixed 6
-        scored AUROC 0.84 against 0.97 (one prototype had to cover 25 intents);
-        with labels ``clip(min class count // 10, 1, 6)`` per class (PALM's 6 when
-        every class has 60 samples or more, so that each prototype keeps about 10
-        samples).  The rules were chosen on validation data across the data sets of
-        ``benchmarks/results/defaults.md``.
-    temperature : "auto" or float > 0, default="auto"
+        and at most 1000 (at most ``n_samples // 2``); with labels
+        ``clip(min class count // 10, 1, 6)`` per class (PALM's 6 when every class
+        has 60 samples or more, so that each prototype keeps about 10 samples).
+        ``benchmarks/results/defaults.md`` compares these rules with the values
+        tuned on validation data.
+    temperature : {"auto"} or float, default="auto"
         "auto" learns one vMF concentration ``kappa_j`` per prototype in each M-step
         (the maximum-likelihood estimate from that prototype's samples, so it adapts
-        to the data's spread and dimension); a float fixes ``kappa_j = 1 /
-        temperature`` for all (PALM trains with 0.1).
-        Used in the EM posteriors and the "mixture" score.  On CLINC150's validation
-        split (held-out intents and out-of-scope queries) "auto" scored best.
+        to the data's spread and dimension); a float > 0 fixes ``kappa_j = 1 /
+        temperature`` for all (PALM trains with 0.1).  Used in the EM posteriors and
+        the "mixture" score.
     top_k : int or None, default=5
         Each sample updates only its ``top_k`` closest prototypes of its class (PALM's
         default 5); None keeps all.  Also the neighbour rank of the "knn" score.
     balance : bool, default=True
         Sinkhorn-balanced assignments (PALM); False uses the exact vMF posteriors.
-    epsilon : float > 0, default=0.05
-        Entropic regularisation of the Sinkhorn assignment (PALM's default); 3
+    epsilon : float, default=0.05
+        Entropic regularisation (> 0) of the Sinkhorn assignment (PALM's default); 3
         Sinkhorn iterations are run, as in PALM.
     score_type : {"mixture", "max_similarity", "knn", "ssd"}, default="mixture"
         The score (see above).  Named ``score_type`` because ``score`` is a method
@@ -84,7 +83,7 @@ class PrototypeMixtureDetector(BaseOutlierDetector):
         when they run out before convergence.
     tol : float, default=1e-3
         EM stops when the mean per-sample objective changes by less than `tol`.
-    shrinkage : "auto", float in [0, 1] or None, default="auto"
+    shrinkage : {"auto"}, float in [0, 1] or None, default="auto"
         Covariance shrinkage for ``score_type="ssd"`` (OAS for "auto"); unused otherwise.
     contamination : "auto" or float in (0, 0.5], default="auto"
         Share of training samples taken as outliers to set ``offset_`` ("auto": 5%).
@@ -128,6 +127,20 @@ class PrototypeMixtureDetector(BaseOutlierDetector):
         Mahalanobis scores.
     KNNDetector : distance to the k-th nearest training sample.
 
+    Notes
+    -----
+    :meth:`partial_fit` is incremental (online) EM.  A class seen for the first time
+    is fitted on its rows of the batch as :meth:`fit` fits it (which needs
+    ``n_prototypes`` of them); afterwards each batch's responsibilities under the
+    current prototypes (Sinkhorn-balanced with ``balance``, as PALM assigns them) are
+    added to running sufficient statistics and the means, weights and concentrations
+    are re-estimated from the totals (Neal & Hinton's incremental EM; PALM moves its
+    prototypes the same way, by a running average of the assigned embeddings).  It is
+    not equal to :meth:`fit`, which iterates EM over all rows (on CLINC150 the
+    AUROC of 10 batches is within 0.01 of a full fit, ``tests/test_partial_fit.py``).
+    ``offset_`` comes from a uniform sample of at most :attr:`MAX_OFFSET_SAMPLES`
+    rows seen.
+
     References
     ----------
     .. [1] Lu, Wang, Wang, Yu, Lin. "Learning with Mixture of Prototypes for
@@ -153,7 +166,7 @@ class PrototypeMixtureDetector(BaseOutlierDetector):
     """
 
     _parameter_constraints = {
-        **BaseOutlierDetector._parameter_constraints,
+        **_EmbeddingDetector._parameter_constraints,
         "n_prototypes": [
             Interval(Integral, 1, None, closed="left"),
             StrOptions({"auto"}),
@@ -235,28 +248,16 @@ class PrototypeMixtureDetector(BaseOutlierDetector):
                 f"{desc}. Lower n_prototypes."
             )
         rng = check_random_state(self.random_state)
-        Xn = _distances.l2_normalize(X)
+        Xn = self._preprocess(X)
         if self.score_type == "ssd":
-            check_spread(
+            _covariance.check_spread(
                 Xn,
                 np.zeros(Xn.shape[0], dtype=int),
                 "The covariance of the training data for score_type='ssd' (all "
                 "samples are identical after L2 normalisation)",
             )
         res = _mixture.fit_vmf_mixtures(
-            Xn,
-            y_idx,
-            classes.size,
-            n_protos,
-            kappa=None if self.temperature == "auto" else 1.0 / self.temperature,
-            top_k=self.top_k,
-            balance=self.balance,
-            epsilon=self.epsilon,
-            sinkhorn_iter=SINKHORN_ITER,
-            init=self.init,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            random_state=rng,
+            Xn, y_idx, classes.size, n_protos, random_state=rng, **self._em_options()
         )
         self.prototypes_ = res.means
         self.prototype_labels_ = classes[res.component_class]
@@ -273,7 +274,7 @@ class PrototypeMixtureDetector(BaseOutlierDetector):
             )
         if self.score_type == "ssd":
             self.location_, _, self.precision_cholesky_, self.shrinkage_ = (
-                _gaussian.fit_gaussian(Xn, self.shrinkage)
+                _covariance.fit_gaussian(Xn, self.shrinkage)
             )
         self._set_offset(X)
         self._stream = None  # a later partial_fit cannot continue a fit
@@ -283,86 +284,34 @@ class PrototypeMixtureDetector(BaseOutlierDetector):
     #: :meth:`partial_fit`.
     MAX_OFFSET_SAMPLES = 10_000
 
-    def partial_fit(self, X, y=None):
-        """Update the prototypes with a batch by incremental (online) EM.
+    def _em_options(self):
+        """The EM settings of :func:`~protolearn._core._mixture.fit_vmf_mixtures`."""
+        return dict(
+            kappa=None if self.temperature == "auto" else 1.0 / self.temperature,
+            top_k=self.top_k,
+            balance=self.balance,
+            epsilon=self.epsilon,
+            sinkhorn_iter=SINKHORN_ITER,
+            init=self.init,
+            max_iter=self.max_iter,
+            tol=self.tol,
+        )
 
-        A class seen for the first time is fitted on its rows of the batch as
-        :meth:`fit` fits it (which needs ``n_prototypes`` of them); afterwards each
-        batch's responsibilities under the current prototypes (Sinkhorn-balanced
-        with ``balance``, as PALM assigns them) are added to running sufficient
-        statistics and the means, weights and concentrations are re-estimated from
-        the totals (Neal & Hinton's incremental EM; PALM moves its prototypes the
-        same way, by a running average of the assigned embeddings).  Not equal to
-        :meth:`fit`, which iterates EM over all rows: on CLINC150 (150 intents, 10
-        batches) the AUROC against out-of-scope queries is within 0.01 of a full fit
-        (``tests/test_partial_fit.py``).  ``offset_`` comes from a uniform sample
-        of at most :attr:`MAX_OFFSET_SAMPLES` rows seen.  Give ``y`` in every batch
-        or in none.  A batch that raises leaves the model as it was.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,), default=None
-
-        Returns
-        -------
-        self : object
-        """
-        with unchanged_on_error(self):
-            return self._partial_fit(X, y)
+    def _preprocess(self, X):
+        return _distances.l2_normalize(X)  # always onto the unit sphere
 
     def _partial_fit(self, X, y):
         first = starts_stream(self, "prototypes_")
         X, classes, y_idx = validate_optional_labels(self, X, y, reset=first)
-        labels = classes[y_idx]
-        Xn = xp.to_numpy(_distances.l2_normalize(X))
+        Xn = xp.to_numpy(self._preprocess(X))
         K = self.n_prototypes
-        st = None if first else self._stream
-        old = None if first else self._classes
-        new = np.unique(labels) if old is None else np.union1d(old, labels)
-        C, d = new.size, Xn.shape[1]
-        grown = {
-            "means": np.zeros((C, K, d), dtype=Xn.dtype),
-            "weights": np.full((C, K), 1.0 / K),
-            "kappa": np.full((C, K), float(d)),
-            "resultant": np.zeros((C, K, d)),
-            "mass": np.zeros((C, K)),
-            "mass_sq": np.zeros((C, K)),
-            "counts": np.zeros(C),
-        }
-        if st is not None:
-            pos = np.searchsorted(new, old)
-            for k, v in st.items():
-                grown[k][pos] = v
-        st = grown
-        y_new = np.searchsorted(new, labels)
-        fresh = np.setdiff1d(np.arange(C), np.flatnonzero(st["counts"] > 0))
-        kappa = None if self.temperature == "auto" else 1.0 / self.temperature
-        opts = dict(
-            kappa=kappa, top_k=self.top_k, balance=self.balance, epsilon=self.epsilon,
-            sinkhorn_iter=SINKHORN_ITER,
-        )  # fmt: skip
         rng = check_random_state(self.random_state)
-        if fresh.size:  # classes first seen here: fitted on their rows, as in fit
-            rows = np.isin(y_new, fresh)
-            sub = np.searchsorted(fresh, y_new[rows])
-            cnt = np.bincount(sub, minlength=fresh.size)
-            if cnt.min() < K:
-                raise ValueError(
-                    f"A class's first batch needs at least n_prototypes={K} samples; "
-                    f"class(es) {new[fresh[cnt < K]].tolist()} have fewer. Lower "
-                    "n_prototypes or pass larger batches."
-                )
-            res = _mixture.fit_vmf_mixtures(
-                Xn[rows], sub, fresh.size, K, init=self.init, max_iter=self.max_iter,
-                tol=self.tol, random_state=rng, **opts,
-            )  # fmt: skip
-            st["means"][fresh] = res.means.reshape(fresh.size, K, d)
-            share = res.weights.reshape(fresh.size, K)
-            st["weights"][fresh] = share / share.sum(1, keepdims=True)
-            st["kappa"][fresh] = res.concentrations.reshape(fresh.size, K)
-        _mixture.update_vmf_mixtures(st, Xn, y_new, **opts)
+        st, new = _mixture.stream_vmf_mixtures(
+            None if first else self._stream, None if first else self._classes,
+            Xn, classes[y_idx], K, random_state=rng, **self._em_options(),
+        )  # fmt: skip
         self._stream, self._classes = st, new
+        C, d = new.size, Xn.shape[1]
         if first:
             self._offset_rows, self.n_samples_seen_ = None, 0
             self._ssd = None
@@ -386,7 +335,7 @@ class PrototypeMixtureDetector(BaseOutlierDetector):
             cov = self._ssd["scatter"][0] / m
             self.location_ = self._ssd["mean"][0].astype(Xn.dtype)
             self.precision_cholesky_, self.shrinkage_ = (
-                _gaussian.shrunk_precision_cholesky(cov, m, self.shrinkage)
+                _covariance.shrunk_precision_cholesky(cov, m, self.shrinkage)
             )
         self._set_offset(self._offset_rows)
         return self
@@ -400,7 +349,7 @@ class PrototypeMixtureDetector(BaseOutlierDetector):
             )
         if self.score_type == "ssd":
             D = _distances.pairwise_distances(
-                _distances.l2_normalize(X),
+                self._preprocess(X),
                 self.location_[None, :],
                 "mahalanobis",
                 precision_cholesky=self.precision_cholesky_,
@@ -414,8 +363,3 @@ class PrototypeMixtureDetector(BaseOutlierDetector):
     def _knn_rank(self):
         k = self.prototypes_.shape[0] if self.top_k is None else self.top_k
         return min(k, self.prototypes_.shape[0])
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        return tags
