@@ -78,3 +78,22 @@ def omega_log_det(omega):
         return G.logdet()
     sign, logdet = np.linalg.slogdet(G)
     return logdet if sign > 0 else -np.inf
+
+
+def initial_omega(X, n_components=None):
+    """GMLVQ's starting ``Omega`` (r, d) for the data ``X`` (n, d), at unit Frobenius
+    norm: the identity for ``r = d`` (``n_components`` None), else the top-r principal
+    directions of ``X`` as rows (a deterministic start).  Same array kind as ``X``.
+    """
+    d = X.shape[1]
+    r = d if n_components is None else n_components
+    if r > d:
+        raise ValueError(f"n_components={r} must be <= n_features={d}.")
+    if r == d:
+        omega = np.eye(d)
+    else:
+        Xn = xp.to_numpy(X).astype(np.float64)
+        C = np.cov(Xn, rowvar=False).reshape(d, d)
+        _, vecs = np.linalg.eigh(C)
+        omega = vecs[:, ::-1][:, :r].T.copy()
+    return xp.asarray_like(omega / np.sqrt((omega**2).sum()), X)

@@ -72,6 +72,14 @@ def detection_probabilities(X, components, sigma, detection="exponential"):
     return _exp(-component_distances(X, components, detection) / sigma)
 
 
+def initial_sigma(distances, detect_probability=0.01):
+    """The authors' initial detection temperature from sample-component
+    `distances`: ``(mean + std) / log(1 / detect_probability)``, so a typical sample
+    still detects a typical component with that probability (1.0 if not positive)."""
+    s = float(distances.mean() + distances.std()) / np.log(1 / detect_probability)
+    return s if s > 0 else 1.0
+
+
 def decode_original_reasoning(logits):
     """(2, C, K) unconstrained logits -> (positive, negative, indefinite), each (C, K).
 
@@ -95,6 +103,70 @@ def decode_stable_reasoning(logits):
 def decode_rbf_weights(logits):
     """(C, K) logits -> non-negative class weights summing to 1 over components."""
     return xp.softmax(logits, axis=1)
+
+
+def encode_original_reasoning(positive, negative, *, tiny=1e-7):
+    """Logits that :func:`decode_original_reasoning` maps (up to clipping at `tiny`)
+    back to `positive` and `negative` (numpy, each (C, K)); shape (2, C, K)."""
+    q0 = np.clip(positive, tiny, 1 - tiny)
+    q1 = np.clip(negative / np.maximum(1 - positive, tiny), tiny, 1 - tiny)
+    q = np.stack([q0, q1])
+    return np.log(q) - np.log1p(-q)
+
+
+def encode_stable_reasoning(positive, negative, *, tiny=1e-7):
+    """Logits (C, 2K) that :func:`decode_stable_reasoning` maps back to `positive`
+    and `negative` (numpy, each (C, K), rows of the pair summing to 1)."""
+    return np.log(np.concatenate([positive, negative], axis=1) + tiny)
+
+
+def encode_rbf_weights(weights, *, tiny=1e-12):
+    """Logits (C, K) that :func:`decode_rbf_weights` maps back to `weights`."""
+    return np.log(weights + tiny)
+
+
+def _own_components(origin, n_classes):
+    """(C, K) mask of the components seeded from each class, and per class the
+    number of its own components and of the others (each at least 1)."""
+    K = origin.size
+    own = np.zeros((n_classes, K), dtype=bool)
+    own[origin, np.arange(K)] = True
+    n_own = np.maximum(own.sum(1, keepdims=True), 1)
+    return own, n_own, np.maximum(K - n_own, 1)
+
+
+def initial_rbf_logits(origin, n_classes, rng):
+    """Initial (C, K) class-weight logits of an RBF network whose component ``k``
+    was seeded from class ``origin[k]``: each class puts 90% of its weight on its own
+    components, 10% on the others, plus uniform noise in [-0.1, 0.1] from `rng`."""
+    own, n_own, n_other = _own_components(origin, n_classes)
+    logits = np.log(np.where(own, 0.9 / n_own, 0.1 / n_other))
+    logits += rng.uniform(-0.1, 0.1, size=(n_classes, origin.size))
+    return logits
+
+
+def initial_reasoning_logits(origin, n_classes, rng, reasoning="stable"):
+    """Initial CBC logits when component ``k`` was seeded from class ``origin[k]``.
+
+    "stable" (C, 2K): half of each class's probability on the presence of its own
+    components, half on the absence of the others (a nearest-prototype-like start),
+    a little everywhere else.  "original" (2, C, K): own components get positive
+    reasoning; the others as much negative reasoning in total as positive, the rest
+    indefinite.  Both add uniform noise in [-0.1, 0.1] from `rng`.
+    """
+    K = origin.size
+    own, n_own, n_other = _own_components(origin, n_classes)
+    noise = rng.uniform(-0.1, 0.1, size=(2, n_classes, K))
+    if reasoning == "original":
+        q0 = np.where(own, 0.9, np.clip(0.01 * n_own / n_other, 1e-4, 0.01))
+        q1 = np.where(own, 0.5, np.clip(0.9 * n_own / n_other, 0.01, 0.9))
+        q = np.stack([q0, q1])
+        return np.log(q) - np.log1p(-q) + noise
+    pos = np.where(own, 0.5 / n_own, 0.01 / K)
+    neg = np.where(own, 0.01 / K, 0.5 / n_other)
+    logits = np.log(np.concatenate([pos, neg], axis=1))
+    logits += np.concatenate([noise[0], noise[1]], axis=1)
+    return logits
 
 
 def effective_reasoning(positive, negative):

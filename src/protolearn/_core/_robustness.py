@@ -157,6 +157,26 @@ def nearest_prototype_radius(
     return out
 
 
+def median_half_gap(X, y, *, max_rows=500, random_state):
+    """Median over (at most `max_rows`, drawn from `random_state`) rows of half the
+    euclidean distance from the row to the nearest row of ``X`` of another class
+    (1.0 when no row has one).
+
+    The largest radius any classifier that is correct on ``X`` could certify at
+    those rows: the robust loss's default target.  ``X`` (n, d) a torch tensor (the
+    training path; torch's median is the lower one of an even count), ``y`` (n,)
+    numpy labels, `random_state` a ``RandomState``.
+    """
+    n = y.shape[0]
+    rows = random_state.choice(n, min(n, max_rows), replace=False)
+    D = _distances.pairwise_distances(X[xp.as_index_like(rows, X)], X, "sqeuclidean")
+    same = xp.as_index_like((y[rows][:, None] == y[None, :]), X).bool()
+    D = D.masked_fill(same, float("inf"))
+    half = D.amin(1).sqrt() / 2
+    half = half[half.isfinite()]
+    return float(half.median()) if half.numel() else 1.0
+
+
 # ---------------------------------------------------------------------------------
 # RBF / CBC: the certificate of Saralajew, Rana, Villmann & Shaker (2024), Theorem 1.
 #

@@ -469,22 +469,8 @@ class GMLVQClassifier(
         self.n_components = n_components
         self.regularization = regularization
 
-    def _initial_omega(self, X):
-        d = X.shape[1]
-        r = d if self.n_components is None else self.n_components
-        if r > d:
-            raise ValueError(f"n_components={r} must be <= n_features={d}.")
-        if r == d:
-            omega = np.eye(d)
-        else:  # top-r principal directions (rows), a deterministic start
-            Xn = xp.to_numpy(X).astype(np.float64)
-            C = np.cov(Xn, rowvar=False).reshape(d, d)
-            _, vecs = np.linalg.eigh(C)
-            omega = vecs[:, ::-1][:, :r].T.copy()
-        return xp.asarray_like(omega / np.sqrt((omega**2).sum()), X)
-
     def _build_head(self, X, y, rng):
-        omega = self._initial_omega(X)
+        omega = _lvq.initial_omega(X, self.n_components)
         layer = self._layer(X, y, rng, metric_rank=omega.shape[0])
         layer.omega.data = omega.detach().to(layer.omega.dtype).cpu().clone()
         params = {**self._loss_params(), "regularization": self.regularization}

@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 
-from .._core import _distances, _gaussian, _prototypes
+from .._core import _class_statistics, _distances, _gaussian, _prototypes
 from ..base import BasePrototypeClassifier, NearestPrototypeMixin, unchanged_on_error
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._validation import validate_fit_data
@@ -372,25 +372,23 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
         old_means[pos] = self.class_means_
         old_counts = np.zeros(classes.size, dtype=np.int64)
         old_counts[pos] = self.class_count_
-        present = np.flatnonzero(batch_counts)
-        batch_means = np.zeros_like(old_means)
-        batch_means[present] = _prototypes.class_means(
-            Xw, np.searchsorted(present, y_idx), present.size
+        batch_means = _class_statistics.batch_class_means(
+            Xw, y_idx, classes.size, batch_counts
         )
-        total = old_counts + batch_counts
-        w = np.divide(batch_counts, total, out=np.zeros(classes.size), where=total > 0)
-        means = old_means + (batch_means - old_means) * w[:, None].astype(X.dtype)
         if self.metric == "mahalanobis":
-            R = X - batch_means[y_idx]
-            scatter = self.covariance_ * self.n_samples_seen_ + R.T @ R
-            both = (batch_counts > 0) & (old_counts > 0)
-            diff = (batch_means - old_means)[both]
-            f = old_counts[both] * batch_counts[both] / total[both]
-            scatter += (diff * f[:, None].astype(X.dtype)).T @ diff
-            self.covariance_ = scatter / (self.n_samples_seen_ + X.shape[0])
+            self.covariance_ = _class_statistics.merge_pooled_covariance(
+                self.covariance_,
+                self.n_samples_seen_,
+                X - batch_means[y_idx],
+                old_means,
+                old_counts,
+                batch_means,
+                batch_counts,
+            )
         self.classes_ = classes
-        self.class_means_ = means
-        self.class_count_ = total
+        self.class_means_, self.class_count_ = _class_statistics.merge_class_means(
+            old_means, old_counts, batch_means, batch_counts
+        )
 
     def _merge_prototypes(self, Xw, y_idx, classes, new_mask, n_per_class, row_ids):
         """Seed prototypes of new classes, move existing ones, refresh exemplars."""
@@ -433,16 +431,9 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
         self.prototypes_ = np.concatenate(blocks)
         self.prototype_labels_ = classes[proto_cls]
         assign = self._assign_within_class(Xw, y_idx)
-        add = np.bincount(assign, minlength=proto_cls.size)
-        new_counts = np.concatenate(counts) + add
-        # Online k-means: p <- p + (batch_sum - n_b p) / (count + n_b).
-        sums = np.zeros_like(self.prototypes_)
-        np.add.at(sums, assign, Xw)
-        hit = add > 0
-        step = (sums[hit] - add[hit, None] * self.prototypes_[hit]) / new_counts[
-            hit, None
-        ]
-        self.prototypes_[hit] += step.astype(self.prototypes_.dtype)
+        self.prototypes_, new_counts = _prototypes.online_kmeans_update(
+            self.prototypes_, np.concatenate(counts), Xw, assign
+        )
         # One prototype per class: the exact running class mean.
         single = n_per_class[proto_cls] == 1
         self.prototypes_[single] = self.class_means_[proto_cls[single]]

@@ -7,13 +7,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from .._core import _prototypes, _robustness
-from ..classification._cbc import (
-    _SIGMA_P0,
-    CBCClassifier,
-    _component_shares,
-    _ComponentClassifier,
-)
+from .._core import _prototypes, _reasoning, _robustness
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._validation import validate_fit_data, validate_predict_data
 from ._base import BaseDeepPrototypeClassifier, training_doc
@@ -205,40 +199,15 @@ class DeepCBCClassifier(BaseDeepPrototypeClassifier):
         K = layer.components.shape[0]
         with torch.no_grad():
             Z = head.projection(torch.as_tensor(X))
-            counts = np.bincount(y_idx, minlength=C)
-            share = np.minimum(_component_shares(K, counts), counts)
-            blocks, origin = [], []
-            if share.sum():
-                sub = np.flatnonzero(share > 0)
-                rows = np.flatnonzero(np.isin(y_idx, sub))
-                remap = np.searchsorted(sub, y_idx[rows])
-                P, lab, _ = _prototypes.class_prototypes(
-                    Z[torch.as_tensor(rows)],
-                    remap,
-                    sub.size,
-                    share[sub],
-                    random_state=rng,
-                )
-                blocks.append(P)
-                origin.append(sub[lab])
-            missing = K - int(share.sum())
-            if missing > 0:
-                pick = rng.choice(X.shape[0], missing, replace=missing > X.shape[0])
-                blocks.append(Z[torch.as_tensor(pick)])
-                origin.append(y_idx[pick])
-            W = torch.cat(blocks)
-            origin = np.concatenate(origin)
+            W, origin = _prototypes.class_balanced_components(Z, y_idx, C, K, rng)
             layer.components.copy_(W)
             # the shallow model's reasoning initialisation (own components positive,
-            # the others negative), shared through its private hook
-            logits = CBCClassifier._init_combination(self, origin, C, rng, X)
+            # the others negative)
+            logits = _reasoning.initial_reasoning_logits(origin, C, rng, self.reasoning)
             layer.reasoning_logits.copy_(torch.as_tensor(logits))
             if self.sigma == "auto":
-                from .._core._reasoning import component_distances
-
-                dist = component_distances(Z, W, self.detection)
-                s = float(dist.mean() + dist.std()) / np.log(1 / _SIGMA_P0)
-                sigma = s if s > 0 else 1.0
+                dist = _reasoning.component_distances(Z, W, self.detection)
+                sigma = _reasoning.initial_sigma(dist)
             else:
                 sigma = float(self.sigma)
             layer.log_sigma.copy_(torch.tensor(np.log(sigma)))
@@ -277,8 +246,12 @@ class DeepCBCClassifier(BaseDeepPrototypeClassifier):
             import torch
 
             # the shallow model's "auto" rule, in the input space
-            self.robust_margin_ = _ComponentClassifier._init_robust_margin(
-                self, torch.as_tensor(X32), torch.as_tensor(y_idx), rng
+            self.robust_margin_ = (
+                float(self.robust_margin)
+                if self.robust_margin != "auto"
+                else _robustness.median_half_gap(
+                    torch.as_tensor(X32), y_idx, random_state=rng
+                )
             )
         if self.loss == "robust" and not self._can_warm_start(X, classes):
             # margin loss first, then the robust loss from there (as the shallow
