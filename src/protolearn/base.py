@@ -157,7 +157,7 @@ class NearestPrototypeMixin:
     def _distance_spec(self):
         return "sqeuclidean", None
 
-    def _transform_for_distance(self, X):
+    def _preprocess(self, X):
         """Hook: map inputs into the space the prototypes live in (identity here)."""
         return X
 
@@ -167,7 +167,7 @@ class NearestPrototypeMixin:
     def _prototype_distances(self, X):
         metric, prec = self._distance_spec()
         return _distances.pairwise_distances(
-            self._transform_for_distance(X),
+            self._preprocess(X),
             self.prototypes_,
             metric,
             precision_cholesky=prec,
@@ -184,7 +184,7 @@ class NearestPrototypeMixin:
         X = validate_predict_data(self, X)
         metric, prec = self._distance_spec()
         winner = _robustness.nearest_prototype_index(
-            self._transform_for_distance(X),
+            self._preprocess(X),
             self.prototypes_,
             metric,
             precision_cholesky=prec,
@@ -198,7 +198,7 @@ class NearestPrototypeMixin:
         groups, n_classes = self._prototype_class_index(), len(self.classes_)
         return _distances.map_distance_chunks(
             lambda D: -_distances.min_per_group(D, groups, n_classes),
-            self._transform_for_distance(X),
+            self._preprocess(X),
             self.prototypes_,
             metric,
             precision_cholesky=prec,
@@ -225,7 +225,7 @@ class NearestPrototypeMixin:
         X = validate_predict_data(self, X)
         metric, prec = self._distance_spec()
         return _robustness.nearest_prototype_radius(
-            self._transform_for_distance(X),
+            self._preprocess(X),
             self.prototypes_,
             self._prototype_class_index(),
             metric=metric,
@@ -275,7 +275,7 @@ class NearestPrototypeMixin:
         metric, prec = self._distance_spec()
         ex_idx = np.full((X.shape[0], n_exemplars), -1, dtype=np.intp)
         ex_dist = np.full((X.shape[0], n_exemplars), np.inf, dtype=D.dtype)
-        Xt = self._transform_for_distance(X)
+        Xt = self._preprocess(X)
         for p in np.unique(order[:, 0]):
             rows = np.flatnonzero(order[:, 0] == p)
             valid = self.exemplar_indices_[p] >= 0

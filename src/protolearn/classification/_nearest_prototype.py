@@ -176,8 +176,10 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
                 f"{desc}. Lower n_prototypes for these classes."
             )
 
-    def _work_space(self, X):
-        """Samples in the space prototypes live in (unit sphere for cosine)."""
+    def _estimation_space(self, X):
+        """Samples as the prototypes are estimated from them (on the unit sphere for
+        cosine).  Prediction keeps the base's identity ``_preprocess``: the cosine
+        distance is scale-free, and the certified radius is in the input space."""
         return _distances.l2_normalize(X) if self.metric == "cosine" else X
 
     # ---------------------------------------------------------------------- fit
@@ -208,7 +210,7 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
         self._check_class_sizes(classes, counts, n_per_class)
         rng = check_random_state(self.random_state)
         self._rng = rng  # partial_fit after fit seeds new classes' k-means with it
-        Xw = self._work_space(X)
+        Xw = self._estimation_space(X)
         self.class_means_ = _prototypes.class_means(Xw, y_idx, classes.size)
         self.class_count_ = counts.astype(np.int64)
         self.n_samples_seen_ = int(X.shape[0])
@@ -348,7 +350,7 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
                 self.covariance_ = np.zeros((d, d), dtype=X.dtype)
             self._rng = check_random_state(self.random_state)
         X = X.astype(self.prototypes_.dtype, copy=False)
-        Xw = self._work_space(X)
+        Xw = self._estimation_space(X)
         classes = np.union1d(self.classes_, y)
         new_mask = ~np.isin(classes, self.classes_)
         n_per_class = self._prototypes_per_class(classes)
