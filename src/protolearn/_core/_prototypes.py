@@ -85,9 +85,9 @@ def kmeans(
     if init is None:
         rng = check_random_state(random_state)
         Xn = xp.to_numpy(Xw)
-        # float64: on float32 data scikit-learn upcasts X block by block for every
-        # candidate centre (~8 per centre), 4-10x slower than one float64 copy; the
-        # seeds are the same rows (the upcast computes in float64 too)
+        # one float64 copy: on float32 data scikit-learn would upcast X block by
+        # block for every candidate centre; the seeds are the same rows (the upcast
+        # computes in float64 too)
         idx = kmeans_plusplus(
             Xn.astype(np.float64, copy=False), n_clusters, random_state=rng
         )[1]

@@ -219,9 +219,8 @@ def reasoning_log_margin(D, positive, negative, target, *, smooth=0.0, log_scale
         row (e.g. scaled by the row's largest detection) and the root is computed in
         log space: far from every component the unscaled detections underflow to 0,
         and the quadratic (whose ``a``, ``c`` are linear in the detections but ``b`` is
-        not) then gave ``t* = inf`` -- an infinite radius where a finite
-        perturbation flips the prediction.  Not differentiable where ``b = 0``;
-        the training loss uses the unscaled path.
+        not) would give ``t* = inf``.  Not differentiable where ``b = 0``; the
+        training loss uses the unscaled path.
 
     Returns
     -------
@@ -377,9 +376,8 @@ def reasoning_radius(
         dist = component_distances(Xc, W, detection)
         log_d = -dist / sigma
         # Each row is scaled by its largest detection and the root solved in log
-        # space: far from every component the detections underflow (RBF: the radius
-        # came out negative; CBC: t* = inf, an infinite radius where a finite
-        # perturbation flips the prediction).
+        # space, which stays sound where the detections underflow far from every
+        # component.
         m = xp.amax(log_d, axis=1)
         D = xp.exp(log_d - m[:, None])
         if tgt is None:  # predict's class (log-space class probabilities)

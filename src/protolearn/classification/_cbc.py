@@ -78,8 +78,7 @@ class _ComponentClassifier(BaseTrainedPrototypeClassifier):
 
         With ``loss="robust"`` the model is first fitted with the margin loss (same
         hyperparameters) and the robust loss then starts from that solution: started
-        cold, gradient descent on the robust loss stalls in worse optima (on digits a
-        lower median certified radius than the margin loss alone).
+        cold, gradient descent on the robust loss stalls in worse optima.
 
         Parameters
         ----------
@@ -155,10 +154,9 @@ class _ComponentClassifier(BaseTrainedPrototypeClassifier):
         return (6 * self.components_.shape[0] + X.shape[1]) * 8
 
     def _class_scores(self, X):
-        # log p_c in log space: the clamped log of the probabilities tied every class
-        # of an RBF network at samples far from all components (predicting classes_[0]
-        # with uniform predict_proba).  Row chunk by row chunk: never the full
-        # (n, n_components) distances.
+        # log p_c computed in log space, so that classes stay distinct far from all
+        # components where the detections underflow.  Row chunk by row chunk: never
+        # the full (n, n_components) distances.
         W = xp.asarray_like(self.components_, X)
         combination = self._numpy_combination(X)
 
@@ -300,19 +298,14 @@ class _ComponentClassifier(BaseTrainedPrototypeClassifier):
         )
         return bunch_like(explanation, like)
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        return tags
-
 
 _COMMON_PARAMS_DOC = """
-    detection : {"exponential", "gaussian"}
+    detection : {"exponential", "gaussian"}, default="exponential"
         Detection ``exp(-|x - w_k| / sigma)`` ("exponential": euclidean distance, the
         robust-CBC choice) or ``exp(-|x - w_k|^2 / sigma)`` ("gaussian": the classical
         RBF kernel with ``sigma = 2 s^2``).
-    sigma : "auto" or float > 0, default="auto"
-        Initial temperature of the detections.  "auto" is the authors'
+    sigma : "auto" or float, default="auto"
+        Initial (positive) temperature of the detections.  "auto" is the authors'
         recommendation ``(mean + std of the sample-component distances) / log(100)``
         at the initial components (a typical sample detects a typical component with
         probability ~0.01).
@@ -326,11 +319,11 @@ _COMMON_PARAMS_DOC = """
         margin loss and the robust loss starts from there (see :meth:`fit`).  Prefer
         ``detection="exponential"`` with it: through the squared-distance conversion
         the "gaussian" bound favours ever larger ``sigma`` (a nearly linear model).
-    margin : float >= 0, default=0.1
-        Margin of the "margin" loss, in probability units: training pushes the true
+    margin : float, default=0.1
+        Margin (>= 0) of the "margin" loss, in probability units: training pushes the true
         class's probability this far above every other class's.
-    robust_margin : "auto" or float >= 0, default="auto"
-        The L2 radius (input units) at which the "robust" loss asks every training
+    robust_margin : "auto" or float, default="auto"
+        The L2 radius (>= 0) (input units) at which the "robust" loss asks every training
         sample to be certified. The hinge stops pushing at the margin, so many training
         samples end just below it: to certify a radius ``r``, set
         ``robust_margin=2 * r``. "auto": the median over (at most 500) training samples
@@ -352,7 +345,8 @@ _COMMON_PARAMS_DOC = """
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the training data (stratified) and stop
         when its accuracy stalls; the best parameters are kept.
-    validation_fraction : float in (0, 1), default=0.1
+    validation_fraction : float, default=0.1
+        Share of the training data in (0, 1) held out by ``early_stopping``.
     n_iter_no_change : int, default=10
         Adam: epochs without progress before stopping; L-BFGS: steps per epoch
         (training stops after one epoch without progress).
@@ -406,10 +400,7 @@ class RBFClassifier(_ComponentClassifier):
     n_components : int or None, default=None
         Number of components (RBF centres); None means two per class.
 """
-        + _COMMON_PARAMS_DOC.replace(
-            '{"exponential", "gaussian"}',
-            '{"exponential", "gaussian"}, default="exponential"',
-        )
+        + _COMMON_PARAMS_DOC
         + """
     Attributes
     ----------
@@ -540,10 +531,7 @@ class CBCClassifier(_ComponentClassifier):
         indefinite reasoning (``r+ = q0``, ``r- = (1 - q0) q1``,
         ``q = sigmoid(logits)``).
 """
-        + _COMMON_PARAMS_DOC.replace(
-            '{"exponential", "gaussian"}',
-            '{"exponential", "gaussian"}, default="exponential"',
-        )
+        + _COMMON_PARAMS_DOC
         + """
     Attributes
     ----------

@@ -29,6 +29,8 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
     (``make_pipeline(StandardScaler(), NearestPrototypeClassifier())``), or use
     ``metric="mahalanobis"``.
 
+    Read more in the :ref:`User Guide <nearest_prototype>`.
+
     Parameters
     ----------
     n_prototypes : int or dict, default=1
@@ -36,18 +38,18 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
     metric : {"euclidean", "cosine", "mahalanobis"}, default="euclidean"
         Distance between samples and prototypes.  "cosine" L2-normalises samples and
         prototypes (spherical prototypes).
-    shrinkage : "auto", float in [0, 1] or None, default="auto"
-        Shrinkage of the pooled covariance for ``metric="mahalanobis"``, in
+    shrinkage : "auto", float or None, default="auto"
+        Shrinkage in [0, 1] of the pooled covariance for ``metric="mahalanobis"``, in
         standardised units (its correlation matrix towards the identity, as
         scikit-learn's LDA, so it does not depend on the features' scales; "auto":
         Oracle Approximating Shrinkage, computable from streamed statistics; None
         or 0: none).  Ignored by the other metrics.
-    temperature : float > 0, default=1.0
-        ``predict_proba`` is the softmax of ``-distance / temperature`` over classes
+    temperature : float, default=1.0
+        Positive; ``predict_proba`` is the softmax of ``-distance / temperature`` over classes
         (distance to the class's nearest prototype; squared for euclidean and
         Mahalanobis).
-    exemplars_per_prototype : int >= 0, default=10
-        Training samples kept per prototype (those nearest to it) for :meth:`explain`.
+    exemplars_per_prototype : int, default=10
+        Training samples (>= 0) kept per prototype (those nearest to it) for :meth:`explain`.
     max_iter : int, default=100
         k-means iterations when ``n_prototypes > 1``.
     random_state : int, RandomState instance or None, default=None
@@ -448,8 +450,3 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
 
     def _proba_logits(self, scores):
         return scores / self.temperature
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        return tags

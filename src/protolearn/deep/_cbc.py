@@ -31,20 +31,27 @@ class DeepCBCClassifier(BaseDeepPrototypeClassifier):
     Lipschitz bound ``lipschitz_`` (the spectral norm of a linear map; the product
     of the spectral norms for an MLP, as ReLU / tanh are 1-Lipschitz).
 
+    Read more in the :doc:`User Guide </user_guide/deep_heads>`.
+
     Parameters
     ----------
     n_components : int or None, default=None
         Components shared by all classes; None means two per class.
     reasoning : {"stable", "original"}, default="stable"
+        The CBC model (see :class:`~protolearn.classification.CBCClassifier`).
     detection : {"exponential", "gaussian"}, default="exponential"
-    sigma : "auto" or float > 0, default="auto"
-        Initial detection temperature ("auto": the shallow model's rule in the
-        initial learned space).
+        Detection from the euclidean or the squared euclidean distance.
+    sigma : "auto" or float, default="auto"
+        Initial (positive) detection temperature ("auto": the shallow model's rule
+        in the initial learned space).
     learn_sigma : bool, default=True
+        Train ``sigma`` with the other parameters.
     loss : {"margin", "robust"}, default="margin"
-    margin : float >= 0, default=0.1
-    robust_margin : "auto" or float >= 0, default="auto"
-        Input-space radius the robust loss asks for ("auto": the median over at most
+        CBC's margin loss, or the margin loss followed by the robust loss.
+    margin : float, default=0.1
+        Margin (>= 0) of the "margin" loss, in probability units.
+    robust_margin : "auto" or float, default="auto"
+        Input-space radius (>= 0) the robust loss asks for ("auto": the median over at most
         500 training samples of half the distance to the nearest sample of another
         class); stored in ``robust_margin_``.
 """
