@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import __version__
 from ._core import _distances, _robustness
 from .utils import _array_api as xp
+from .utils._array_api import get_namespace
 from .utils._sklearn_compat import Interval, StrOptions
 from .utils._validation import (
     bunch_like,
@@ -392,13 +393,7 @@ class BaseOutlierDetector(OutlierMixin, VersionedStateMixin, BaseEstimator):
         is_inlier : ndarray of int (or int64 tensor on X's device) of shape (n_samples,)
         """
         decision = self.decision_function(X)
-        if xp.is_torch(decision):
-            import torch
-
-            return torch.where(decision < 0, -1, 1).to(torch.int64)
-        is_inlier = np.ones(decision.shape[0], dtype=int)
-        is_inlier[decision < 0] = -1
-        return is_inlier
+        return get_namespace(decision).where(decision < 0, -1, 1)  # int64
 
     def fit_predict(self, X, y=None, **kwargs):
         """Fit on ``X`` (with labels ``y`` when given) and return ``predict(X)``.

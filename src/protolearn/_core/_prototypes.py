@@ -194,12 +194,9 @@ def online_kmeans_update(prototypes, counts, X, assign):
 
 def _as_float(X):
     """`X` itself when floating point, else cast to float64 (as the estimators do)."""
-    if xp.is_torch(X):
-        import torch
-
-        return X if X.is_floating_point() else X.to(torch.float64)
-    X = np.asarray(X)
-    return X if X.dtype.kind == "f" else X.astype(np.float64)
+    X = X if xp.is_torch(X) else np.asarray(X)  # lists and other array-likes
+    ns = xp.get_namespace(X)
+    return X if ns.isdtype(X.dtype, "real floating") else ns.astype(X, ns.float64)
 
 
 def _update_centers(X, labels, n_clusters, dmin, old_centers):
