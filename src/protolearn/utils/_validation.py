@@ -148,6 +148,7 @@ def validate_predict_data(estimator, X):
     integers -> float64), so predictions can be computed there.  Rows too large in
     magnitude for the dtype raise (:func:`check_magnitude`).
     """
+    # scikit-learn validates array-likes; a tensor is checked on its own device
     if not xp.is_torch(X):
         X = validate_data(estimator, X, reset=False, dtype=list(FLOAT_DTYPES))
         check_magnitude(X)
@@ -186,6 +187,7 @@ def labels_out(classes, index, like):
     """
     idx = xp.to_numpy(index)
     labels = classes[idx]
+    # numeric labels follow a tensor input onto its device; strings stay numpy
     if xp.is_torch(like) and labels.dtype.kind in "biuf":
         import torch
 
@@ -196,7 +198,7 @@ def labels_out(classes, index, like):
 def bunch_like(bunch, like):
     """`bunch` (a Bunch of numpy arrays) with its numeric arrays as tensors on `like`'s
     device when `like` is a tensor (string arrays stay numpy); unchanged otherwise."""
-    if not xp.is_torch(like):
+    if not xp.is_torch(like):  # numpy in, numpy out
         return bunch
     import torch
 
