@@ -24,8 +24,6 @@ from ..utils._sklearn_compat import Interval, StrOptions
 from ..utils._validation import bunch_like, validate_predict_data
 from ._trained import BaseTrainedPrototypeClassifier
 
-_ROBUST_MARGIN_SAMPLES = 500
-
 
 class _ComponentClassifier(BaseTrainedPrototypeClassifier):
     """Shared machinery of RBFClassifier and CBCClassifier (components, sigma, losses,
@@ -69,9 +67,7 @@ class _ComponentClassifier(BaseTrainedPrototypeClassifier):
             return None
         if self.robust_margin != "auto":
             return float(self.robust_margin)
-        return _robustness.median_half_gap(
-            X, y.cpu().numpy(), max_rows=_ROBUST_MARGIN_SAMPLES, random_state=rng
-        )
+        return _robustness.median_half_gap(X, y.cpu().numpy(), random_state=rng)
 
     def fit(self, X, y):
         """Fit components, ``sigma`` and the class combination with torch autograd.
