@@ -263,3 +263,17 @@ def test_radius_stays_sound_where_detections_underflow(rng, kind, detection):
     plain = reasoning_log_margin(D, pos, neg, tgt)
     scaled = reasoning_log_margin(D / np.exp(m)[:, None], pos, neg, tgt, log_scale=m)
     np.testing.assert_allclose(scaled, plain, rtol=1e-9, atol=1e-12)
+
+
+def test_reasoning_encoders_invert_the_decoders(rng):
+    pos, neg, _ = R.decode_original_reasoning(rng.normal(size=(2, 3, 5)))
+    p2, n2, _ = R.decode_original_reasoning(R.encode_original_reasoning(pos, neg))
+    np.testing.assert_allclose(p2, pos, atol=1e-6)
+    np.testing.assert_allclose(n2, neg, atol=1e-6)
+    pos, neg = R.decode_stable_reasoning(rng.normal(size=(3, 10)))
+    p2, n2 = R.decode_stable_reasoning(R.encode_stable_reasoning(pos, neg))
+    np.testing.assert_allclose(np.c_[p2, n2], np.c_[pos, neg], atol=1e-6)
+    W = R.decode_rbf_weights(rng.normal(size=(3, 5)))
+    np.testing.assert_allclose(
+        R.decode_rbf_weights(R.encode_rbf_weights(W)), W, atol=1e-10
+    )

@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import __version__
 from ._core import _distances, _robustness
 from .utils import _array_api as xp
+from .utils._array_api import get_namespace
 from .utils._sklearn_compat import Interval, StrOptions
 from .utils._validation import (
     bunch_like,
@@ -157,7 +158,7 @@ class NearestPrototypeMixin:
     def _distance_spec(self):
         return "sqeuclidean", None
 
-    def _transform_for_distance(self, X):
+    def _preprocess(self, X):
         """Hook: map inputs into the space the prototypes live in (identity here)."""
         return X
 
@@ -167,7 +168,7 @@ class NearestPrototypeMixin:
     def _prototype_distances(self, X):
         metric, prec = self._distance_spec()
         return _distances.pairwise_distances(
-            self._transform_for_distance(X),
+            self._preprocess(X),
             self.prototypes_,
             metric,
             precision_cholesky=prec,
@@ -184,7 +185,7 @@ class NearestPrototypeMixin:
         X = validate_predict_data(self, X)
         metric, prec = self._distance_spec()
         winner = _robustness.nearest_prototype_index(
-            self._transform_for_distance(X),
+            self._preprocess(X),
             self.prototypes_,
             metric,
             precision_cholesky=prec,
@@ -198,7 +199,7 @@ class NearestPrototypeMixin:
         groups, n_classes = self._prototype_class_index(), len(self.classes_)
         return _distances.map_distance_chunks(
             lambda D: -_distances.min_per_group(D, groups, n_classes),
-            self._transform_for_distance(X),
+            self._preprocess(X),
             self.prototypes_,
             metric,
             precision_cholesky=prec,
@@ -225,7 +226,7 @@ class NearestPrototypeMixin:
         X = validate_predict_data(self, X)
         metric, prec = self._distance_spec()
         return _robustness.nearest_prototype_radius(
-            self._transform_for_distance(X),
+            self._preprocess(X),
             self.prototypes_,
             self._prototype_class_index(),
             metric=metric,
@@ -275,7 +276,7 @@ class NearestPrototypeMixin:
         metric, prec = self._distance_spec()
         ex_idx = np.full((X.shape[0], n_exemplars), -1, dtype=np.intp)
         ex_dist = np.full((X.shape[0], n_exemplars), np.inf, dtype=D.dtype)
-        Xt = self._transform_for_distance(X)
+        Xt = self._preprocess(X)
         for p in np.unique(order[:, 0]):
             rows = np.flatnonzero(order[:, 0] == p)
             valid = self.exemplar_indices_[p] >= 0
@@ -392,13 +393,7 @@ class BaseOutlierDetector(OutlierMixin, VersionedStateMixin, BaseEstimator):
         is_inlier : ndarray of int (or int64 tensor on X's device) of shape (n_samples,)
         """
         decision = self.decision_function(X)
-        if xp.is_torch(decision):
-            import torch
-
-            return torch.where(decision < 0, -1, 1).to(torch.int64)
-        is_inlier = np.ones(decision.shape[0], dtype=int)
-        is_inlier[decision < 0] = -1
-        return is_inlier
+        return get_namespace(decision).where(decision < 0, -1, 1)  # int64
 
     def fit_predict(self, X, y=None, **kwargs):
         """Fit on ``X`` (with labels ``y`` when given) and return ``predict(X)``.

@@ -28,8 +28,23 @@ __all__ = [
 ]
 
 
+_BINARY_PARAMETERS = """    y_true : array-like or torch tensor of shape (n_samples,)
+        1 for in-distribution samples, 0 for out-of-distribution ones.
+    y_score : array-like or torch tensor of shape (n_samples,)
+        Higher for more in-distribution (a detector's ``score_samples``).
+"""
+
+
+def _binary_doc(func):
+    """Fill the shared ``y_true`` / ``y_score`` parameters into `func`'s docstring."""
+    func.__doc__ = func.__doc__.replace("    BINARY_PARAMETERS\n", _BINARY_PARAMETERS)
+    return func
+
+
 def _column(a):
     """``column_or_1d`` that also takes torch tensors (any device, autograd or not)."""
+    # only tensors are converted first: column_or_1d keeps its own handling of
+    # lists, pandas and other array-likes
     return column_or_1d(xp.to_numpy(a) if xp.is_torch(a) else a)
 
 
@@ -39,9 +54,21 @@ def mean_confidence_interval(values, *, z=1.96):
     ``half_width = z * std(values) / sqrt(n)`` with the population standard deviation,
     the convention of the few-shot literature (95% for ``z=1.96``).
 
+    Read more in the :ref:`User Guide <transductive>`.
+
+    Parameters
+    ----------
+    values : array-like or torch tensor
+        The per-episode scores (flattened).
+    z : float, default=1.96
+        The normal quantile of the interval.
+
     Returns
     -------
-    mean : float, half_width : float
+    mean : float
+        The mean of `values`.
+    half_width : float
+        The half-width of the interval.
 
     Examples
     --------
@@ -50,9 +77,7 @@ def mean_confidence_interval(values, *, z=1.96):
     >>> round(mean, 3), round(ci, 3)
     (0.9, 0.069)
     """
-    v = np.asarray(
-        xp.to_numpy(values) if xp.is_torch(values) else values, dtype=np.float64
-    ).ravel()
+    v = np.asarray(xp.to_numpy(values), dtype=np.float64).ravel()
     if v.size == 0:
         raise ValueError("values is empty.")
     if not np.all(np.isfinite(v)):
@@ -79,19 +104,20 @@ def _check_binary(y_true, y_score):
     return y_true.astype(int), y_score
 
 
+@_binary_doc
 def auroc(y_true, y_score):
     """Area under the ROC curve with in-distribution (1) as the positive class.
 
+    Read more in the :ref:`User Guide <ood>`.
+
     Parameters
     ----------
-    y_true : array-like or torch tensor of shape (n_samples,)
-        1 for in-distribution samples, 0 for out-of-distribution ones.
-    y_score : array-like or torch tensor of shape (n_samples,)
-        Higher for more in-distribution (a detector's ``score_samples``).
+    BINARY_PARAMETERS
 
     Returns
     -------
     score : float
+        The score (higher is better).
 
     Examples
     --------
@@ -103,19 +129,20 @@ def auroc(y_true, y_score):
     return float(roc_auc_score(y_true, y_score))
 
 
+@_binary_doc
 def aupr_in(y_true, y_score):
     """Average precision with in-distribution (1) as the positive class.
 
+    Read more in the :ref:`User Guide <ood>`.
+
     Parameters
     ----------
-    y_true : array-like or torch tensor of shape (n_samples,)
-        1 for in-distribution samples, 0 for out-of-distribution ones.
-    y_score : array-like or torch tensor of shape (n_samples,)
-        Higher for more in-distribution (a detector's ``score_samples``).
+    BINARY_PARAMETERS
 
     Returns
     -------
     score : float
+        The score (higher is better).
 
     Examples
     --------
@@ -127,19 +154,20 @@ def aupr_in(y_true, y_score):
     return float(average_precision_score(y_true, y_score))
 
 
+@_binary_doc
 def aupr_out(y_true, y_score):
     """Average precision with out-of-distribution (0) as the positive class.
 
+    Read more in the :ref:`User Guide <ood>`.
+
     Parameters
     ----------
-    y_true : array-like or torch tensor of shape (n_samples,)
-        1 for in-distribution samples, 0 for out-of-distribution ones.
-    y_score : array-like or torch tensor of shape (n_samples,)
-        Higher for more in-distribution (a detector's ``score_samples``).
+    BINARY_PARAMETERS
 
     Returns
     -------
     score : float
+        The score (higher is better).
 
     Examples
     --------
@@ -151,6 +179,7 @@ def aupr_out(y_true, y_score):
     return float(average_precision_score(1 - y_true, -y_score))
 
 
+@_binary_doc
 def fpr_at_tpr(y_true, y_score, *, tpr=0.95):
     """False-positive rate of OOD samples at the first threshold reaching ``tpr``.
 
@@ -158,17 +187,18 @@ def fpr_at_tpr(y_true, y_score, *, tpr=0.95):
     threshold) when the threshold is the highest one that accepts at least `tpr` of the
     in-distribution samples ("FPR95" for ``tpr=0.95``; lower is better).
 
+    Read more in the :ref:`User Guide <ood>`.
+
     Parameters
     ----------
-    y_true : array-like or torch tensor of shape (n_samples,)
-        1 for in-distribution samples, 0 for out-of-distribution ones.
-    y_score : array-like or torch tensor of shape (n_samples,)
-        Higher for more in-distribution (a detector's ``score_samples``).
+    BINARY_PARAMETERS
+    tpr : float, default=0.95
+        The true-positive rate in (0, 1] that sets the threshold.
 
     Returns
     -------
     fpr : float
-    tpr : float in (0, 1], default=0.95
+        The false-positive rate at that threshold (lower is better).
 
     Examples
     --------
@@ -185,6 +215,17 @@ def fpr_at_tpr(y_true, y_score, *, tpr=0.95):
 
 def ood_report(scores_in, scores_out, *, tpr=0.95):
     """AUROC, AUPR-in, AUPR-out and FPR at `tpr` from in- and out-of-distribution scores.
+
+    Read more in the :ref:`User Guide <ood>`.
+
+    Parameters
+    ----------
+    scores_in : array-like or torch tensor of shape (n_in,)
+        Scores of in-distribution samples (higher = more in-distribution).
+    scores_out : array-like or torch tensor of shape (n_out,)
+        Scores of out-of-distribution samples.
+    tpr : float, default=0.95
+        The true-positive rate of :func:`fpr_at_tpr`.
 
     Returns
     -------
@@ -212,6 +253,8 @@ def ood_report(scores_in, scores_out, *, tpr=0.95):
 
 def open_set_report(y_true, y_pred, *, nota_label="auto"):
     """Open-set (none-of-the-above) scores.
+
+    Read more in the :ref:`User Guide <open_set>`.
 
     Parameters
     ----------
@@ -297,9 +340,9 @@ def _check_certificate_inputs(X, components, n_rows_other, other_name):
 
 def _as_array(a, like):
     """numpy float input stays as it is (ints become float64); torch stays torch."""
-    if xp.is_torch(like):
+    if xp.is_torch(like):  # torch follows X's dtype; numpy keeps its own float dtype
         return xp.asarray_like(a, like)
-    a = np.asarray(xp.to_numpy(a) if xp.is_torch(a) else a)
+    a = xp.to_numpy(a)
     return a if a.dtype.kind == "f" else a.astype(np.float64)
 
 
@@ -356,8 +399,7 @@ def nearest_prototype_certified_radius(
 
     X = _as_array(X, X)
     W = _as_array(prototypes, X)
-    labels = np.asarray(xp.to_numpy(prototype_labels) if xp.is_torch(prototype_labels)
-                        else prototype_labels)  # fmt: skip
+    labels = xp.to_numpy(prototype_labels)
     _check_certificate_inputs(X, W, labels.shape[0], "prototype_labels")
     if metric == "mahalanobis":
         if omega is None:

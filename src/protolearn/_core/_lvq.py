@@ -13,15 +13,13 @@ returns the same kind; the torch path is differentiable (autograd through ``min`
 
 import numpy as np
 
-from ..utils import _array_api as xp
-
-
-def _where(cond, a, b):
-    if xp.is_torch(cond):
-        import torch
-
-        return torch.where(cond, a, b)
-    return np.where(cond, a, b)
+from ..utils._array_api import (
+    as_index_like,
+    asarray_like,
+    get_namespace,
+    is_torch,
+    to_numpy,
+)
 
 
 def nearest_correct_and_wrong(D, y, prototype_classes):
@@ -31,21 +29,22 @@ def nearest_correct_and_wrong(D, y, prototype_classes):
     A row whose class has no prototype gets ``d+ = inf`` (and ``d- = inf`` when every
     prototype is of its class).
     """
-    pc = xp.as_index_like(prototype_classes, D)
-    yy = xp.as_index_like(y, D)
+    xp = get_namespace(D)
+    pc = as_index_like(prototype_classes, D)
+    yy = as_index_like(y, D)
     same = pc[None, :] == yy[:, None]
-    d_plus = xp.amin(_where(same, D, float("inf")), axis=1)
-    d_minus = xp.amin(_where(same, float("inf"), D), axis=1)
+    d_plus = xp.min(xp.where(same, D, float("inf")), axis=1)
+    d_minus = xp.min(xp.where(same, float("inf"), D), axis=1)
     return d_plus, d_minus
 
 
 def relative_difference(d_plus, d_minus):
     """``(d+ - d-) / (d+ + d-)``; 0 where both distances are 0."""
     denom = d_plus + d_minus
-    if xp.is_torch(denom):
-        tiny = float(np.finfo(str(denom.dtype).split(".")[-1]).tiny)
-        return (d_plus - d_minus) / denom.clamp(min=tiny)
-    return (d_plus - d_minus) / np.maximum(denom, np.finfo(denom.dtype).tiny)
+    tiny = get_namespace(denom).finfo(denom.dtype).tiny
+    # torch's clamp is the gradient training has used (maximum's differs at a tie)
+    denom = denom.clamp(min=tiny) if is_torch(denom) else np.maximum(denom, tiny)
+    return (d_plus - d_minus) / denom
 
 
 def glvq_mu(D, y, prototype_classes):
@@ -58,7 +57,7 @@ def glvq_activation(mu, activation="sigmoid", beta=1.0):
     if activation == "identity":
         return mu
     if activation == "sigmoid":
-        if xp.is_torch(mu):
+        if is_torch(mu):  # the array API has no sigmoid: torch's, or scipy's
             return (beta * mu).sigmoid()
         from scipy.special import expit
 
@@ -74,7 +73,26 @@ def omega_log_det(omega):
     keeps ``Lambda`` from collapsing onto a few directions.
     """
     G = omega @ omega.T
-    if xp.is_torch(G):
+    if is_torch(G):  # differentiable for the regulariser; numpy gives -inf at det <= 0
         return G.logdet()
     sign, logdet = np.linalg.slogdet(G)
     return logdet if sign > 0 else -np.inf
+
+
+def initial_omega(X, n_components=None):
+    """GMLVQ's starting ``Omega`` (r, d) for the data ``X`` (n, d), at unit Frobenius
+    norm: the identity for ``r = d`` (``n_components`` None), else the top-r principal
+    directions of ``X`` as rows (a deterministic start).  Same array kind as ``X``.
+    """
+    d = X.shape[1]
+    r = d if n_components is None else n_components
+    if r > d:
+        raise ValueError(f"n_components={r} must be <= n_features={d}.")
+    if r == d:
+        omega = np.eye(d)
+    else:
+        Xn = to_numpy(X).astype(np.float64)
+        C = np.cov(Xn, rowvar=False).reshape(d, d)
+        _, vecs = np.linalg.eigh(C)
+        omega = vecs[:, ::-1][:, :r].T.copy()
+    return asarray_like(omega / np.sqrt((omega**2).sum()), X)

@@ -85,9 +85,9 @@ def kmeans(
     if init is None:
         rng = check_random_state(random_state)
         Xn = xp.to_numpy(Xw)
-        # float64: on float32 data scikit-learn upcasts X block by block for every
-        # candidate centre (~8 per centre), 4-10x slower than one float64 copy; the
-        # seeds are the same rows (the upcast computes in float64 too)
+        # one float64 copy: on float32 data scikit-learn would upcast X block by
+        # block for every candidate centre; the seeds are the same rows (the upcast
+        # computes in float64 too)
         idx = kmeans_plusplus(
             Xn.astype(np.float64, copy=False), n_clusters, random_state=rng
         )[1]
@@ -124,14 +124,79 @@ def kmeans(
     return centers, labels, inertia, n_iter
 
 
+def component_shares(n_components, counts):
+    """Components per class: `n_components` spread evenly over the classes, the
+    remainder to the larger classes (`counts` (C,), samples per class) first."""
+    C = counts.size
+    share = np.full(C, n_components // C, dtype=np.intp)
+    order = np.argsort(-counts, kind="stable")
+    share[order[: n_components % C]] += 1
+    return share
+
+
+def class_balanced_components(X, y, n_classes, n_components, random_state):
+    """`n_components` (K, d) starting components for RBF / CBC: per-class k-means
+    centres (k-means++ seeded) in :func:`component_shares`, topped up with random
+    rows of ``X`` when a class has fewer samples than its share.
+
+    ``X`` (n, d) numpy or torch, ``y`` (n,) numpy class indices, `random_state` a
+    ``RandomState``.  Returns the components (kind of ``X``) and the class index each
+    came from (numpy (K,)).
+    """
+    counts = np.bincount(y, minlength=n_classes)
+    share = np.minimum(component_shares(n_components, counts), counts)
+    blocks, origin = [], []
+    if share.sum():
+        sub = np.flatnonzero(share > 0)
+        rows = np.flatnonzero(np.isin(y, sub))
+        P, lab, _ = class_prototypes(
+            X[xp.as_index_like(rows, X)],
+            np.searchsorted(sub, y[rows]),
+            sub.size,
+            share[sub],
+            random_state=random_state,
+        )
+        blocks.append(P)
+        origin.append(sub[lab])
+    missing = n_components - int(share.sum())
+    if missing > 0:
+        pick = random_state.choice(X.shape[0], missing, replace=missing > X.shape[0])
+        blocks.append(X[xp.as_index_like(pick, X)])
+        origin.append(y[pick])
+    return xp.concat(blocks), np.concatenate(origin)
+
+
+def online_kmeans_update(prototypes, counts, X, assign):
+    """One online k-means step (MacQueen, 1967) for a batch: every prototype moves to
+    the running mean of the samples assigned to it so far,
+    ``p <- p + (sum_b - n_b p) / (n + n_b)``.
+
+    Parameters
+    ----------
+    prototypes : (P, d) numpy array, updated in place
+    counts : (P,) int array, samples assigned to each prototype before the batch
+    X : (n, d) numpy array, the batch
+    assign : (n,) int array, the prototype each batch row is assigned to
+
+    Returns
+    -------
+    prototypes : (P, d) array, counts : (P,) int array (including the batch)
+    """
+    add = np.bincount(assign, minlength=prototypes.shape[0])
+    new_counts = counts + add
+    sums = np.zeros_like(prototypes)
+    np.add.at(sums, assign, X)
+    hit = add > 0
+    step = (sums[hit] - add[hit, None] * prototypes[hit]) / new_counts[hit, None]
+    prototypes[hit] += step.astype(prototypes.dtype)
+    return prototypes, new_counts
+
+
 def _as_float(X):
     """`X` itself when floating point, else cast to float64 (as the estimators do)."""
-    if xp.is_torch(X):
-        import torch
-
-        return X if X.is_floating_point() else X.to(torch.float64)
-    X = np.asarray(X)
-    return X if X.dtype.kind == "f" else X.astype(np.float64)
+    X = X if xp.is_torch(X) else np.asarray(X)  # lists and other array-likes
+    ns = xp.get_namespace(X)
+    return X if ns.isdtype(X.dtype, "real floating") else ns.astype(X, ns.float64)
 
 
 def _update_centers(X, labels, n_clusters, dmin, old_centers):

@@ -31,18 +31,20 @@ Reasoning (Saralajew et al., 2019; 2024)
 
 import numpy as np
 
-from ..utils import _array_api as xp
+from ..utils._array_api import (
+    asarray_like,
+    device,
+    get_namespace,
+    is_torch,
+    softmax,
+)
 from ._distances import common_centre, pairwise_distances
 
 DETECTIONS = ("exponential", "gaussian")
 
 
-def _exp(x):
-    return x.exp() if xp.is_torch(x) else np.exp(x)
-
-
 def _sigmoid(x):
-    if xp.is_torch(x):
+    if is_torch(x):  # the array API has no sigmoid: torch's, or scipy's for numpy
         return x.sigmoid()
     from scipy.special import expit
 
@@ -54,8 +56,8 @@ def component_distances(X, components, detection="exponential"):
     euclidean ("gaussian"), shape (n, K), chunked."""
     if detection not in DETECTIONS:
         raise ValueError(f"detection must be one of {DETECTIONS}; got {detection!r}.")
-    W = xp.asarray_like(components, X) if not xp.is_torch(components) else components
-    if xp.is_torch(X) and xp.is_torch(W) and (W.requires_grad or X.requires_grad):
+    W = components if is_torch(components) else asarray_like(components, X)
+    if is_torch(X) and is_torch(W) and (W.requires_grad or X.requires_grad):
         # Differentiable path (training): one product, sqrt kept away from 0; both
         # sides centred on the components first (see common_centre).
         c = common_centre(W)
@@ -64,12 +66,21 @@ def component_distances(X, components, detection="exponential"):
         D = D.clamp(min=0)
         return (D + 1e-12).sqrt() if detection == "exponential" else D
     D = pairwise_distances(X, W, "sqeuclidean")
-    return xp.sqrt(D) if detection == "exponential" else D
+    return get_namespace(D).sqrt(D) if detection == "exponential" else D
 
 
 def detection_probabilities(X, components, sigma, detection="exponential"):
     """``exp(-dist(x, w_k) / sigma)``, shape (n, K); `sigma` a positive scalar."""
-    return _exp(-component_distances(X, components, detection) / sigma)
+    dist = component_distances(X, components, detection)
+    return get_namespace(dist).exp(-dist / sigma)
+
+
+def initial_sigma(distances, detect_probability=0.01):
+    """The authors' initial detection temperature from sample-component
+    `distances`: ``(mean + std) / log(1 / detect_probability)``, so a typical sample
+    still detects a typical component with that probability (1.0 if not positive)."""
+    s = float(distances.mean() + distances.std()) / np.log(1 / detect_probability)
+    return s if s > 0 else 1.0
 
 
 def decode_original_reasoning(logits):
@@ -87,14 +98,83 @@ def decode_original_reasoning(logits):
 def decode_stable_reasoning(logits):
     """(C, 2K) logits -> (positive, negative), each (C, K); per class the 2K values are
     a probability vector (``softmax`` over the last axis)."""
-    P = xp.softmax(logits, axis=1)
+    P = softmax(logits, axis=1)
     K = P.shape[1] // 2
     return P[:, :K], P[:, K:]
 
 
 def decode_rbf_weights(logits):
     """(C, K) logits -> non-negative class weights summing to 1 over components."""
-    return xp.softmax(logits, axis=1)
+    return softmax(logits, axis=1)
+
+
+def encode_original_reasoning(positive, negative, *, tiny=1e-7):
+    """Logits that :func:`decode_original_reasoning` maps (up to clipping at `tiny`)
+    back to `positive` and `negative` (numpy, each (C, K)); shape (2, C, K)."""
+    q0 = np.clip(positive, tiny, 1 - tiny)
+    q1 = np.clip(negative / np.maximum(1 - positive, tiny), tiny, 1 - tiny)
+    q = np.stack([q0, q1])
+    return np.log(q) - np.log1p(-q)
+
+
+def encode_stable_reasoning(positive, negative, *, tiny=1e-7):
+    """Logits (C, 2K) that :func:`decode_stable_reasoning` maps back to `positive`
+    and `negative` (numpy, each (C, K), rows of the pair summing to 1)."""
+    return np.log(np.concatenate([positive, negative], axis=1) + tiny)
+
+
+def encode_rbf_weights(weights, *, tiny=1e-12):
+    """Logits (C, K) that :func:`decode_rbf_weights` maps back to `weights`."""
+    return np.log(weights + tiny)
+
+
+def _own_components(origin, n_classes):
+    """(C, K) mask of the components seeded from each class, and per class the
+    number of its own components and of the others (each at least 1)."""
+    K = origin.size
+    own = np.zeros((n_classes, K), dtype=bool)
+    own[origin, np.arange(K)] = True
+    n_own = np.maximum(own.sum(1, keepdims=True), 1)
+    return own, n_own, np.maximum(K - n_own, 1)
+
+
+def initial_rbf_logits(origin, n_classes, rng):
+    """Initial (C, K) class-weight logits of an RBF network whose component ``k``
+    was seeded from class ``origin[k]``: each class puts 90% of its weight on its own
+    components, 10% on the others, plus uniform noise in [-0.1, 0.1] from `rng`."""
+    own, n_own, n_other = _own_components(origin, n_classes)
+    logits = np.log(np.where(own, 0.9 / n_own, 0.1 / n_other))
+    logits += rng.uniform(-0.1, 0.1, size=(n_classes, origin.size))
+    return logits
+
+
+def initial_reasoning_logits(origin, n_classes, rng, reasoning="stable"):
+    """Initial CBC logits when component ``k`` was seeded from class ``origin[k]``.
+
+    "stable" (C, 2K): half of each class's probability on the presence of its own
+    components, half on the absence of the others (a nearest-prototype-like start),
+    a little everywhere else.  "original" (2, C, K): own components get positive
+    reasoning; the others as much negative reasoning in total as positive, the rest
+    indefinite.  Both add uniform noise in [-0.1, 0.1] from `rng`.
+    """
+    K = origin.size
+    own, n_own, n_other = _own_components(origin, n_classes)
+    noise = rng.uniform(-0.1, 0.1, size=(2, n_classes, K))
+    if reasoning == "original":
+        q0 = np.where(own, 0.9, np.clip(0.01 * n_own / n_other, 1e-4, 0.01))
+        q1 = np.where(own, 0.5, np.clip(0.9 * n_own / n_other, 0.01, 0.9))
+        q = np.stack([q0, q1])
+        return np.log(q) - np.log1p(-q) + noise
+    pos = np.where(own, 0.5 / n_own, 0.01 / K)
+    neg = np.where(own, 0.01 / K, 0.5 / n_other)
+    logits = np.log(np.concatenate([pos, neg], axis=1))
+    logits += np.concatenate([noise[0], noise[1]], axis=1)
+    return logits
+
+
+def _normaliser(R):
+    """The row sums (C, 1) of the reasoning `R`, kept away from 0."""
+    return _at_least(R.sum(1)[:, None], 1e-30)
 
 
 def effective_reasoning(positive, negative):
@@ -104,9 +184,8 @@ def effective_reasoning(positive, negative):
     ``p_c = D @ (r+ - r-)_c + sum_k r-_ck``.  Stable reasoning is returned unchanged
     (up to rounding: its normaliser is 1).
     """
-    Z = (positive + negative).sum(1)
-    Z = Z.clamp(min=1e-30) if xp.is_torch(Z) else np.maximum(Z, 1e-30)
-    return positive / Z[:, None], negative / Z[:, None]
+    Z = _normaliser(positive + negative)
+    return positive / Z, negative / Z
 
 
 def class_probabilities(D, positive, negative=None):
@@ -116,9 +195,7 @@ def class_probabilities(D, positive, negative=None):
     `positive` sum to 1 per class).  See the module docstring for the formula.
     """
     if negative is None:
-        Z = positive.sum(1)
-        Z = Z.clamp(min=1e-30) if xp.is_torch(Z) else np.maximum(Z, 1e-30)
-        return D @ (positive / Z[:, None]).T
+        return D @ (positive / _normaliser(positive)).T
     pos, neg = effective_reasoning(positive, negative)
     return D @ (pos - neg).T + neg.sum(1)[None, :]
 
@@ -128,20 +205,19 @@ def margin_loss(scores, y, margin):
 
     `scores` (n, C), `y` (n,) int class indices (same array kind as `scores`).
     """
-    if xp.is_torch(scores):
-        import torch
+    xp = get_namespace(scores)
+    y = xp.asarray(y)
+    own = xp.take_along_axis(scores, y[:, None], axis=1)[:, 0]
+    classes = xp.arange(scores.shape[1], device=device(scores))
+    other = xp.max(xp.where(y[:, None] == classes, -float("inf"), scores), axis=1)
+    return _at_least(other - own + margin, 0)
 
-        own = scores.gather(1, y[:, None])[:, 0]
-        other = scores.masked_fill(
-            torch.nn.functional.one_hot(y, scores.shape[1]).bool(), -torch.inf
-        ).amax(1)
-        return (other - own + margin).clamp(min=0)
-    y = np.asarray(y)
-    rows = np.arange(scores.shape[0])
-    own = scores[rows, y]
-    masked = scores.copy()
-    masked[rows, y] = -np.inf
-    return np.maximum(masked.max(1) - own + margin, 0)
+
+def _at_least(x, low):
+    """``max(x, low)`` elementwise."""
+    # torch's clamp is the gradient training has used (1 where x == low; maximum's
+    # would be 1/2 there)
+    return x.clamp(min=low) if is_torch(x) else np.maximum(x, low)
 
 
 def log_class_probabilities(dist, sigma, positive, negative=None):
@@ -155,28 +231,17 @@ def log_class_probabilities(dist, sigma, positive, negative=None):
     maximum of ``-dist / sigma``, and added to the negative evidence in log space.
     numpy or torch in, same kind out.
     """
-    torch_in = xp.is_torch(dist)
-    if torch_in:
-        import torch
-
-        tiny = torch.finfo(dist.dtype).tiny
-    else:
-        tiny = np.finfo(dist.dtype).tiny
+    xp = get_namespace(dist)
     log_d = -dist / sigma
-    m = xp.amax(log_d, axis=1)[:, None]
+    m = xp.max(log_d, axis=1)[:, None]
     if negative is None:
-        Z = positive.sum(1)
-        Z = Z.clamp(min=1e-30) if torch_in else np.maximum(Z, 1e-30)
-        pos, neg = positive / Z[:, None], None
+        pos, neg = positive / _normaliser(positive), None
     else:
         pos, neg = effective_reasoning(positive, negative)
-    S = xp.exp(log_d - m) @ pos.T
-    S = S.clamp(min=tiny) if torch_in else np.maximum(S, tiny)
+    S = _at_least(xp.exp(log_d - m) @ pos.T, xp.finfo(dist.dtype).tiny)
     log_pos = m + xp.log(S)
     if neg is None:
         return log_pos
     N = (1 - xp.exp(log_d)) @ neg.T  # the absence evidence, >= 0, no cancellation
-    if torch_in:
-        return torch.logaddexp(log_pos, N.log())
     with np.errstate(divide="ignore"):
-        return np.logaddexp(log_pos, np.log(N))
+        return xp.logaddexp(log_pos, xp.log(N))

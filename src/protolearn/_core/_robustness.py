@@ -21,7 +21,15 @@ nearest point of that region lies on one of those faces).
 
 import numpy as np
 
-from ..utils import _array_api as xp
+from ..utils._array_api import (
+    as_index_like,
+    asarray_like,
+    clip_min,
+    device,
+    get_namespace,
+    is_torch,
+    to_numpy,
+)
 from ..utils._sklearn_compat import get_chunk_n_rows
 from . import _distances
 from ._distances import common_centre, l2_normalize
@@ -45,7 +53,7 @@ def linear_form(prototypes, metric, *, precision_cholesky=None):
                 "The certified radius for metric='mahalanobis' needs one shared (tied) "
                 "precision Cholesky factor of shape (d, r)."
             )
-        L = xp.asarray_like(precision_cholesky, W)
+        L = asarray_like(precision_cholesky, W)
         WM = (W @ L) @ L.T  # rows are M w_i
         return 2 * WM, (WM * W).sum(1)
     raise ValueError(f"No certified radius for metric={metric!r}.")
@@ -65,12 +73,13 @@ def nearest_prototype_index(
     Equivalent to the argmin of the distances (squared euclidean, cosine or tied
     Mahalanobis) but needs one matrix product per chunk and no norms of ``x``.
     """
-    W = xp.asarray_like(prototypes, X)
+    xp = get_namespace(X)
+    W = asarray_like(prototypes, X)
     m = _centre_for(W, metric)
     A, c = linear_form(W if m is None else W - m, metric,
                        precision_cholesky=precision_cholesky)  # fmt: skip
     n = X.shape[0]
-    itemsize = X.element_size() if xp.is_torch(X) else X.dtype.itemsize
+    itemsize = X.dtype.itemsize  # numpy and torch dtypes alike
     # per row: the centred copy of the chunk (d) and the scores S (P, twice)
     step = get_chunk_n_rows(
         row_bytes=(2 * max(W.shape[0], 1) + X.shape[1]) * itemsize,
@@ -110,24 +119,25 @@ def nearest_prototype_radius(
     radius : (n,) array of the same kind as X; no perturbation with a smaller L2 norm
         changes the predicted class.  Exact with one prototype per class.
     """
-    W = xp.asarray_like(prototypes, X)
+    xp = get_namespace(X)
+    W = asarray_like(prototypes, X)
     m = _centre_for(W, metric)
     A, c = linear_form(W if m is None else W - m, metric,
                        precision_cholesky=precision_cholesky)  # fmt: skip
-    labels = np.asarray(xp.to_numpy(prototype_labels))
+    labels = np.asarray(to_numpy(prototype_labels))
     classes = np.unique(labels)
     # Pairwise norms |a_i - a_j| from the Gram matrix of A.
     G = A @ A.T
-    g = G.diagonal() if not xp.is_torch(G) else G.diagonal()
-    N = xp.sqrt(xp.clip_min(g[:, None] + g[None, :] - 2 * G, 0))
+    g = G.diagonal()
+    N = xp.sqrt(clip_min(g[:, None] + g[None, :] - 2 * G, 0))
     n = X.shape[0]
-    out = xp.empty((n,), like=X)
+    out = xp.empty((n,), dtype=X.dtype, device=device(X))
     if n == 0:
         return out
     if classes.size < 2:
         out[:] = float("inf")
         return out
-    itemsize = X.element_size() if xp.is_torch(X) else X.dtype.itemsize
+    itemsize = X.dtype.itemsize  # numpy and torch dtypes alike
     P = W.shape[0]
     max_per_class = int(np.bincount(np.searchsorted(classes, labels)).max())
     step = get_chunk_n_rows(
@@ -138,23 +148,43 @@ def nearest_prototype_radius(
     for start in range(0, n, step):
         sl = slice(start, min(start + step, n))
         S = (X[sl] if m is None else X[sl] - m) @ A.T - c[None, :]
-        winner = xp.to_numpy(xp.argmax(S, axis=1))
+        winner = to_numpy(xp.argmax(S, axis=1))
         pred = labels[winner]
         for cls in np.unique(pred):
             rows = np.flatnonzero(pred == cls)
             own = np.flatnonzero(labels == cls)
             other = np.flatnonzero(labels != cls)
-            r_idx = xp.as_index_like(rows, X)
-            o_idx = xp.as_index_like(own, X)
-            t_idx = xp.as_index_like(other, X)
+            r_idx = as_index_like(rows, X)
+            o_idx = as_index_like(own, X)
+            t_idx = as_index_like(other, X)
             Sr = S[r_idx]
             Si = xp.take(Sr, o_idx, axis=1)  # (m, p_c)
             Sj = xp.take(Sr, t_idx, axis=1)  # (m, P - p_c)
             Nij = xp.take(xp.take(N, o_idx, axis=0), t_idx, axis=1)  # (p_c, P - p_c)
             R = (Si[:, :, None] - Sj[:, None, :]) / Nij[None, :, :]
-            r = xp.amin(xp.amax(R, axis=1), axis=1)
-            out[xp.as_index_like(rows + start, X)] = xp.clip_min(r, 0)
+            r = xp.min(xp.max(R, axis=1), axis=1)
+            out[as_index_like(rows + start, X)] = clip_min(r, 0)
     return out
+
+
+def median_half_gap(X, y, *, max_rows=500, random_state):
+    """Median over (at most `max_rows`, drawn from `random_state`) rows of half the
+    euclidean distance from the row to the nearest row of ``X`` of another class
+    (1.0 when no row has one).
+
+    The largest radius any classifier that is correct on ``X`` could certify at
+    those rows: the robust loss's default target.  ``X`` (n, d) a torch tensor (the
+    training path; torch's median is the lower one of an even count), ``y`` (n,)
+    numpy labels, `random_state` a ``RandomState``.
+    """
+    n = y.shape[0]
+    rows = random_state.choice(n, min(n, max_rows), replace=False)
+    D = _distances.pairwise_distances(X[as_index_like(rows, X)], X, "sqeuclidean")
+    same = as_index_like((y[rows][:, None] == y[None, :]), X).bool()
+    D = D.masked_fill(same, float("inf"))
+    half = D.amin(1).sqrt() / 2
+    half = half[half.isfinite()]
+    return float(half.median()) if half.numel() else 1.0
 
 
 # ---------------------------------------------------------------------------------
@@ -177,8 +207,18 @@ def nearest_prototype_radius(
 # ---------------------------------------------------------------------------------
 
 
-def _log(x):
-    return x.log() if xp.is_torch(x) else np.log(x)
+def _overtake_quadratic(P, Q, N, target):
+    """``(a, b, c, own)`` of ``a t^2 + b t - c`` for every class against `target`
+    (see the comment above): ``a = P_c + Q_y``, ``b = N_c - N_y``, ``c = Q_c + P_y``
+    (n, C), and the (n, C) mask of the target class itself."""
+    xp = get_namespace(P)
+    y = as_index_like(target, P)
+    Py = xp.take_along_axis(P, y[:, None], axis=1)
+    Qy = xp.take_along_axis(Q, y[:, None], axis=1)
+    Ny = xp.take(N, y)[:, None]
+    classes = xp.arange(P.shape[1], device=device(P))
+    own = y[:, None] == classes[None, :]
+    return P + Qy, N[None, :] - Ny, Q + Py, own
 
 
 def reasoning_log_margin(D, positive, negative, target, *, smooth=0.0, log_scale=None):
@@ -199,9 +239,8 @@ def reasoning_log_margin(D, positive, negative, target, *, smooth=0.0, log_scale
         row (e.g. scaled by the row's largest detection) and the root is computed in
         log space: far from every component the unscaled detections underflow to 0,
         and the quadratic (whose ``a``, ``c`` are linear in the detections but ``b`` is
-        not) then gave ``t* = inf`` -- an infinite radius where a finite
-        perturbation flips the prediction.  Not differentiable where ``b = 0``;
-        the training loss uses the unscaled path.
+        not) would give ``t* = inf``.  Not differentiable where ``b = 0``; the
+        training loss uses the unscaled path.
 
     Returns
     -------
@@ -215,47 +254,26 @@ def reasoning_log_margin(D, positive, negative, target, *, smooth=0.0, log_scale
     P = D @ pos.T
     Q = D @ neg.T
     N = neg.sum(1)
-    C = P.shape[1]
     if log_scale is not None:
         return _scaled_log_margin(P, Q, N, target, log_scale, smooth)
-    if xp.is_torch(D):
-        import torch
-
-        y = xp.as_index_like(target, D)
-        Py = P.gather(1, y[:, None])
-        Qy = Q.gather(1, y[:, None])
-        Ny = N[y][:, None]
-        a = P + Qy
-        c = Q + Py
-        b = N[None, :] - Ny
-        s = (b * b + 4 * a * c + smooth).sqrt()
-        # The positive root of a t^2 + b t - c, in the form without cancellation:
-        # 2c / (b + s) for b >= 0, (s - b) / (2a) for b < 0.  (2c / (b + s) alone
-        # loses all digits when b < 0 and 4ac << b^2 -- in float32 the root came out
-        # huge, a spuriously large radius the robust loss learned to exploit.)
-        pos_b = b >= 0
-        t = torch.where(
-            pos_b,
-            2 * c / (b + s).clamp(min=1e-30),
-            (s - b) / (2 * a).clamp(min=1e-30),
-        )
-        log_t = t.clamp(min=1e-30).log()
-        own = torch.nn.functional.one_hot(y, C).bool()
-        return log_t.masked_fill(own, torch.inf).amin(1)
-    y = np.asarray(target)
-    rows = np.arange(P.shape[0])
-    Py, Qy, Ny = P[rows, y][:, None], Q[rows, y][:, None], N[y][:, None]
-    a, c, b = P + Qy, Q + Py, N[None, :] - Ny
+    xp = get_namespace(D)
+    a, b, c, own = _overtake_quadratic(P, Q, N, target)
     with np.errstate(divide="ignore", invalid="ignore"):
-        s = np.sqrt(b * b + 4 * a * c + smooth)
-        # cancellation-free positive root (see the torch branch); a = 0 with b < 0:
-        # no class can overtake (inf), b + s = 0 with b >= 0 means c = 0 (t = 0).
-        t_pos = 2 * c / np.where(b + s > 0, b + s, np.inf)
-        t_neg = np.where(a > 0, (s - b) / np.where(a > 0, 2 * a, 1), np.inf)
-        t = np.where(b >= 0, t_pos, t_neg)
-        log_t = np.log(np.maximum(t, 1e-300))
-    log_t[rows, y] = np.inf
-    return log_t.min(1)
+        s = xp.sqrt(b * b + 4 * a * c + smooth)
+        # The positive root in the form without cancellation: 2c / (b + s) for
+        # b >= 0, (s - b) / (2a) for b < 0.
+        if is_torch(D):  # differentiable (the robust loss): clamped, no inf
+            t = xp.where(
+                b >= 0,
+                2 * c / (b + s).clamp(min=1e-30),
+                (s - b) / (2 * a).clamp(min=1e-30),
+            )
+            log_t = t.clamp(min=1e-30).log()
+        else:  # exact: a = 0 with b < 0 means no class can overtake (inf)
+            t_pos = 2 * c / np.where(b + s > 0, b + s, np.inf)
+            t_neg = np.where(a > 0, (s - b) / np.where(a > 0, 2 * a, 1), np.inf)
+            log_t = np.log(np.maximum(np.where(b >= 0, t_pos, t_neg), 1e-300))
+    return xp.min(xp.where(own, float("inf"), log_t), axis=1)
 
 
 def _scaled_log_margin(P, Q, N, target, log_scale, smooth):
@@ -264,44 +282,27 @@ def _scaled_log_margin(P, Q, N, target, log_scale, smooth):
     in log space: with ``s = sqrt(b^2 + 4 a c)``, ``log t = log 2 + log c -
     log(|b| + s)`` for ``b >= 0`` and ``log(|b| + s) - log 2 - log a`` for ``b < 0``
     (both sums of non-negative terms: no cancellation, no underflow)."""
-    torch_in = xp.is_torch(P)
-    if torch_in:
-        import torch
-
-        y = xp.as_index_like(target, P)
-        Py, Qy, Ny = (M.gather(1, y[:, None]) for M in (P, Q, N[None, :].expand_as(P)))
-        own = torch.nn.functional.one_hot(y, P.shape[1]).bool()
-        logaddexp, log = torch.logaddexp, torch.log
-        m = log_scale[:, None]
-    else:
-        y = np.asarray(target)
-        rows = np.arange(P.shape[0])
-        Py, Qy, Ny = P[rows, y][:, None], Q[rows, y][:, None], N[y][:, None]
-        own = np.zeros(P.shape, dtype=bool)
-        own[rows, y] = True
-        logaddexp, log = np.logaddexp, np.log
-        m = np.asarray(log_scale)[:, None]
-    a, c, b = P + Qy, Q + Py, N[None, :] - Ny
-    absb = b.abs() if torch_in else np.abs(b)
+    xp = get_namespace(P)
+    a, b, c, own = _overtake_quadratic(P, Q, N, target)
+    m = xp.asarray(log_scale)[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
-        log_a, log_c, log_b = log(a) + m, log(c) + m, log(absb)
-        q = logaddexp(2 * log_b, np.log(4.0) + log_a + log_c)
+        log_a, log_c, log_b = xp.log(a) + m, xp.log(c) + m, xp.log(xp.abs(b))
+        q = xp.logaddexp(2 * log_b, np.log(4.0) + log_a + log_c)
         if smooth:
-            q = logaddexp(q, log(xp.full(q.shape, float(smooth), like=q)))
-        log_sum = logaddexp(log_b, q / 2)  # log(|b| + s)
+            q = xp.logaddexp(
+                q,
+                xp.log(
+                    xp.full(q.shape, float(smooth), dtype=q.dtype, device=device(q))
+                ),
+            )
+        log_sum = xp.logaddexp(log_b, q / 2)  # log(|b| + s)
         log_t = xp.where(
             b >= 0, np.log(2.0) + log_c - log_sum, log_sum - np.log(2.0) - log_a
         )
         # a = c = b = 0 (degenerate reasoning: the two classes tie everywhere): nan
         floor = float(np.log(1e-300))
-        if torch_in:
-            log_t = torch.nan_to_num(log_t, nan=floor, posinf=torch.inf).clamp(
-                min=floor
-            )
-            return log_t.masked_fill(own, torch.inf).amin(1)
-        log_t = np.where(np.isnan(log_t), floor, np.maximum(log_t, floor))
-    log_t[own] = np.inf
-    return log_t.min(1)
+        log_t = xp.where(xp.isnan(log_t), floor, xp.maximum(log_t, floor))
+    return xp.min(xp.where(own, float("inf"), log_t), axis=1)
 
 
 def log_margin_to_radius(log_t, sigma, detection, max_distance=None):
@@ -310,11 +311,10 @@ def log_margin_to_radius(log_t, sigma, detection, max_distance=None):
     delta = sigma * log_t
     if detection == "exponential":
         return delta
+    xp = get_namespace(delta)
     r = max_distance
-    mag = delta.abs() if xp.is_torch(delta) else np.abs(delta)
-    eps = xp.sqrt(r * r + mag) - r
-    sign = delta.sign() if xp.is_torch(delta) else np.sign(delta)
-    return sign * eps
+    eps = xp.sqrt(r * r + xp.abs(delta)) - r
+    return xp.sign(delta) * eps
 
 
 def reasoning_radius(
@@ -348,30 +348,28 @@ def reasoning_radius(
     """
     from ._reasoning import component_distances, log_class_probabilities
 
-    W = xp.asarray_like(components, X)
-    pos = xp.asarray_like(positive, X)
-    neg = None if negative is None else xp.asarray_like(negative, X)
+    W = asarray_like(components, X)
+    pos = asarray_like(positive, X)
+    neg = None if negative is None else asarray_like(negative, X)
 
     def radius(Xc, rows):
+        xp = get_namespace(Xc)
         tgt = None if target is None else target[rows]
         dist = component_distances(Xc, W, detection)
         log_d = -dist / sigma
         # Each row is scaled by its largest detection and the root solved in log
-        # space: far from every component the detections underflow (RBF: the radius
-        # came out negative; CBC: t* = inf, an infinite radius where a finite
-        # perturbation flips the prediction).
-        m = xp.amax(log_d, axis=1)
+        # space, which stays sound where the detections underflow far from every
+        # component.
+        m = xp.max(log_d, axis=1)
         D = xp.exp(log_d - m[:, None])
         if tgt is None:  # predict's class (log-space class probabilities)
             tgt = xp.argmax(log_class_probabilities(dist, sigma, pos, neg), axis=1)
         log_t = reasoning_log_margin(D, pos, neg, tgt, log_scale=m)
         r = None
         if detection == "gaussian":
-            r = xp.sqrt(xp.amax(dist, axis=1))
+            r = xp.sqrt(xp.max(dist, axis=1))
         out = log_margin_to_radius(log_t, sigma, detection, r)
-        if not xp.is_torch(out):
-            out = np.asarray(out, dtype=Xc.dtype)
-        return out
+        return get_namespace(Xc).asarray(out, dtype=Xc.dtype)
 
     # row chunks: the margin takes ~16 (rows, C) and the detections ~6 (rows, K)
     # temporaries (float64 at worst)

@@ -24,20 +24,6 @@ from ..utils._sklearn_compat import Interval, StrOptions
 from ..utils._validation import bunch_like, validate_predict_data
 from ._trained import BaseTrainedPrototypeClassifier
 
-# sigma = (mean + std of the distances) / log(1 / P0): the authors' recommended
-# initialisation, so a typical sample still detects a typical component with P0.
-_SIGMA_P0 = 0.01
-_ROBUST_MARGIN_SAMPLES = 500
-
-
-def _component_shares(n_components, counts):
-    """Components per class: ``n_components`` spread evenly, larger classes first."""
-    C = counts.size
-    share = np.full(C, n_components // C, dtype=np.intp)
-    order = np.argsort(-counts, kind="stable")
-    share[order[: n_components % C]] += 1
-    return share
-
 
 class _ComponentClassifier(BaseTrainedPrototypeClassifier):
     """Shared machinery of RBFClassifier and CBCClassifier (components, sigma, losses,
@@ -59,46 +45,19 @@ class _ComponentClassifier(BaseTrainedPrototypeClassifier):
         return 2 * n_classes if self.n_components is None else self.n_components
 
     def _init_components(self, X, y, rng):
-        """Class-balanced k-means centres (k-means++ seeded, per class), topped up with
-        random training samples when a class has fewer samples than its share.
-
-        Returns the (K, d) components and the class index each came from.
-        """
-        import torch
-
-        n_classes = len(self.classes_)
-        K = self._n_components(n_classes)
-        y_np = y.cpu().numpy()
-        counts = np.bincount(y_np, minlength=n_classes)
-        share = np.minimum(_component_shares(K, counts), counts)
-        blocks, origin = [], []
-        if share.sum():
-            keep = share > 0
-            sub = np.flatnonzero(keep)
-            rows = np.flatnonzero(np.isin(y_np, sub))
-            remap = np.searchsorted(sub, y_np[rows])
-            P, lab, _ = _prototypes.class_prototypes(
-                X[torch.as_tensor(rows, device=X.device)],
-                remap,
-                sub.size,
-                share[keep],
-                random_state=rng,
-            )
-            blocks.append(P)
-            origin.append(sub[lab])
-        missing = K - int(share.sum())
-        if missing > 0:
-            pick = rng.choice(X.shape[0], missing, replace=missing > X.shape[0])
-            blocks.append(X[torch.as_tensor(pick, device=X.device)])
-            origin.append(y_np[pick])
-        return torch.cat(blocks), np.concatenate(origin)
+        """Class-balanced k-means centres (see
+        :func:`~protolearn._core._prototypes.class_balanced_components`) and the
+        class index each came from."""
+        K = self._n_components(len(self.classes_))
+        return _prototypes.class_balanced_components(
+            X, y.cpu().numpy(), len(self.classes_), K, rng
+        )
 
     def _init_sigma(self, X, W):
         if self.sigma != "auto":
             return float(self.sigma)
         dist = _reasoning.component_distances(X, W.detach(), self.detection)
-        s = float(dist.mean() + dist.std()) / np.log(1 / _SIGMA_P0)
-        return s if s > 0 else 1.0
+        return _reasoning.initial_sigma(dist)
 
     def _init_robust_margin(self, X, y, rng):
         """Median over (at most 500) training samples of half the distance to the
@@ -108,24 +67,14 @@ class _ComponentClassifier(BaseTrainedPrototypeClassifier):
             return None
         if self.robust_margin != "auto":
             return float(self.robust_margin)
-        y_np = y.cpu().numpy()
-        n = y_np.size
-        idx = rng.choice(n, min(n, _ROBUST_MARGIN_SAMPLES), replace=False)
-        Xs = X[xp.as_index_like(idx, X)]
-        D = _distances.pairwise_distances(Xs, X, "sqeuclidean")
-        same = xp.as_index_like((y_np[idx][:, None] == y_np[None, :]), X).bool()
-        D = D.masked_fill(same, float("inf"))
-        half = D.amin(1).sqrt() / 2
-        half = half[half.isfinite()]
-        return float(half.median()) if half.numel() else 1.0
+        return _robustness.median_half_gap(X, y.cpu().numpy(), random_state=rng)
 
     def fit(self, X, y):
         """Fit components, ``sigma`` and the class combination with torch autograd.
 
         With ``loss="robust"`` the model is first fitted with the margin loss (same
         hyperparameters) and the robust loss then starts from that solution: started
-        cold, gradient descent on the robust loss stalls in worse optima (on digits a
-        lower median certified radius than the margin loss alone).
+        cold, gradient descent on the robust loss stalls in worse optima.
 
         Parameters
         ----------
@@ -201,10 +150,9 @@ class _ComponentClassifier(BaseTrainedPrototypeClassifier):
         return (6 * self.components_.shape[0] + X.shape[1]) * 8
 
     def _class_scores(self, X):
-        # log p_c in log space: the clamped log of the probabilities tied every class
-        # of an RBF network at samples far from all components (predicting classes_[0]
-        # with uniform predict_proba).  Row chunk by row chunk: never the full
-        # (n, n_components) distances.
+        # log p_c computed in log space, so that classes stay distinct far from all
+        # components where the detections underflow.  Row chunk by row chunk: never
+        # the full (n, n_components) distances.
         W = xp.asarray_like(self.components_, X)
         combination = self._numpy_combination(X)
 
@@ -346,19 +294,14 @@ class _ComponentClassifier(BaseTrainedPrototypeClassifier):
         )
         return bunch_like(explanation, like)
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        return tags
-
 
 _COMMON_PARAMS_DOC = """
-    detection : {"exponential", "gaussian"}
+    detection : {"exponential", "gaussian"}, default="exponential"
         Detection ``exp(-|x - w_k| / sigma)`` ("exponential": euclidean distance, the
         robust-CBC choice) or ``exp(-|x - w_k|^2 / sigma)`` ("gaussian": the classical
         RBF kernel with ``sigma = 2 s^2``).
-    sigma : "auto" or float > 0, default="auto"
-        Initial temperature of the detections.  "auto" is the authors'
+    sigma : "auto" or float, default="auto"
+        Initial (positive) temperature of the detections.  "auto" is the authors'
         recommendation ``(mean + std of the sample-component distances) / log(100)``
         at the initial components (a typical sample detects a typical component with
         probability ~0.01).
@@ -372,11 +315,11 @@ _COMMON_PARAMS_DOC = """
         margin loss and the robust loss starts from there (see :meth:`fit`).  Prefer
         ``detection="exponential"`` with it: through the squared-distance conversion
         the "gaussian" bound favours ever larger ``sigma`` (a nearly linear model).
-    margin : float >= 0, default=0.1
-        Margin of the "margin" loss, in probability units: training pushes the true
+    margin : float, default=0.1
+        Margin (>= 0) of the "margin" loss, in probability units: training pushes the true
         class's probability this far above every other class's.
-    robust_margin : "auto" or float >= 0, default="auto"
-        The L2 radius (input units) at which the "robust" loss asks every training
+    robust_margin : "auto" or float, default="auto"
+        The L2 radius (>= 0) (input units) at which the "robust" loss asks every training
         sample to be certified. The hinge stops pushing at the margin, so many training
         samples end just below it: to certify a radius ``r``, set
         ``robust_margin=2 * r``. "auto": the median over (at most 500) training samples
@@ -398,7 +341,8 @@ _COMMON_PARAMS_DOC = """
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the training data (stratified) and stop
         when its accuracy stalls; the best parameters are kept.
-    validation_fraction : float in (0, 1), default=0.1
+    validation_fraction : float, default=0.1
+        Share of the training data in (0, 1) held out by ``early_stopping``.
     n_iter_no_change : int, default=10
         Adam: epochs without progress before stopping; L-BFGS: steps per epoch
         (training stops after one epoch without progress).
@@ -452,10 +396,7 @@ class RBFClassifier(_ComponentClassifier):
     n_components : int or None, default=None
         Number of components (RBF centres); None means two per class.
 """
-        + _COMMON_PARAMS_DOC.replace(
-            '{"exponential", "gaussian"}',
-            '{"exponential", "gaussian"}, default="exponential"',
-        )
+        + _COMMON_PARAMS_DOC
         + """
     Attributes
     ----------
@@ -532,16 +473,7 @@ class RBFClassifier(_ComponentClassifier):
         self.verbose = verbose
 
     def _init_combination(self, origin, n_classes, rng, X):
-        # A component seeded from class c starts with most (90%) of c's weight,
-        # whatever the number of components.
-        K = origin.size
-        own = np.zeros((n_classes, K), dtype=bool)
-        own[origin, np.arange(K)] = True
-        n_own = np.maximum(own.sum(1, keepdims=True), 1)
-        n_other = np.maximum(K - n_own, 1)
-        logits = np.log(np.where(own, 0.9 / n_own, 0.1 / n_other))
-        logits += rng.uniform(-0.1, 0.1, size=(n_classes, K))
-        return logits
+        return _reasoning.initial_rbf_logits(origin, n_classes, rng)
 
     def _layer_reasoning(self):
         return "rbf"
@@ -553,7 +485,7 @@ class RBFClassifier(_ComponentClassifier):
         return self.class_weights_, None
 
     def _combination_logits(self):
-        return np.log(self.class_weights_ + 1e-12)
+        return _reasoning.encode_rbf_weights(self.class_weights_)
 
     def _reasoning_table(self):
         W = self.class_weights_
@@ -595,10 +527,7 @@ class CBCClassifier(_ComponentClassifier):
         indefinite reasoning (``r+ = q0``, ``r- = (1 - q0) q1``,
         ``q = sigmoid(logits)``).
 """
-        + _COMMON_PARAMS_DOC.replace(
-            '{"exponential", "gaussian"}',
-            '{"exponential", "gaussian"}, default="exponential"',
-        )
+        + _COMMON_PARAMS_DOC
         + """
     Attributes
     ----------
@@ -686,27 +615,9 @@ class CBCClassifier(_ComponentClassifier):
         self.verbose = verbose
 
     def _init_combination(self, origin, n_classes, rng, X):
-        K = origin.size
-        own = np.zeros((n_classes, K), dtype=bool)
-        own[origin, np.arange(K)] = True
-        noise = rng.uniform(-0.1, 0.1, size=(2, n_classes, K))
-        n_own = np.maximum(own.sum(1, keepdims=True), 1)
-        n_other = np.maximum(K - n_own, 1)
-        if self.reasoning == "original":
-            # Own components: positive reasoning; the others: as much negative
-            # reasoning in total as positive, the rest indefinite.
-            q0 = np.where(own, 0.9, np.clip(0.01 * n_own / n_other, 1e-4, 0.01))
-            q1 = np.where(own, 0.5, np.clip(0.9 * n_own / n_other, 0.01, 0.9))
-            q = np.stack([q0, q1])
-            return np.log(q) - np.log1p(-q) + noise
-        # Stable: half of each class's probability on the presence of its own
-        # components, half on the absence of the others (a nearest-prototype-like
-        # start), a little everywhere else.
-        pos = np.where(own, 0.5 / n_own, 0.01 / K)
-        neg = np.where(own, 0.01 / K, 0.5 / n_other)
-        logits = np.log(np.concatenate([pos, neg], axis=1))
-        logits += np.concatenate([noise[0], noise[1]], axis=1)
-        return logits
+        return _reasoning.initial_reasoning_logits(
+            origin, n_classes, rng, self.reasoning
+        )
 
     def _layer_reasoning(self):
         return self.reasoning
@@ -730,15 +641,9 @@ class CBCClassifier(_ComponentClassifier):
     def _combination_logits(self):
         """Logits that decode to the fitted reasoning (inverse of ``_decode``)."""
         pos, neg = self.reasoning_[..., 0], self.reasoning_[..., 1]
-        tiny = 1e-7
         if self.reasoning == "stable":
-            logits = np.log(np.concatenate([pos, neg], axis=1) + tiny)
-        else:
-            q0 = np.clip(pos, tiny, 1 - tiny)
-            q1 = np.clip(neg / np.maximum(1 - pos, tiny), tiny, 1 - tiny)
-            q = np.stack([q0, q1])
-            logits = np.log(q) - np.log1p(-q)
-        return logits
+            return _reasoning.encode_stable_reasoning(pos, neg)
+        return _reasoning.encode_original_reasoning(pos, neg)
 
     def _reasoning_table(self):
         return self.reasoning_

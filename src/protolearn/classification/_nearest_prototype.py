@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 
-from .._core import _distances, _gaussian, _prototypes
+from .._core import _class_statistics, _distances, _gaussian, _prototypes
 from ..base import BasePrototypeClassifier, NearestPrototypeMixin, unchanged_on_error
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._validation import validate_fit_data
@@ -29,6 +29,8 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
     (``make_pipeline(StandardScaler(), NearestPrototypeClassifier())``), or use
     ``metric="mahalanobis"``.
 
+    Read more in the :ref:`User Guide <nearest_prototype>`.
+
     Parameters
     ----------
     n_prototypes : int or dict, default=1
@@ -36,18 +38,18 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
     metric : {"euclidean", "cosine", "mahalanobis"}, default="euclidean"
         Distance between samples and prototypes.  "cosine" L2-normalises samples and
         prototypes (spherical prototypes).
-    shrinkage : "auto", float in [0, 1] or None, default="auto"
-        Shrinkage of the pooled covariance for ``metric="mahalanobis"``, in
+    shrinkage : "auto", float or None, default="auto"
+        Shrinkage in [0, 1] of the pooled covariance for ``metric="mahalanobis"``, in
         standardised units (its correlation matrix towards the identity, as
         scikit-learn's LDA, so it does not depend on the features' scales; "auto":
         Oracle Approximating Shrinkage, computable from streamed statistics; None
         or 0: none).  Ignored by the other metrics.
-    temperature : float > 0, default=1.0
-        ``predict_proba`` is the softmax of ``-distance / temperature`` over classes
+    temperature : float, default=1.0
+        Positive; ``predict_proba`` is the softmax of ``-distance / temperature`` over classes
         (distance to the class's nearest prototype; squared for euclidean and
         Mahalanobis).
-    exemplars_per_prototype : int >= 0, default=10
-        Training samples kept per prototype (those nearest to it) for :meth:`explain`.
+    exemplars_per_prototype : int, default=10
+        Training samples (>= 0) kept per prototype (those nearest to it) for :meth:`explain`.
     max_iter : int, default=100
         k-means iterations when ``n_prototypes > 1``.
     random_state : int, RandomState instance or None, default=None
@@ -176,8 +178,10 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
                 f"{desc}. Lower n_prototypes for these classes."
             )
 
-    def _work_space(self, X):
-        """Samples in the space prototypes live in (unit sphere for cosine)."""
+    def _estimation_space(self, X):
+        """Samples as the prototypes are estimated from them (on the unit sphere for
+        cosine).  Prediction keeps the base's identity ``_preprocess``: the cosine
+        distance is scale-free, and the certified radius is in the input space."""
         return _distances.l2_normalize(X) if self.metric == "cosine" else X
 
     # ---------------------------------------------------------------------- fit
@@ -208,7 +212,7 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
         self._check_class_sizes(classes, counts, n_per_class)
         rng = check_random_state(self.random_state)
         self._rng = rng  # partial_fit after fit seeds new classes' k-means with it
-        Xw = self._work_space(X)
+        Xw = self._estimation_space(X)
         self.class_means_ = _prototypes.class_means(Xw, y_idx, classes.size)
         self.class_count_ = counts.astype(np.int64)
         self.n_samples_seen_ = int(X.shape[0])
@@ -348,7 +352,7 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
                 self.covariance_ = np.zeros((d, d), dtype=X.dtype)
             self._rng = check_random_state(self.random_state)
         X = X.astype(self.prototypes_.dtype, copy=False)
-        Xw = self._work_space(X)
+        Xw = self._estimation_space(X)
         classes = np.union1d(self.classes_, y)
         new_mask = ~np.isin(classes, self.classes_)
         n_per_class = self._prototypes_per_class(classes)
@@ -372,25 +376,23 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
         old_means[pos] = self.class_means_
         old_counts = np.zeros(classes.size, dtype=np.int64)
         old_counts[pos] = self.class_count_
-        present = np.flatnonzero(batch_counts)
-        batch_means = np.zeros_like(old_means)
-        batch_means[present] = _prototypes.class_means(
-            Xw, np.searchsorted(present, y_idx), present.size
+        batch_means = _class_statistics.batch_class_means(
+            Xw, y_idx, classes.size, batch_counts
         )
-        total = old_counts + batch_counts
-        w = np.divide(batch_counts, total, out=np.zeros(classes.size), where=total > 0)
-        means = old_means + (batch_means - old_means) * w[:, None].astype(X.dtype)
         if self.metric == "mahalanobis":
-            R = X - batch_means[y_idx]
-            scatter = self.covariance_ * self.n_samples_seen_ + R.T @ R
-            both = (batch_counts > 0) & (old_counts > 0)
-            diff = (batch_means - old_means)[both]
-            f = old_counts[both] * batch_counts[both] / total[both]
-            scatter += (diff * f[:, None].astype(X.dtype)).T @ diff
-            self.covariance_ = scatter / (self.n_samples_seen_ + X.shape[0])
+            self.covariance_ = _class_statistics.merge_pooled_covariance(
+                self.covariance_,
+                self.n_samples_seen_,
+                X - batch_means[y_idx],
+                old_means,
+                old_counts,
+                batch_means,
+                batch_counts,
+            )
         self.classes_ = classes
-        self.class_means_ = means
-        self.class_count_ = total
+        self.class_means_, self.class_count_ = _class_statistics.merge_class_means(
+            old_means, old_counts, batch_means, batch_counts
+        )
 
     def _merge_prototypes(self, Xw, y_idx, classes, new_mask, n_per_class, row_ids):
         """Seed prototypes of new classes, move existing ones, refresh exemplars."""
@@ -433,16 +435,9 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
         self.prototypes_ = np.concatenate(blocks)
         self.prototype_labels_ = classes[proto_cls]
         assign = self._assign_within_class(Xw, y_idx)
-        add = np.bincount(assign, minlength=proto_cls.size)
-        new_counts = np.concatenate(counts) + add
-        # Online k-means: p <- p + (batch_sum - n_b p) / (count + n_b).
-        sums = np.zeros_like(self.prototypes_)
-        np.add.at(sums, assign, Xw)
-        hit = add > 0
-        step = (sums[hit] - add[hit, None] * self.prototypes_[hit]) / new_counts[
-            hit, None
-        ]
-        self.prototypes_[hit] += step.astype(self.prototypes_.dtype)
+        self.prototypes_, new_counts = _prototypes.online_kmeans_update(
+            self.prototypes_, np.concatenate(counts), Xw, assign
+        )
         # One prototype per class: the exact running class mean.
         single = n_per_class[proto_cls] == 1
         self.prototypes_[single] = self.class_means_[proto_cls[single]]
@@ -455,8 +450,3 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
 
     def _proba_logits(self, scores):
         return scores / self.temperature
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        return tags

@@ -28,6 +28,8 @@ def plot_reasoning(clf, *, classes=None, components=None, axes=None, cmap="virid
     with one row per class and one column per component, as in the figures of
     Saralajew et al. (2019, 2024).
 
+    Read more in the :ref:`User Guide <prototype_classifiers>`.
+
     Parameters
     ----------
     clf : fitted :class:`CBCClassifier` or :class:`RBFClassifier`
@@ -39,6 +41,7 @@ def plot_reasoning(clf, *, classes=None, components=None, axes=None, cmap="virid
         One per panel (3 for original CBC, 2 for stable CBC, 1 for RBF); None creates
         a new figure.
     cmap : str, default="viridis"
+        The matplotlib colormap of the heat maps.
 
     Returns
     -------

@@ -99,8 +99,7 @@ def _cpu_threads(torch, device, n_elements):
     """Train small CPU problems on fewer torch threads (restored afterwards).
 
     The tensors of a small problem are too small to split: waking a thread pool for
-    every operation costs more than it saves, and on a busy machine (the shared
-    2-core test runner) it makes training one to two orders of magnitude slower.
+    every operation costs more than it saves, most of all on a busy machine.
     Like scikit-learn's KMeans limiting BLAS threads inside ``fit``, this caps
     ``torch.get_num_threads()`` at one thread per ``_ELEMENTS_PER_THREAD`` elements
     (the set-and-restore is process-wide: do not fit two torch models concurrently in

@@ -7,13 +7,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from .._core import _prototypes, _robustness
-from ..classification._cbc import (
-    _SIGMA_P0,
-    CBCClassifier,
-    _component_shares,
-    _ComponentClassifier,
-)
+from .._core import _prototypes, _reasoning, _robustness
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._validation import validate_fit_data, validate_predict_data
 from ._base import BaseDeepPrototypeClassifier, training_doc
@@ -37,20 +31,27 @@ class DeepCBCClassifier(BaseDeepPrototypeClassifier):
     Lipschitz bound ``lipschitz_`` (the spectral norm of a linear map; the product
     of the spectral norms for an MLP, as ReLU / tanh are 1-Lipschitz).
 
+    Read more in the :doc:`User Guide </user_guide/deep_heads>`.
+
     Parameters
     ----------
     n_components : int or None, default=None
         Components shared by all classes; None means two per class.
     reasoning : {"stable", "original"}, default="stable"
+        The CBC model (see :class:`~protolearn.classification.CBCClassifier`).
     detection : {"exponential", "gaussian"}, default="exponential"
-    sigma : "auto" or float > 0, default="auto"
-        Initial detection temperature ("auto": the shallow model's rule in the
-        initial learned space).
+        Detection from the euclidean or the squared euclidean distance.
+    sigma : "auto" or float, default="auto"
+        Initial (positive) detection temperature ("auto": the shallow model's rule
+        in the initial learned space).
     learn_sigma : bool, default=True
+        Train ``sigma`` with the other parameters.
     loss : {"margin", "robust"}, default="margin"
-    margin : float >= 0, default=0.1
-    robust_margin : "auto" or float >= 0, default="auto"
-        Input-space radius the robust loss asks for ("auto": the median over at most
+        CBC's margin loss, or the margin loss followed by the robust loss.
+    margin : float, default=0.1
+        Margin (>= 0) of the "margin" loss, in probability units.
+    robust_margin : "auto" or float, default="auto"
+        Input-space radius (>= 0) the robust loss asks for ("auto": the median over at most
         500 training samples of half the distance to the nearest sample of another
         class); stored in ``robust_margin_``.
 """
@@ -205,40 +206,15 @@ class DeepCBCClassifier(BaseDeepPrototypeClassifier):
         K = layer.components.shape[0]
         with torch.no_grad():
             Z = head.projection(torch.as_tensor(X))
-            counts = np.bincount(y_idx, minlength=C)
-            share = np.minimum(_component_shares(K, counts), counts)
-            blocks, origin = [], []
-            if share.sum():
-                sub = np.flatnonzero(share > 0)
-                rows = np.flatnonzero(np.isin(y_idx, sub))
-                remap = np.searchsorted(sub, y_idx[rows])
-                P, lab, _ = _prototypes.class_prototypes(
-                    Z[torch.as_tensor(rows)],
-                    remap,
-                    sub.size,
-                    share[sub],
-                    random_state=rng,
-                )
-                blocks.append(P)
-                origin.append(sub[lab])
-            missing = K - int(share.sum())
-            if missing > 0:
-                pick = rng.choice(X.shape[0], missing, replace=missing > X.shape[0])
-                blocks.append(Z[torch.as_tensor(pick)])
-                origin.append(y_idx[pick])
-            W = torch.cat(blocks)
-            origin = np.concatenate(origin)
+            W, origin = _prototypes.class_balanced_components(Z, y_idx, C, K, rng)
             layer.components.copy_(W)
             # the shallow model's reasoning initialisation (own components positive,
-            # the others negative), shared through its private hook
-            logits = CBCClassifier._init_combination(self, origin, C, rng, X)
+            # the others negative)
+            logits = _reasoning.initial_reasoning_logits(origin, C, rng, self.reasoning)
             layer.reasoning_logits.copy_(torch.as_tensor(logits))
             if self.sigma == "auto":
-                from .._core._reasoning import component_distances
-
-                dist = component_distances(Z, W, self.detection)
-                s = float(dist.mean() + dist.std()) / np.log(1 / _SIGMA_P0)
-                sigma = s if s > 0 else 1.0
+                dist = _reasoning.component_distances(Z, W, self.detection)
+                sigma = _reasoning.initial_sigma(dist)
             else:
                 sigma = float(self.sigma)
             layer.log_sigma.copy_(torch.tensor(np.log(sigma)))
@@ -277,8 +253,12 @@ class DeepCBCClassifier(BaseDeepPrototypeClassifier):
             import torch
 
             # the shallow model's "auto" rule, in the input space
-            self.robust_margin_ = _ComponentClassifier._init_robust_margin(
-                self, torch.as_tensor(X32), torch.as_tensor(y_idx), rng
+            self.robust_margin_ = (
+                float(self.robust_margin)
+                if self.robust_margin != "auto"
+                else _robustness.median_half_gap(
+                    torch.as_tensor(X32), y_idx, random_state=rng
+                )
             )
         if self.loss == "robust" and not self._can_warm_start(X, classes):
             # margin loss first, then the robust loss from there (as the shallow

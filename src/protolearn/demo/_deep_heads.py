@@ -6,17 +6,14 @@ projection + CBC against the shallow CBCClassifier with its input-space certifie
 radius.  Small heads and few epochs keep the section short on a CPU.
 """
 
-import warnings
-
 import matplotlib.pyplot as plt
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 
 from ..classification import CBCClassifier, GaussianPrototypeClassifier
 from ..datasets import load_demo_data
 from ..deep import DeepCBCClassifier, DeepGaussianPrototypeClassifier
 from ..metrics import open_set_report
-from ._table import row, timer
+from ._table import accuracy_row, row, timed_fit
 
 FAMILY = "deep heads (skorch)"
 KNOWN = 7
@@ -25,42 +22,26 @@ HEAD = dict(
 )
 
 
-def _fit(make, X, y):
-    box = {}
-    with timer(box), warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = make().fit(X, y)
-    return clf, box["s"]
-
-
 def run(out_dir):
     d = load_demo_data("digits")
     rows = []
-    deep, s = _fit(
+    deep, s = timed_fit(
         lambda: DeepGaussianPrototypeClassifier(**HEAD), d.X_train, d.y_train
     )
-    ref, _ = _fit(GaussianPrototypeClassifier, d.X_train, d.y_train)
-    rows.append(
-        row(
-            FAMILY,
-            "DeepGaussianPrototypeClassifier",
-            "digits",
-            "accuracy",
-            deep.score(d.X_test, d.y_test),
-            "GaussianPrototypeClassifier",
-            ref.score(d.X_test, d.y_test),
-            s,
-        )
-    )
+    ref, _ = timed_fit(GaussianPrototypeClassifier, d.X_train, d.y_train)
+    ref_acc = ref.score(d.X_test, d.y_test)
+    name = "DeepGaussianPrototypeClassifier"
+    reference = "GaussianPrototypeClassifier"
+    rows.append(accuracy_row(FAMILY, name, "digits", deep, d, reference, ref_acc, s))
     known = d.y_train < KNOWN
     y_true = np.where(d.y_test < KNOWN, d.y_test, -1)
     kw = dict(nota="adaptive", nota_rate=0.3)
-    nota, s = _fit(
+    nota, s = timed_fit(
         lambda: DeepGaussianPrototypeClassifier(**HEAD, **kw),
         d.X_train[known],
         d.y_train[known],
     )
-    ref_nota, _ = _fit(
+    ref_nota, _ = timed_fit(
         lambda: GaussianPrototypeClassifier(random_state=0, **kw),
         d.X_train[known],
         d.y_train[known],
@@ -77,18 +58,12 @@ def run(out_dir):
             s,
         )
     )
-    cbc, s = _fit(lambda: DeepCBCClassifier(**HEAD), d.X_train, d.y_train)
-    ref_cbc, _ = _fit(lambda: CBCClassifier(random_state=0), d.X_train, d.y_train)
+    cbc, s = timed_fit(lambda: DeepCBCClassifier(**HEAD), d.X_train, d.y_train)
+    ref_cbc, _ = timed_fit(lambda: CBCClassifier(random_state=0), d.X_train, d.y_train)
+    ref_acc = ref_cbc.score(d.X_test, d.y_test)
     rows.append(
-        row(
-            FAMILY,
-            "DeepCBCClassifier",
-            "digits",
-            "accuracy",
-            cbc.score(d.X_test, d.y_test),
-            "CBCClassifier",
-            ref_cbc.score(d.X_test, d.y_test),
-            s,
+        accuracy_row(
+            FAMILY, "DeepCBCClassifier", "digits", cbc, d, "CBCClassifier", ref_acc, s
         )
     )
     radius = cbc.certified_radius(d.X_test)

@@ -1,14 +1,11 @@
 """Demo: nearest-prototype classifiers vs scikit-learn's NearestCentroid."""
 
-import warnings
-
 import matplotlib.pyplot as plt
 import numpy as np
-from sklearn.neighbors import NearestCentroid
 
 from ..classification import NearestPrototypeClassifier
 from ..datasets import load_demo_data
-from ._table import row, timer
+from ._table import accuracy_row, nearest_centroid_accuracy, timer
 
 FAMILY = "nearest prototype"
 CONFIGS = {
@@ -23,25 +20,14 @@ def run(out_dir):
     rows = []
     for name in ("digits", "wine", "breast_cancer"):
         d = load_demo_data(name)
-        with warnings.catch_warnings():
-            # sklearn warns about constant pixels in digits; irrelevant here
-            warnings.simplefilter("ignore", UserWarning)
-            ref = NearestCentroid().fit(d.X_train, d.y_train)
-        ref_acc = ref.score(d.X_test, d.y_test)
+        ref_acc = nearest_centroid_accuracy(d)
         for label, params in CONFIGS.items():
             box = {}
             with timer(box):
                 clf = NearestPrototypeClassifier(**params).fit(d.X_train, d.y_train)
             rows.append(
-                row(
-                    FAMILY,
-                    label,
-                    name,
-                    "accuracy",
-                    clf.score(d.X_test, d.y_test),
-                    "NearestCentroid",
-                    ref_acc,
-                    box["s"],
+                accuracy_row(
+                    FAMILY, label, name, clf, d, "NearestCentroid", ref_acc, box["s"]
                 )
             )
         if name == "digits":

@@ -8,7 +8,6 @@ import warnings
 import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.neighbors import NearestCentroid
 
 from ..classification import (
     CBCClassifier,
@@ -18,18 +17,10 @@ from ..classification import (
     plot_reasoning,
 )
 from ..datasets import load_demo_data
-from ._table import row, timer
+from ._table import accuracy_row, nearest_centroid_accuracy, row, timed_fit
 
 FAMILY = "trained prototypes"
 DATASETS = ("digits", "wine", "breast_cancer")
-
-
-def _reference(d):
-    with warnings.catch_warnings():
-        # sklearn warns about constant pixels in digits; irrelevant here
-        warnings.simplefilter("ignore", UserWarning)
-        ref = NearestCentroid().fit(d.X_train, d.y_train)
-    return ref.score(d.X_test, d.y_test)
 
 
 def _fit_rows(configs, out_dir):
@@ -38,23 +29,11 @@ def _fit_rows(configs, out_dir):
     rows = []
     for name in DATASETS:
         d = load_demo_data(name)
-        ref_acc = _reference(d)
+        ref_acc = nearest_centroid_accuracy(d)
         for label, make in configs.items():
-            box = {}
-            with timer(box), warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                clf = make().fit(d.X_train, d.y_train)
+            clf, s = timed_fit(make, d.X_train, d.y_train)
             rows.append(
-                row(
-                    FAMILY,
-                    label,
-                    name,
-                    "accuracy",
-                    clf.score(d.X_test, d.y_test),
-                    "NearestCentroid",
-                    ref_acc,
-                    box["s"],
-                )
+                accuracy_row(FAMILY, label, name, clf, d, "NearestCentroid", ref_acc, s)
             )
             radius = clf.certified_radius(d.X_test)
             correct = clf.predict(d.X_test) == d.y_test

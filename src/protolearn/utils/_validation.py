@@ -20,17 +20,20 @@ def validate_fit_data(estimator, X, y="no_validation", **kwargs):
     (:func:`check_magnitude`) and missing labels in an object ``y``
     (:func:`check_missing_labels`) raise a ValueError.
     """
-    X = xp.to_numpy(X) if xp.is_torch(X) else X
     kwargs.setdefault("dtype", list(FLOAT_DTYPES))
-    if xp.is_torch(y):
-        y = xp.to_numpy(y)
-    out = validate_data(estimator, X, y, **kwargs)
+    out = validate_data(estimator, _tensor_to_numpy(X), _tensor_to_numpy(y), **kwargs)
     X_out = out[0] if isinstance(out, tuple) else out
     if isinstance(out, tuple):
         check_missing_labels(out[1], estimator)
     if isinstance(X_out, np.ndarray) and X_out.dtype.kind == "f":
         check_magnitude(X_out)
     return out
+
+
+def _tensor_to_numpy(a):
+    """A torch tensor as a numpy array; anything else as it is (scikit-learn's
+    validation then keeps a DataFrame's feature names)."""
+    return xp.to_numpy(a) if xp.is_torch(a) else a
 
 
 def check_magnitude(X):
@@ -42,6 +45,8 @@ def check_magnitude(X):
     probabilities and silently wrong scores, so they are refused here, once, for
     every estimator (numpy arrays and torch tensors).
     """
+    # the two backends truly differ: torch's norms stay on the device, numpy's are
+    # accumulated in float64
     if xp.is_torch(X):
         import torch
 
@@ -143,6 +148,7 @@ def validate_predict_data(estimator, X):
     integers -> float64), so predictions can be computed there.  Rows too large in
     magnitude for the dtype raise (:func:`check_magnitude`).
     """
+    # scikit-learn validates array-likes; a tensor is checked on its own device
     if not xp.is_torch(X):
         X = validate_data(estimator, X, reset=False, dtype=list(FLOAT_DTYPES))
         check_magnitude(X)
@@ -181,6 +187,7 @@ def labels_out(classes, index, like):
     """
     idx = xp.to_numpy(index)
     labels = classes[idx]
+    # numeric labels follow a tensor input onto its device; strings stay numpy
     if xp.is_torch(like) and labels.dtype.kind in "biuf":
         import torch
 
@@ -191,7 +198,7 @@ def labels_out(classes, index, like):
 def bunch_like(bunch, like):
     """`bunch` (a Bunch of numpy arrays) with its numeric arrays as tensors on `like`'s
     device when `like` is a tensor (string arrays stay numpy); unchanged otherwise."""
-    if not xp.is_torch(like):
+    if not xp.is_torch(like):  # numpy in, numpy out
         return bunch
     import torch
 
