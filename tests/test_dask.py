@@ -201,3 +201,50 @@ def test_batched_episodes_on_dask_equal_in_memory(client):
     )
     assert_array_equal(remote.scores, local.scores)
     assert remote.mean == pytest.approx(local.mean)
+
+
+def test_fit_blocks_equals_a_full_fit_where_the_update_is_exact(client):
+    from protolearn.classification import GaussianPrototypeClassifier
+    from protolearn.ood import KNNDetector, MahalanobisDetector
+
+    wrappers = pytest.importorskip("dask_ml.wrappers")
+    Xd, yd = da.from_array(XS, chunks=(40, 7)), da.from_array(Y_WINE, chunks=40)
+    clf = GaussianPrototypeClassifier(covariance_type="full", shrinkage="auto")
+    got = parallel.fit_blocks(clf, Xd, yd, shuffle_blocks=True, random_state=0)
+    assert not hasattr(clf, "means_")  # the estimator passed is not modified
+    full = clone(clf).fit(XS, Y_WINE)
+    for attr in ("means_", "covariances_", "shrinkage_", "priors_"):
+        assert_allclose(
+            getattr(got, attr), getattr(full, attr), rtol=1e-6, err_msg=attr
+        )
+    assert_array_equal(got.predict(XS), full.predict(XS))
+    # dask-ml's Incremental gives the same for a classifier (it has a score method)
+    # on row-only chunks (of column blocks it feeds the first only)
+    inc = wrappers.Incremental(clone(clf), shuffle_blocks=False)
+    inc.fit(Xd.rechunk({1: -1}), yd)
+    assert_allclose(inc.estimator_.means_, full.means_, rtol=1e-6)
+    # without labels (where Incremental passes each block's key as y)
+    for det in (MahalanobisDetector(method="agnostic"), KNNDetector()):
+        got = parallel.fit_blocks(det, Xd)
+        assert_allclose(got.score_samples(XS), clone(det).fit(XS).score_samples(XS),
+                        rtol=1e-5, atol=1e-6)  # fmt: skip
+    with pytest.raises(ValueError, match="same row blocks"):
+        parallel.fit_blocks(clf, Xd, da.from_array(Y_WINE, chunks=60))
+    with pytest.raises(TypeError, match="dask array"):
+        parallel.fit_blocks(clf, XS, Y_WINE)
+
+
+def test_fit_blocks_runs_epochs_of_a_deep_head_as_local_partial_fit(client):
+    pytest.importorskip("torch")
+    from protolearn.deep import DeepGaussianPrototypeClassifier
+
+    clf = DeepGaussianPrototypeClassifier(hidden_layer_sizes=(8,), random_state=0)
+    Xd, yd = da.from_array(XS, chunks=60), da.from_array(Y_WINE, chunks=60)
+    got = parallel.fit_blocks(clf, Xd, yd, epochs=2)  # classes from y
+    local = clone(clf)
+    for _ in range(2):
+        for rows in np.array_split(np.arange(len(XS)), [60, 120]):
+            local.partial_fit(XS[rows], Y_WINE[rows], classes=np.unique(Y_WINE))
+    assert got.n_iter_ == local.n_iter_ == 6
+    assert_allclose(got.prototypes_, local.prototypes_, rtol=1e-4, atol=1e-5)
+    assert_array_equal(got.predict(XS), local.predict(XS))

@@ -21,11 +21,13 @@ skorch net on the CPU, so a model fitted on a GPU loads on a machine without one
 from numbers import Integral, Real
 
 import numpy as np
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from ..base import BasePrototypeClassifier, VersionedStateMixin
 from ..utils._sklearn_compat import Interval, StrOptions
 from ..utils._validation import validate_predict_data
+from ._streaming import EPOCH_DOC, classifier_partial_fit, stochastic
 
 _TRAINING_DOC = """
     hidden_layer_sizes : tuple of int, default={hls}
@@ -264,3 +266,26 @@ class BaseDeepPrototypeClassifier(BasePrototypeClassifier):
                 head,
                 net,
             )
+
+    # -------------------------------------------------------------- streaming
+    @available_if(stochastic)
+    def partial_fit(self, X, y, classes=None):
+        return classifier_partial_fit(self, X, y, classes)
+
+    partial_fit.__doc__ = (
+        EPOCH_DOC
+        + """
+        Parameters
+        ----------
+        X : array-like or torch tensor of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        classes : array-like of shape (n_classes,), default=None
+            Every class of the stream: required on the first call (the head
+            allocates the prototypes of every class at once), equal to
+            ``classes_`` when given later.  Labels outside it raise.
+
+        Returns
+        -------
+        self : object
+        """
+    )

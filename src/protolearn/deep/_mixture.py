@@ -4,6 +4,7 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils import check_random_state
+from sklearn.utils.metaestimators import available_if
 
 from .._core import _mixture
 from ..base import BaseOutlierDetector
@@ -13,6 +14,7 @@ from ..utils import _array_api as xp
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._validation import validate_optional_labels
 from ._base import BaseDeepPrototypeClassifier, training_doc
+from ._streaming import detector_partial_fit, stochastic
 
 _B = BaseDeepPrototypeClassifier
 
@@ -207,6 +209,7 @@ default="max_similarity"
     transform = _B.transform
     __getstate__ = _B.__getstate__
     __setstate__ = _B.__setstate__
+    partial_fit = available_if(stochastic)(detector_partial_fit)
 
     def _hidden(self, n_features):
         if self.hidden_layer_sizes is None:

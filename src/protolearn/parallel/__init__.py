@@ -16,5 +16,6 @@ is; ``GridSearchCV`` and ``cross_validate`` distribute with joblib's dask backen
 """
 
 from ._dask import blockwise, evaluate_episodes, solve_episodes
+from ._incremental import fit_blocks
 
-__all__ = ["blockwise", "evaluate_episodes", "solve_episodes"]
+__all__ = ["blockwise", "evaluate_episodes", "fit_blocks", "solve_episodes"]
