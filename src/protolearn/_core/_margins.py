@@ -441,7 +441,8 @@ def cross_fitted_margins(
     ``fit(X_train, y_train, known)`` (``y_train`` indexes ``known``, the classes
     the fold's model knows); ``score(model, X_eval, known)`` returns each
     evaluated row's assigned index into ``known`` and its class-fit score.  A fold
-    where ``skip_fold(train, heldout, pseudo)`` is true is neither fitted nor scored.
+    where ``skip_fold(train, heldout, pseudo, known)`` is true is neither fitted nor
+    scored.
     The margins are then :func:`fit_cross_fitted_margins` of the scores.
 
     ``random_state`` is drawn from in this order: the fold plan, the known-unknown
@@ -459,7 +460,7 @@ def cross_fitted_margins(
     unknown_fold = rng.permutation(X_unknown.shape[0]) % n_splits
     scores, groups, is_unknown = [], [], []
     for k, (train, heldout, pseudo, known) in enumerate(folds):
-        if skip_fold(train, heldout, pseudo):
+        if skip_fold(train, heldout, pseudo, known):
             continue
         remap = np.full(n_classes, -1)
         remap[known] = np.arange(known.size)

@@ -480,7 +480,7 @@ GaussianMixture`), in the features' own units: the one term that is not
             rng,
             fit=fit,
             score=lambda model, Xe, known: self._assign(Xe, *model),
-            skip_fold=lambda train, heldout, pseudo: (
+            skip_fold=lambda train, heldout, pseudo, known: (
                 heldout.size == 0 and pseudo.size == 0
             ),
         )

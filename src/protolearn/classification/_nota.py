@@ -116,9 +116,14 @@ class NotaRejectionMixin:
         xp = get_namespace(scores)
         a = xp.argmax(posterior, axis=1)
         fit = xp.take_along_axis(scores, a[:, None], axis=1)[:, 0]
-        if self.margins_ is not None:
-            fit = fit - asarray_like(self.margins_, fit)[a]
-        return a, fit
+        return a, self._minus_margin(a, fit)
+
+    def _minus_margin(self, a, fit):
+        """``fit`` minus the margin of each row's class ``a`` (without ``nota``:
+        ``fit``)."""
+        if self.margins_ is None:
+            return fit
+        return fit - asarray_like(self.margins_, fit)[a]
 
     def _cross_fitted_margins(self, X, y_idx, X_unknown, rng, **callables):
         """:func:`protolearn._core._margins.cross_fitted_margins` with this

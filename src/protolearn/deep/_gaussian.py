@@ -12,8 +12,22 @@ from ..classification._nota import (
     split_nota_rows,
     warn_open_classes,
 )
-from ..utils._sklearn_compat import Interval
+from ..utils._array_api import device, get_namespace
+from ..utils._sklearn_compat import Interval, StrOptions
 from ._base import BaseDeepPrototypeClassifier, training_doc
+
+
+def class_odds(S):
+    """Predicted class ``c = argmax_j S_j`` of each row and its log-odds against the
+    average other class, ``S_c - log(mean_{j != c} exp(S_j))`` (numpy or torch)."""
+    xp = get_namespace(S)
+    n_classes = S.shape[1]
+    a = xp.argmax(S, axis=1)
+    top = xp.take_along_axis(S, a[:, None], axis=1)
+    others = xp.exp(S - top)
+    best = xp.arange(n_classes, device=device(a))[None, :] == a[:, None]
+    others = xp.where(best, 0, others)
+    return a, -xp.log(xp.sum(others, axis=1) / (n_classes - 1))
 
 
 class DeepGaussianPrototypeClassifier(NotaRejectionMixin, BaseDeepPrototypeClassifier):
@@ -30,9 +44,12 @@ class DeepGaussianPrototypeClassifier(NotaRejectionMixin, BaseDeepPrototypeClass
 
     Rejection (``nota``) works as in
     :class:`~protolearn.classification.GaussianPrototypeClassifier`, with margins
-    fitted by the shared margin code (:mod:`protolearn._core._margins`) on the
-    log-density of the predicted class in the learned space, from scores of rows the
-    scoring head did not train on:
+    fitted by the shared margin code (:mod:`protolearn._core._margins`) on a
+    class-fit score of the predicted class ``c`` (``nota_score``): by default its
+    log-odds against the average other class,
+    ``S_c - log(mean_{j != c} exp(S_j))`` (a maximum-softmax-probability rule), or
+    its learned-space log-density ``S_c``; from scores of rows the scoring head did
+    not train on:
 
     - ``"global"`` / ``"adaptive"``: cross-fitting, ``n_splits`` extra heads, each
       trained without a fold of classes (pseudo-unknowns, no open samples needed) and
@@ -69,6 +86,13 @@ class DeepGaussianPrototypeClassifier(NotaRejectionMixin, BaseDeepPrototypeClass
         The NOTA share, in (0, 1), the F1 is computed at; None weighs the
         cross-fitted negatives as they come (with ``n_splits=2``, half of the
         classes).
+    nota_score : {"odds", "density"}, default="odds"
+        The class-fit score the margins apply to: the learned-space log-density
+        of the predicted class, or the log-odds of its softmax probability
+        against the average other class (a maximum-softmax-probability rule that
+        does not depend on the number of classes, so that margins cross-fitted
+        on heads knowing part of the classes carry over to the final head).
+        "odds" needs fold heads that know at least 2 classes.
     margin_shrinkage : float, default=0.5
         "adaptive": shrink each class's margin offset from the global margin by
         this factor, in [0, 1].
@@ -86,7 +110,7 @@ class DeepGaussianPrototypeClassifier(NotaRejectionMixin, BaseDeepPrototypeClass
     prototypes_ : ndarray of shape (n_classes, n_dims)
         Class means in the learned space (unit norm).
     margins_ : ndarray of shape (n_classes,) or None
-        Rejection margin of each class on the learned-space log-density.
+        Rejection margin of each class on its class-fit score (``nota_score``).
     nota_label_ : scalar or None
     net_ : skorch ``NeuralNet``
         The trained net (its ``module_`` is a :class:`protolearn.nn.PrototypeHead`;
@@ -131,6 +155,7 @@ class DeepGaussianPrototypeClassifier(NotaRejectionMixin, BaseDeepPrototypeClass
         "scale": [Interval(Real, 0, None, closed="neither")],
         "margin": [Interval(Real, 0, None, closed="left")],
         **NOTA_CONSTRAINTS,
+        "nota_score": [StrOptions({"density", "odds"})],
         "conformal_alpha": [Interval(Real, 0, 1, closed="neither")],
     }
 
@@ -144,6 +169,7 @@ class DeepGaussianPrototypeClassifier(NotaRejectionMixin, BaseDeepPrototypeClass
         conformal_alpha=0.05,
         target_recall=None,
         nota_rate=None,
+        nota_score="odds",
         margin_shrinkage=0.5,
         n_splits=2,
         calibration_size=0.3,
@@ -171,6 +197,7 @@ class DeepGaussianPrototypeClassifier(NotaRejectionMixin, BaseDeepPrototypeClass
         self.conformal_alpha = conformal_alpha
         self.target_recall = target_recall
         self.nota_rate = nota_rate
+        self.nota_score = nota_score
         self.margin_shrinkage = margin_shrinkage
         self.n_splits = n_splits
         self.calibration_size = calibration_size
@@ -241,13 +268,23 @@ class DeepGaussianPrototypeClassifier(NotaRejectionMixin, BaseDeepPrototypeClass
         self.margins_ = margins
         return self
 
+    def _best_and_fit(self, S):
+        """(predicted class index, its class-fit score) from the head's scores
+        ``S``: the log-density, or with ``nota_score="odds"`` the log-odds of the
+        predicted class against the average other class,
+        ``S_c - log(mean_{j != c} exp(S_j))`` (:func:`class_odds`)."""
+        if self.nota_score == "density":
+            xp = get_namespace(S)
+            a = xp.argmax(S, axis=1)
+            return a, xp.take_along_axis(S, a[:, None], axis=1)[:, 0]
+        return class_odds(S)
+
     def _assign(self, net, X):
-        """(predicted class index, its log-density) of each row, numpy float64."""
+        """(predicted class index, its class-fit score) of each row, numpy float64."""
         from ..nn import head_outputs
 
         S = head_outputs(net.module_, X, ["scores"])["scores"].astype(np.float64)
-        a = S.argmax(1)
-        return a, S[np.arange(S.shape[0]), a]
+        return self._best_and_fit(S)
 
     def _fit_quantile(self, X, y_idx, counts, rng, device):
         calib = _margins.calibration_split(
@@ -270,6 +307,10 @@ class DeepGaussianPrototypeClassifier(NotaRejectionMixin, BaseDeepPrototypeClass
         def fit(Xt, yt, known):
             return self._train_head(Xt, yt, known.size, rng, device)[0]
 
+        def skip(train, heldout, pseudo, known):
+            # log-odds need a second class to compare with
+            return train.size == 0 or (self.nota_score == "odds" and known.size < 2)
+
         return self._cross_fitted_margins(
             X,
             y_idx,
@@ -277,10 +318,10 @@ class DeepGaussianPrototypeClassifier(NotaRejectionMixin, BaseDeepPrototypeClass
             rng,
             fit=fit,
             score=lambda net, Xe, known: self._assign(net, Xe),
-            skip_fold=lambda train, heldout, pseudo: train.size == 0,
+            skip_fold=skip,
         )
 
     # ---------------------------------------------------------------- predict
     def _fit_scores(self, X):
-        S = self._class_scores(X)
-        return self._margin_fit(S, S)
+        a, fit = self._best_and_fit(self._class_scores(X))
+        return a, self._minus_margin(a, fit)
