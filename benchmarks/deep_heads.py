@@ -81,6 +81,9 @@ DEEP_GRID = {
         hidden_layer_sizes=(256,), nota_score="odds"
     ),
     "MLP (256, 128), nota_score='odds' (the defaults)": dict(nota_score="odds"),
+    "MLP (256, 128), nota_score='odds', n_splits=3": dict(
+        nota_score="odds", n_splits=3
+    ),
 }
 
 
