@@ -68,10 +68,21 @@ PUBLISHED = {  # Zhang et al. (AAAI 2021), CLINC150 ("OOS"), accuracy / macro-F1
 }
 # Candidate configurations of the deep head (chosen on validation).
 DEEP_GRID = {
-    "linear (256,), nota_rate=0.1": dict(hidden_layer_sizes=(256,), nota_rate=0.1),
-    "linear (256,), nota_rate=None": dict(hidden_layer_sizes=(256,), nota_rate=None),
+    "linear (256,), nota_rate=0.1": dict(
+        hidden_layer_sizes=(256,), nota_rate=0.1, nota_score="density"
+    ),
+    "linear (256,), nota_rate=None": dict(
+        hidden_layer_sizes=(256,), nota_rate=None, nota_score="density"
+    ),
     "MLP (256, 128), nota_rate=None": dict(
-        hidden_layer_sizes=(256, 128), nota_rate=None
+        hidden_layer_sizes=(256, 128), nota_rate=None, nota_score="density"
+    ),
+    "linear (256,), nota_score='odds'": dict(
+        hidden_layer_sizes=(256,), nota_score="odds"
+    ),
+    "MLP (256, 128), nota_score='odds' (the defaults)": dict(nota_score="odds"),
+    "MLP (256, 128), nota_score='odds', n_splits=3": dict(
+        nota_score="odds", n_splits=3
     ),
 }
 

@@ -11,7 +11,9 @@ from held-out scores:
   known-unknown samples), to maximise the weighted F1 of the NOTA label or to reject as
   many negatives as possible at a target in-class acceptance, with one global margin or
   one margin per class.
-- :func:`cross_fit_folds`: the cross-fitting plan producing those held-out scores.
+- :func:`cross_fit_folds`: the cross-fitting plan producing those held-out scores, and
+  :func:`cross_fitted_margins`: the whole loop for any model (fit / score callables);
+  :func:`calibration_split`: the held-out rows of the conformal margins.
 
 Everything here works on 1-D numpy arrays of scores (the margin math is cheap); the
 scores come from any model.
@@ -399,5 +401,90 @@ def fit_cross_fitted_margins(
         per_group=nota == "adaptive",
         target_recall=target_recall,
         unknown_weight=weight,
+        shrinkage=shrinkage,
+    )
+
+
+def calibration_split(y, n_classes, calibration_size, random_state):
+    """Mask of the calibration rows of a split-conformal fit: a ``calibration_size``
+    share of each class (at least one row, and at least one left to fit on)."""
+    rng = check_random_state(random_state)
+    calib = np.zeros(y.size, dtype=bool)
+    for c in range(n_classes):
+        rows = np.flatnonzero(y == c)
+        n_cal = int(np.clip(round(calibration_size * rows.size), 1, rows.size - 1))
+        calib[rng.choice(rows, size=n_cal, replace=False)] = True
+    return calib
+
+
+def cross_fitted_margins(
+    X,
+    y,
+    X_unknown,
+    n_classes,
+    *,
+    fit,
+    score,
+    skip_fold,
+    n_splits,
+    nota,
+    target_recall=None,
+    nota_rate=None,
+    shrinkage=0.5,
+    random_state=None,
+):
+    """Rejection margins of any classifier, from the held-out scores of a cross-fit.
+
+    The folds are :func:`cross_fit_folds` (classes held out as pseudo-unknowns when
+    there are no known-unknown rows ``X_unknown``; otherwise those rows, dealt into
+    ``n_splits`` folds, are the negatives).  Fold ``k``'s model is
+    ``fit(X_train, y_train, known)`` (``y_train`` indexes ``known``, the classes
+    the fold's model knows); ``score(model, X_eval, known)`` returns each
+    evaluated row's assigned index into ``known`` and its class-fit score.  A fold
+    where ``skip_fold(train, heldout, pseudo, known)`` is true is neither fitted nor
+    scored.
+    The margins are then :func:`fit_cross_fitted_margins` of the scores.
+
+    ``random_state`` is drawn from in this order: the fold plan, the known-unknown
+    rows' folds, then whatever ``fit`` draws, fold by fold.
+
+    Returns
+    -------
+    margins : ndarray of shape (n_classes,)
+    """
+    rng = check_random_state(random_state)
+    has_unknown = X_unknown.shape[0] > 0
+    folds, _ = cross_fit_folds(
+        y, n_classes, n_splits, hold_out_classes=not has_unknown, random_state=rng
+    )
+    unknown_fold = rng.permutation(X_unknown.shape[0]) % n_splits
+    scores, groups, is_unknown = [], [], []
+    for k, (train, heldout, pseudo, known) in enumerate(folds):
+        if skip_fold(train, heldout, pseudo, known):
+            continue
+        remap = np.full(n_classes, -1)
+        remap[known] = np.arange(known.size)
+        model = fit(X[train], remap[y[train]], known)
+        negatives = X_unknown[unknown_fold == k] if has_unknown else X[pseudo]
+        for Xe, unk in ((X[heldout], False), (negatives, True)):
+            if Xe.shape[0] == 0:
+                continue
+            a, s = score(model, Xe, known)
+            scores.append(s)
+            groups.append(known[a])
+            is_unknown.append(np.full(s.size, unk))
+    if not scores:
+        raise ValueError(
+            f"nota={nota!r} found no fold to fit margins on; give more classes or "
+            "known-unknown rows."
+        )
+    return fit_cross_fitted_margins(
+        scores,
+        groups,
+        is_unknown,
+        n_classes,
+        nota=nota,
+        target_recall=target_recall,
+        nota_rate=nota_rate,
         shrinkage=shrinkage,
     )

@@ -7,42 +7,22 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import column_or_1d
 
-from .._core import _distances, _gaussian, _margins, _streaming
+from .._core import _class_gaussians, _distances, _gaussian, _margins, _streaming
 from ..base import BasePrototypeClassifier, starts_stream, unchanged_on_error
-from ..utils import _array_api as xp
+from ..utils._array_api import asarray_like
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
-from ..utils._validation import (
-    check_finite_output,
-    labels_out,
-    resolve_nota_label,
-    validate_fit_data,
-    validate_predict_data,
+from ..utils._validation import check_finite_output, validate_fit_data
+from ._nota import (
+    NOTA_CONSTRAINTS,
+    NotaRejectionMixin,
+    split_nota_rows,
+    warn_open_classes,
 )
 
-NOTA_MODES = ("global", "quantile", "adaptive")
 
-
-def _labels_with_nota(classes, nota_label):
-    """``classes`` followed by ``nota_label``, in a dtype holding both exactly.
-
-    Integer and boolean classes with an integer ``nota_label`` give int64 (a bool array
-    cannot hold -1, and numpy would promote uint64 and int64 to float64, rounding labels
-    beyond 2**53); any other combination takes numpy's common dtype, or object where
-    that dtype would change a label (e.g. integers beyond 2**53 with a float label).
-    """
-    nota = np.asarray([nota_label])
-    if classes.dtype.kind in "biu" and nota.dtype.kind in "iu":
-        if classes.dtype.kind != "u" or classes.max() <= np.iinfo(np.int64).max:
-            return np.concatenate([classes.astype(np.int64), nota.astype(np.int64)])
-    out = np.concatenate([classes, nota])
-    if not (np.all(out[:-1].astype(classes.dtype) == classes) and out[-1] == nota[0]):
-        out = np.concatenate([classes.astype(object), nota.astype(object)])
-    return out
-
-
-class GaussianPrototypeClassifier(BasePrototypeClassifier):
+class GaussianPrototypeClassifier(NotaRejectionMixin, BasePrototypeClassifier):
     """Gaussian prototypes with adaptive margins and none-of-the-above rejection.
 
     Each class is a Gaussian (or a mixture of ``n_components_per_class`` Gaussians,
@@ -78,32 +58,34 @@ class GaussianPrototypeClassifier(BasePrototypeClassifier):
       acceptance; the per-class offsets from the global margin are shrunk by
       ``margin_shrinkage``.  The Gaussians are then refitted on all known rows.
 
+    Read more in the :ref:`User Guide <open_set>`.
+
     Parameters
     ----------
     covariance_type : {"tied", "full", "diag", "spherical"}, default="tied"
         "tied": one covariance shared by all classes (LDA); "full": one per class (per
         component); "diag" / "spherical": diagonal / scalar per class.
-    shrinkage : "auto", "ledoit_wolf", "oas", float in [0, 1] or None, default="auto"
+    shrinkage : {"auto", "ledoit_wolf", "oas"}, float or None, default="auto"
         Shrinkage of each covariance in standardised units, as
         :class:`~sklearn.discriminant_analysis.LinearDiscriminantAnalysis` does for
         ``shrinkage="auto"``: features are divided by their standard deviations, the
         correlation matrix is shrunk towards the identity and scaled back, so the
         model does not depend on the features' scales.  "auto" or "ledoit_wolf":
-        Ledoit-Wolf intensity; "oas"; a fixed intensity (also in standardised
+        Ledoit-Wolf intensity; "oas"; a fixed intensity in [0, 1] (also in standardised
         units, where LDA shrinks a fixed intensity in raw units); or None.  With
         "full", each class's covariance is LDA's per-class estimate; "tied" shrinks
         the pooled within-class covariance once (LDA averages the per-class shrunk
         covariances).  No effect for "diag" and "spherical" (shrinkage leaves
         variances unchanged; use ``pooling``).
-    pooling : float in [0, 1], default=0.0
-        Per-class covariances ("full", "diag", "spherical") become
+    pooling : float, default=0.0
+        In [0, 1].  Per-class covariances ("full", "diag", "spherical") become
         ``(1 - pooling) S_c + pooling S_tied`` (Friedman's regularised discriminant
         analysis); 1 is the tied model.  Ignored for "tied".
-    reg_covar : float >= 0, default=1e-6
-        Added to the covariance diagonals (as in :class:`~sklearn.mixture.\
+    reg_covar : float, default=1e-6
+        Non-negative; added to the covariance diagonals (as in :class:`~sklearn.mixture.\
 GaussianMixture`), in the features' own units: the one term that is not
         scale-free (negligible unless a feature's variance is near ``reg_covar``).
-    n_components_per_class : int >= 1, default=1
+    n_components_per_class : int, default=1
         Gaussian components per class, fitted by EM with the regularisation above in
         every M-step (initialised by per-class k-means).
     priors : array-like of shape (n_classes,) or None, default=None
@@ -115,12 +97,8 @@ GaussianMixture`), in the features' own units: the one term that is not
         relative Mahalanobis distance of Ren et al., 2021) instead of
         ``log p(x | c)``.  Predictions and probabilities are unchanged; margins and
         :meth:`score_samples` use the ratio, which often separates out-of-scope
-        queries better: on CLINC150's out-of-scope split and the open-intent
-        protocol (25 / 50 / 75 % of intents known) ``relative=True`` with
-        ``nota="global"`` (spherical covariance, ``pooling=0.5``) was within 0.01
-        macro F1 of the best mode of each
-        (``benchmarks/results/defaults.md``).
-    nota : {None, "global", "quantile", "adaptive"}, default=None
+        queries better.
+    nota : {"global", "quantile", "adaptive"} or None, default=None
         Rejection mode; None is the closed-set classifier.  Rejection acts in
         ``predict`` only: ``predict_proba`` / ``decision_function`` stay over
         ``classes_``, so meta-estimators that combine probabilities (soft voting,
@@ -128,7 +106,7 @@ GaussianMixture`), in the features' own units: the one term that is not
         :class:`~sklearn.ensemble.VotingClassifier` fails on the NOTA label, which
         its label encoding does not know (use ``voting="soft"`` or ``nota=None``
         there).
-    nota_label : scalar or "auto", default="auto"
+    nota_label : "auto" or scalar, default="auto"
         Label predicted for rejected queries, and the label of known-unknown rows in
         ``y`` when ``nota`` is set ("global" / "adaptive" fit margins on them,
         "quantile" ignores them).  "auto": -1 for numeric labels,
@@ -139,25 +117,26 @@ GaussianMixture`), in the features' own units: the one term that is not
         scikit-learn metrics against boolean ``y`` still work, but do not cast the
         predictions with ``astype(bool)``, which turns -1 into True); an object
         array only where no common dtype holds every label exactly.
-    alpha : float in (0, 1), default=0.05
-        "quantile": the in-class rejection rate allowed.
-    target_recall : float in (0, 1) or None, default=None
+    alpha : float, default=0.05
+        "quantile": the in-class rejection rate allowed, in (0, 1).
+    target_recall : float or None, default=None
         "global" / "adaptive": accept at least this share of held-out in-class
-        samples, rejecting as many negatives as possible.  None: maximise the NOTA F1.
-    nota_rate : float in (0, 1) or None, default=0.1
-        "global" / "adaptive" with the F1 objective: the share of NOTA queries the
-        F1 is computed at (negatives are reweighted to it); None uses the negatives
+        samples (in (0, 1)), rejecting as many negatives as possible.  None: maximise
+        the NOTA F1.
+    nota_rate : float or None, default=0.1
+        "global" / "adaptive" with the F1 objective: the share of NOTA queries, in
+        (0, 1), the F1 is computed at (negatives are reweighted to it); None uses the negatives
         as they come.
-    margin_shrinkage : float in [0, 1], default=0.5
+    margin_shrinkage : float, default=0.5
         "adaptive": shrink each class's margin offset from the global margin by this
-        factor (0: free per-class margins; 1: the global margin).
-    n_splits : int >= 2, default=5
-        Cross-fitting folds for "global" / "adaptive".
-    calibration_size : float in (0, 1), default=0.3
-        "quantile": share of each class held out for calibration.
-    max_iter : int >= 1, default=100
+        factor, in [0, 1] (0: free per-class margins; 1: the global margin).
+    n_splits : int, default=5
+        Cross-fitting folds for "global" / "adaptive" (at least 2).
+    calibration_size : float, default=0.3
+        "quantile": share of each class held out for calibration, in (0, 1).
+    max_iter : int, default=100
         EM iterations when ``n_components_per_class > 1``.
-    tol : float >= 0, default=1e-3
+    tol : float, default=1e-3
         EM convergence threshold on the mean log-likelihood.
     random_state : int, RandomState instance or None, default=None
         Seeds k-means++, the calibration split and the cross-fitting folds.
@@ -237,14 +216,8 @@ GaussianMixture`), in the features' own units: the one term that is not
         "n_components_per_class": [Interval(Integral, 1, None, closed="left")],
         "priors": ["array-like", None],
         "relative": ["boolean"],
-        "nota": [None, StrOptions(set(NOTA_MODES))],
-        "nota_label": "no_validation",
+        **NOTA_CONSTRAINTS,
         "alpha": [Interval(Real, 0, 1, closed="neither")],
-        "target_recall": [None, Interval(Real, 0, 1, closed="neither")],
-        "nota_rate": [None, Interval(Real, 0, 1, closed="neither")],
-        "margin_shrinkage": [Interval(Real, 0, 1, closed="both")],
-        "n_splits": [Interval(Integral, 2, None, closed="left")],
-        "calibration_size": [Interval(Real, 0, 1, closed="neither")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "random_state": ["random_state"],
@@ -292,24 +265,8 @@ GaussianMixture`), in the features' own units: the one term that is not
         self.random_state = random_state
 
     # ------------------------------------------------------------------ helpers
-    def _class_log_priors(self, classes, counts, subset=None):
-        if self.priors is None:
-            p = counts.astype(np.float64)
-        else:
-            p = np.asarray(self.priors, dtype=np.float64).ravel()
-            if p.size != classes.size:
-                raise ValueError(
-                    f"priors has {p.size} entries but there are {classes.size} classes."
-                )
-            if np.any(p < 0) or not np.isfinite(p).all():
-                raise ValueError("priors must be non-negative and finite.")
-        if subset is not None:
-            p = p[subset]
-        s = p.sum()
-        if s <= 0:
-            raise ValueError("priors must not all be zero.")
-        with np.errstate(divide="ignore"):
-            return np.log(p / s)
+    def _class_log_priors(self, counts, subset=None):
+        return _class_gaussians.class_log_priors(counts, self.priors, subset=subset)
 
     def _fit_model(self, X, y_idx, n_classes, rng, labels=None, where=""):
         """Gaussian (mixture) prototypes on (X, class indices); a dict of parameters.
@@ -330,7 +287,7 @@ GaussianMixture`), in the features' own units: the one term that is not
                 f"{where}; {desc}. Lower n_components_per_class"
                 f"{' or give these classes more samples' if where else ''}."
             )
-        res = _gaussian.fit_class_mixtures(
+        return _class_gaussians.fit_class_model(
             X,
             y_idx,
             n_classes,
@@ -341,76 +298,13 @@ GaussianMixture`), in the features' own units: the one term that is not
             reg_covar=self.reg_covar,
             max_iter=self.max_iter,
             tol=self.tol,
+            relative=self.relative,
             random_state=rng,
-        )
-        dtype = X.dtype
-        prec = res["precisions_cholesky"]
-        return dict(
-            means=res["means"].astype(dtype),
-            precisions_cholesky=prec.astype(dtype),
-            log_det=_gaussian.log_det_precision_cholesky(
-                prec, self.covariance_type, X.shape[1]
-            ),
-            weights=res["weights"],
-            component_class=res["component_class"],
-            n_classes=n_classes,
-            raw=dict(res),  # a plain dict: skops trusts no Bunch
-            background=self._fit_background(X) if self.relative else None,
-        )
-
-    def _background_type(self):
-        return (
-            "full" if self.covariance_type in ("full", "tied") else self.covariance_type
-        )
-
-    def _fit_background(self, X):
-        """One Gaussian for all known samples (the relative Mahalanobis background)."""
-        ct = self._background_type()
-        _, mean, cov, _ = _gaussian.estimate_gaussian_parameters(
-            X,
-            np.ones((X.shape[0], 1)),
-            ct,
-            shrinkage=self.shrinkage,
-            reg_covar=self.reg_covar,
-        )
-        prec = _gaussian.compute_precision_cholesky(cov, ct)
-        return dict(
-            mean=mean.astype(X.dtype),
-            precisions_cholesky=prec.astype(X.dtype),
-            log_det=_gaussian.log_det_precision_cholesky(prec, ct, X.shape[1]),
-        )
-
-    def _log_density(self, X, model):
-        L = self._component_log_density(X, model)
-        bg = model["background"]
-        if bg is not None:
-            L0 = _gaussian.log_gaussian_density(
-                X,
-                bg["mean"],
-                bg["precisions_cholesky"],
-                self._background_type(),
-                log_det=bg["log_det"],
-            )
-            L -= L0
-        return L
-
-    def _component_log_density(self, X, model):
-        return _gaussian.class_mixture_log_density(
-            X,
-            model["weights"],
-            model["means"],
-            model["precisions_cholesky"],
-            self.covariance_type,
-            model["component_class"],
-            model["n_classes"],
-            log_det=model["log_det"],
         )
 
     def _assign(self, X, model, log_priors):
         """(assigned class index, its log-density) of each row, numpy."""
-        L = xp.to_numpy(self._log_density(X, model)).astype(np.float64)
-        a = np.argmax(L + log_priors[None, :], axis=1)
-        return a, L[np.arange(L.shape[0]), a]
+        return _class_gaussians.assign(X, model, self.covariance_type, log_priors)
 
     # ---------------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)
@@ -432,34 +326,14 @@ GaussianMixture`), in the features' own units: the one term that is not
         X, y = validate_fit_data(self, X, y, reset=True)
         check_classification_targets(y)
         y = column_or_1d(y)
-        nota_label = None
-        unknown = np.zeros(y.shape[0], dtype=bool)
-        if self.nota is not None:
-            nota_label = resolve_nota_label(self.nota_label, y)
-            # rows labelled nota_label never form a class; "quantile" needs no
-            # negatives and ignores them
-            unknown = y == nota_label
-        known_rows = np.flatnonzero(~unknown)
-        classes, y_idx = np.unique(y[known_rows], return_inverse=True)
-        if classes.size < 2:
-            raise ValueError(
-                "GaussianPrototypeClassifier needs samples of at least 2 classes; got "
-                f"{classes.size} class ({classes.tolist()})."
-            )
+        nota_label, unknown, classes, y_idx, counts = split_nota_rows(self, y)
         self.classes_ = classes
-        counts = np.bincount(y_idx, minlength=classes.size)
-        log_priors = self._class_log_priors(classes, counts)
+        log_priors = self._class_log_priors(counts)
         self.priors_ = np.exp(log_priors)
         self._log_priors = log_priors
         self.nota_label_ = nota_label
         rng = check_random_state(self.random_state)
-        Xk = X[known_rows]
-        if self.nota is not None and counts.min() < 2:
-            raise ValueError(
-                f"nota={self.nota!r} holds out samples of each class to fit margins, "
-                "so every class needs at least 2 samples; class(es) "
-                f"{classes[counts < 2].tolist()} have 1."
-            )
+        Xk = X[~unknown]
         margins = None
         if self.nota == "quantile":
             model, margins = self._fit_quantile(Xk, y_idx, counts, log_priors, rng)
@@ -529,48 +403,23 @@ GaussianMixture`), in the features' own units: the one term that is not
         classes, stats = _streaming.update_group_stats(
             prev, old, X, y, fourth=self.shrinkage in _streaming.LEDOIT_WOLF_RULES
         )
-        C = classes.size
         self._stream = stats
         self.classes_ = classes
-        counts = stats["n"].astype(np.int64)
-        self._log_priors = self._class_log_priors(classes, counts)
+        self._log_priors = self._class_log_priors(stats["n"].astype(np.int64))
         self.priors_ = np.exp(self._log_priors)
         self.nota_label_ = None
         self.margins_ = None
-        ct = self.covariance_type
-        nk, means, cov, intensities = _streaming.gaussian_parameters_from_stats(
-            stats, ct, shrinkage=self.shrinkage, pooling=self.pooling,
+        model = _class_gaussians.class_model_from_stats(
+            stats,
+            self.covariance_type,
+            shrinkage=self.shrinkage,
+            pooling=self.pooling,
             reg_covar=self.reg_covar,
-        )  # fmt: skip
-        prec = _gaussian.compute_precision_cholesky(cov, ct)
-        raw = dict(weights=nk / np.maximum(counts, 1), covariances=cov,
-                   intensities=intensities, n_iter=1, converged=True)  # fmt: skip
-        model = dict(
-            means=means.astype(X.dtype),
-            precisions_cholesky=prec.astype(X.dtype),
-            log_det=_gaussian.log_det_precision_cholesky(prec, ct, X.shape[1]),
-            weights=raw["weights"],
-            component_class=np.arange(C),
-            n_classes=C,
-            raw=raw,
-            background=self._stream_background(X.dtype) if self.relative else None,
+            relative=self.relative,
+            dtype=X.dtype,
         )
         self._set_model(model)
         return self
-
-    def _stream_background(self, dtype):
-        """The relative background Gaussian from the pooled running statistics."""
-        ct = self._background_type()
-        one = _streaming.pool_groups(self._stream)
-        _, mean, cov, _ = _streaming.gaussian_parameters_from_stats(
-            one, ct, shrinkage=self.shrinkage, reg_covar=self.reg_covar
-        )
-        prec = _gaussian.compute_precision_cholesky(cov, ct)
-        return dict(
-            mean=mean.astype(dtype),
-            precisions_cholesky=prec.astype(dtype),
-            log_det=_gaussian.log_det_precision_cholesky(prec, ct, mean.shape[1]),
-        )
 
     def _set_model(self, model):
         raw = model["raw"]
@@ -593,13 +442,9 @@ GaussianMixture`), in the features' own units: the one term that is not
 
     def _fit_quantile(self, X, y_idx, counts, log_priors, rng):
         """Split-conformal margins: fit on a proper split, calibrate on the rest."""
-        calib = np.zeros(y_idx.size, dtype=bool)
-        for c in range(counts.size):
-            rows = np.flatnonzero(y_idx == c)
-            n_cal = int(
-                np.clip(round(self.calibration_size * rows.size), 1, rows.size - 1)
-            )
-            calib[rng.choice(rows, size=n_cal, replace=False)] = True
+        calib = _margins.calibration_split(
+            y_idx, counts.size, self.calibration_size, rng
+        )
         model = self._fit_model(
             X[~calib],
             y_idx[~calib],
@@ -611,84 +456,48 @@ GaussianMixture`), in the features' own units: the one term that is not
         )
         a, s = self._assign(X[calib], model, log_priors)
         margins = _margins.grouped_conformal_thresholds(s, a, counts.size, self.alpha)
-        open_ = np.flatnonzero(np.isneginf(margins))
-        if open_.size:
-            need = int(np.ceil(1 / self.alpha)) - 1
-            warnings.warn(
-                f"alpha={self.alpha} needs at least {need} calibration samples "
-                "predicted as a class to reject anything; class(es) "
-                f"{self.classes_[open_][:10].tolist()}{'...' if open_.size > 10 else ''}"
-                f" ({open_.size} in all) had fewer and accept every query. Raise "
-                "calibration_size or alpha.",
-                UserWarning,
-            )
+        warn_open_classes(margins, self.classes_, "alpha", self.alpha)
         return model, margins
 
     def _fit_cross(self, X, y_idx, X_unknown, rng):
         """Margins from cross-fitted held-out scores (pseudo- or known-unknowns)."""
-        C = self.classes_.size
-        has_unknown = X_unknown.shape[0] > 0
-        folds, _ = _margins.cross_fit_folds(
-            y_idx,
-            C,
-            self.n_splits,
-            hold_out_classes=not has_unknown,
-            random_state=rng,
+        counts = np.bincount(y_idx, minlength=self.classes_.size)
+        where = (
+            " in the training part of every cross-fitting fold "
+            f"(n_splits={self.n_splits})"
         )
-        unknown_fold = rng.permutation(X_unknown.shape[0]) % self.n_splits
-        counts_all = np.bincount(y_idx, minlength=C)
-        scores, groups, is_unknown = [], [], []
-        for k, (train, heldout, pseudo, known) in enumerate(folds):
-            if heldout.size == 0 and pseudo.size == 0:
-                continue
-            remap = np.full(C, -1)
-            remap[known] = np.arange(known.size)
+
+        def fit(Xt, yt, known):
             model = self._fit_model(
-                X[train],
-                remap[y_idx[train]],
-                known.size,
-                rng,
-                labels=self.classes_[known],
-                where=" in the training part of every cross-fitting fold "
-                f"(n_splits={self.n_splits})",
+                Xt, yt, known.size, rng, labels=self.classes_[known], where=where
             )
-            log_priors = self._class_log_priors(self.classes_, counts_all, subset=known)
-            parts = [(X[heldout], False)]
-            if has_unknown:
-                parts.append((X_unknown[unknown_fold == k], True))
-            else:
-                parts.append((X[pseudo], True))
-            for Xe, unk in parts:
-                if Xe.shape[0] == 0:
-                    continue
-                a, s = self._assign(Xe, model, log_priors)
-                scores.append(s)
-                groups.append(known[a])
-                is_unknown.append(np.full(s.size, unk))
-        return _margins.fit_cross_fitted_margins(
-            scores,
-            groups,
-            is_unknown,
-            C,
-            nota=self.nota,
-            target_recall=self.target_recall,
-            nota_rate=self.nota_rate,
-            shrinkage=self.margin_shrinkage,
+            return model, self._class_log_priors(counts, subset=known)
+
+        return self._cross_fitted_margins(
+            X,
+            y_idx,
+            X_unknown,
+            rng,
+            fit=fit,
+            score=lambda model, Xe, known: self._assign(Xe, *model),
+            skip_fold=lambda train, heldout, pseudo, known: (
+                heldout.size == 0 and pseudo.size == 0
+            ),
         )
 
     # ------------------------------------------------------------------ predict
     def _class_log_density(self, X):
-        return self._log_density(X, self._model)
+        return _class_gaussians.class_log_density(X, self._model, self.covariance_type)
 
     def _class_scores(self, X):
         L = self._class_log_density(X)
-        L += xp.asarray_like(self._log_priors, L)[None, :]
+        L += asarray_like(self._log_priors, L)[None, :]
         return L
 
     def _score_row_bytes(self, X):
         # a chunk holds the distances' temporaries (n_components or d wide, see
         # _distances._chunk_size) and a few (rows, n_classes) float64 arrays
-        itemsize = X.element_size() if xp.is_torch(X) else X.dtype.itemsize
+        itemsize = X.dtype.itemsize  # numpy and torch dtypes both have it
         wide = max(self.means_.shape[0], X.shape[1])
         return 4 * wide * itemsize + 4 * 8 * self.classes_.size
 
@@ -701,51 +510,4 @@ GaussianMixture`), in the features' own units: the one term that is not
 
     def _fit_scores_chunk(self, X):
         L = check_finite_output(self._class_log_density(X), self, "log-densities")
-        post = L + xp.asarray_like(self._log_priors, L)[None, :]
-        a = xp.argmax(post, axis=1)
-        idx = a[:, None]
-        fit = (L.gather(1, idx) if xp.is_torch(L) else np.take_along_axis(L, idx, 1))[
-            :, 0
-        ]
-        if self.margins_ is not None:
-            fit = fit - xp.asarray_like(self.margins_, fit)[a]
-        return a, fit
-
-    def predict(self, X):
-        """Class labels, or ``nota_label_`` for rejected queries (with ``nota``).
-
-        A query gets its most probable class ``c`` (``classes_[argmax
-        decision_function]``) and is rejected when ``log p(x | c) < margins_[c]``,
-        i.e. where :meth:`score_samples` is negative.  With rejection, the labels'
-        dtype is the one described under ``nota_label`` (boolean classes: int64
-        0 / 1 / -1).
-        """
-        check_is_fitted(self)
-        X = validate_predict_data(self, X)
-        a, fit = self._fit_scores(X)
-        idx = xp.to_numpy(a).copy()
-        labels = self.classes_
-        if self.margins_ is not None:
-            idx[xp.to_numpy(fit) < 0] = labels.size
-            labels = _labels_with_nota(labels, self.nota_label_)
-        return labels_out(labels, idx, like=X)
-
-    def score_samples(self, X):
-        """How well each query fits its predicted class (higher = more in-scope).
-
-        ``log p(x | c) - margins_[c]`` for the predicted class ``c`` (the log-density
-        itself without ``nota``): an out-of-distribution score; queries with a negative
-        score are the ones :meth:`predict` rejects.
-
-        Returns
-        -------
-        scores : ndarray (or tensor) of shape (n_samples,)
-        """
-        check_is_fitted(self)
-        X = validate_predict_data(self, X)
-        return self._fit_scores(X)[1]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        return tags
+        return self._margin_fit(L, L + asarray_like(self._log_priors, L)[None, :])

@@ -13,6 +13,10 @@ int64 casts, labels out of ``classes_``, ``random_state``); training is
     ``y_idx`` int64 class indices; e.g. prototypes at the class means of the initial
     embedding).
 
+:class:`DeepHeadMixin` holds the training, embedding and persistence machinery (shared
+by the classifiers and the detector); :class:`BaseDeepPrototypeClassifier` adds the
+classifier's ``fit`` prologue, whose hook is ``_fit_head(X, y, device)``.
+
 Persistence: ``__getstate__`` replaces ``net_`` by plain numpy / list state
 (:func:`protolearn.nn.net_state`) and the head spec; ``__setstate__`` rebuilds the
 skorch net on the CPU, so a model fitted on a GPU loads on a machine without one.
@@ -22,11 +26,12 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from ..base import BasePrototypeClassifier, VersionedStateMixin
-from ..utils._sklearn_compat import Interval, StrOptions
-from ..utils._validation import validate_predict_data
+from ..base import BasePrototypeClassifier
+from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
+from ..utils._validation import validate_fit_data, validate_predict_data
 from ._streaming import EPOCH_DOC, classifier_partial_fit, stochastic
 
 _TRAINING_DOC = """
@@ -35,25 +40,29 @@ _TRAINING_DOC = """
         dimensions, ``(h1, ..., k)`` an MLP with `activation` between the linear maps
         (the last size is the learned dimension).
     activation : {{"relu", "tanh", "logistic", "identity"}}, default="relu"
+        The MLP's non-linearity.
     solver : {{"adam", "lbfgs"}}, default="adam"
         Mini-batch Adam (one epoch per iteration) or full-batch L-BFGS
         (``torch.optim.LBFGS`` with a strong-Wolfe line search, one ``step`` per
         iteration).
-    alpha : float >= 0, default={alpha}
-        L2 penalty on the projection's weights (MLPClassifier's meaning).
+    alpha : float, default={alpha}
+        Non-negative L2 penalty on the projection's weights (MLPClassifier's meaning).
     batch_size : int or "auto", default="auto"
         Adam mini-batch size; "auto" is ``min(200, n_samples)``.
-    learning_rate_init : float > 0, default={lr}
-        Adam learning rate.
-    max_iter : int >= 1, default={max_iter}
+    learning_rate_init : float, default={lr}
+        Adam learning rate (positive).
+    max_iter : int, default={max_iter}
         Most epochs (Adam) or L-BFGS steps.
     early_stopping : bool, default=False
         Hold out a stratified ``validation_fraction`` of the training data and stop
         when its loss has not improved by ``tol`` for ``n_iter_no_change`` epochs
         (the best weights are restored); otherwise the training loss is monitored.
-    validation_fraction : float in (0, 1), default=0.1
-    n_iter_no_change : int >= 1, default=10
-    tol : float >= 0, default=1e-4
+    validation_fraction : float, default=0.1
+        Share of the training data held out with ``early_stopping``, in (0, 1).
+    n_iter_no_change : int, default=10
+        Epochs without an improvement of ``tol`` before stopping.
+    tol : float, default=1e-4
+        Smallest loss improvement that counts (non-negative).
     warm_start : bool, default=False
         Continue training the fitted head (same classes and features) instead of
         starting again.
@@ -66,7 +75,7 @@ _TRAINING_DOC = """
     device : {{"auto", "cpu", "cuda"}}, default="auto"
         Where training runs ("auto": CUDA when available); the fitted model predicts
         there and pickles to a CPU-loadable state.
-    net_params : dict or None, default=None
+    net_params : dict, default=None
         Extra keyword arguments of the skorch ``NeuralNet`` (skorch's names, e.g.
         ``{{"optimizer__weight_decay": 1e-4}}``); they override the above.
 """
@@ -76,8 +85,9 @@ def training_doc(hls, alpha=1e-4, lr=1e-3, max_iter=200):
     return _TRAINING_DOC.format(hls=hls, alpha=alpha, lr=lr, max_iter=max_iter)
 
 
-class BaseDeepPrototypeClassifier(BasePrototypeClassifier):
-    """Base of the deep prototype classifiers (see the module docstring)."""
+class DeepHeadMixin:
+    """Training, embedding and persistence of a head wrapping a skorch net in ``net_``
+    (see the module docstring); left of the estimator's base class."""
 
     _parameter_constraints = {
         "hidden_layer_sizes": ["array-like"],
@@ -111,13 +121,21 @@ class BaseDeepPrototypeClassifier(BasePrototypeClassifier):
     def _init_head(self, head, X, y_idx, rng):
         """Optional data-dependent initialisation (default: none)."""
 
+    def _fitted_classes(self):
+        """The classes the fitted net was trained on (None before fit)."""
+        return getattr(self, "classes_", None)
+
     # --------------------------------------------------------------- training
     def _settings(self):
         from ..nn import SETTINGS
 
         return {k: getattr(self, k) for k in SETTINGS}
 
-    def _check_hidden(self):
+    def _check_hidden(self, n_features=None):
+        """``hidden_layer_sizes`` as a tuple of ints (None, where a subclass allows
+        it, is one linear map of the input's own dimension, ``n_features``)."""
+        if self.hidden_layer_sizes is None:
+            return (int(n_features),)
         hls = tuple(np.atleast_1d(np.asarray(self.hidden_layer_sizes, dtype=object)))
         if not all(isinstance(h, (Integral, np.integer)) and h >= 1 for h in hls):
             raise ValueError(
@@ -154,23 +172,27 @@ class BaseDeepPrototypeClassifier(BasePrototypeClassifier):
         return net, spec, losses, n_iter
 
     def _can_warm_start(self, X, classes):
+        """Whether ``fit`` continues the fitted net: ``warm_start``, and the same
+        classes and number of features as the net was trained on."""
         return (
             self.warm_start
             and hasattr(self, "net_")
-            and np.array_equal(getattr(self, "classes_", None), classes)
+            and self._spec["n_features"] == X.shape[1]
+            and np.array_equal(self._fitted_classes(), classes)
         )
 
-    def _fit_final(self, X, y_idx, rng, device):
-        """Train (or with warm_start continue) the head that predicts."""
+    def _fit_final(self, X, y_idx, n_classes, rng, device, warm):
+        """Train (or with ``warm``, continue) the net that predicts; sets ``net_``,
+        ``loss_curve_``, ``n_iter_`` and ``prototypes_``."""
         from ..nn import fit_net
 
-        if self._can_warm_start(X, self.classes_):
+        if warm:
             losses, n_iter = fit_net(
                 self.net_, X, y_idx, name=type(self).__name__, partial=True
             )
         else:
             self.net_, self._spec, losses, n_iter = self._train_head(
-                X, y_idx, self.classes_.size, rng, device
+                X, y_idx, n_classes, rng, device
             )
         self.loss_curve_ = losses
         self.n_iter_ = n_iter
@@ -190,14 +212,11 @@ class BaseDeepPrototypeClassifier(BasePrototypeClassifier):
 
         return resolve_device(self.device, X)
 
-    # ------------------------------------------------------------- prediction
+    # ------------------------------------------------------------- embedding
     def _outputs(self, X, keys):
         from ..nn import head_outputs
 
         return head_outputs(self.net_.module_, X, keys)
-
-    def _class_scores(self, X):
-        return self._outputs(X, ["scores"])["scores"]
 
     def transform(self, X):
         """The learned embedding (the projection's output).
@@ -214,6 +233,21 @@ class BaseDeepPrototypeClassifier(BasePrototypeClassifier):
         X = validate_predict_data(self, X)
         return self._outputs(X, ["z"])["z"]
 
+    def fit_transform(self, X, y=None):
+        """Fit, then return the learned embedding of ``X`` (:meth:`transform`).
+
+        Parameters
+        ----------
+        X : array-like or torch tensor of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,), default=None
+            Labels, as in :meth:`fit`.
+
+        Returns
+        -------
+        Z : ndarray (or tensor on X's device) of shape (n_samples, n_dims)
+        """
+        return self.fit(X, y).transform(X)
+
     def __sklearn_tags__(self):
         from sklearn.utils import TransformerTags
 
@@ -223,26 +257,9 @@ class BaseDeepPrototypeClassifier(BasePrototypeClassifier):
         tags.non_deterministic = False
         return tags
 
-    def fit_transform(self, X, y):
-        """Fit, then return the learned embedding of ``X`` (:meth:`transform`).
-
-        Parameters
-        ----------
-        X : array-like or torch tensor of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-
-        Returns
-        -------
-        Z : ndarray (or tensor on X's device) of shape (n_samples, n_dims)
-        """
-        return self.fit(X, y).transform(X)
-
     # ------------------------------------------------------------ persistence
-    # Called as plain functions by DeepPrototypeMixtureDetector too, hence the explicit
-    # VersionedStateMixin (which records and checks the protolearn version) instead of
-    # super().
     def __getstate__(self):
-        state = VersionedStateMixin.__getstate__(self)
+        state = super().__getstate__()
         net = state.pop("net_", None)
         if net is not None:
             from ..nn import net_state
@@ -253,7 +270,7 @@ class BaseDeepPrototypeClassifier(BasePrototypeClassifier):
     def __setstate__(self, state):
         state = dict(state)
         net = state.pop("_net_state", None)
-        VersionedStateMixin.__setstate__(self, state)
+        super().__setstate__(state)
         if net is not None:
             from ..nn import build_head, make_net, restore_net
 
@@ -266,6 +283,49 @@ class BaseDeepPrototypeClassifier(BasePrototypeClassifier):
                 head,
                 net,
             )
+
+
+class BaseDeepPrototypeClassifier(DeepHeadMixin, BasePrototypeClassifier):
+    """Base of the deep prototype classifiers: the ``fit`` prologue (validation,
+    labels, device) before the hook ``_fit_head(X, y, device)``."""
+
+    def _fit_head(self, X, y, device):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Train the head (and, with rejection, fit its margins).
+
+        Parameters
+        ----------
+        X : array-like or torch tensor of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Class labels (with rejection, rows labelled ``nota_label`` are
+            known-unknown samples, see the class docstring).
+
+        Returns
+        -------
+        self : object
+        """
+        device = self._device(X)
+        X, y = validate_fit_data(self, X, y, reset=True)
+        check_classification_targets(y)
+        y = column_or_1d(y)
+        self._check_hidden()
+        return self._fit_head(X, y, device)
+
+    def _encode_classes(self, y):
+        """Sorted classes of ``y`` and each row's class index (at least 2 classes)."""
+        classes, y_idx = np.unique(y, return_inverse=True)
+        if classes.size < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs samples of at least 2 classes; got "
+                f"{classes.size} class ({classes.tolist()})."
+            )
+        return classes, y_idx
+
+    def _class_scores(self, X):
+        return self._outputs(X, ["scores"])["scores"]
 
     # -------------------------------------------------------------- streaming
     @available_if(stochastic)

@@ -4,12 +4,11 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_is_fitted
 
 from .._core import _prototypes, _reasoning, _robustness
-from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
-from ..utils._validation import validate_fit_data, validate_predict_data
+from ..utils._sklearn_compat import Interval, StrOptions
+from ..utils._validation import validate_predict_data
 from ._base import BaseDeepPrototypeClassifier, training_doc
 
 
@@ -220,30 +219,9 @@ class DeepCBCClassifier(BaseDeepPrototypeClassifier):
             layer.log_sigma.copy_(torch.tensor(np.log(sigma)))
 
     # -------------------------------------------------------------------- fit
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
-        """Train projection, components, sigma and reasoning.
-
-        Parameters
-        ----------
-        X : array-like or torch tensor of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-
-        Returns
-        -------
-        self : object
-        """
-        device = self._device(X)
-        X, y = validate_fit_data(self, X, y, reset=True)
-        check_classification_targets(y)
-        y = column_or_1d(y)
-        self._check_hidden()
-        classes, y_idx = np.unique(y, return_inverse=True)
-        if classes.size < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs samples of at least 2 classes; got "
-                f"{classes.size} class ({classes.tolist()})."
-            )
+    def _fit_head(self, X, y, device):
+        classes, y_idx = self._encode_classes(y)
+        warm = self._can_warm_start(X, classes)
         self.classes_ = classes
         self._n_classes = classes.size
         rng = check_random_state(self.random_state)
@@ -260,7 +238,7 @@ class DeepCBCClassifier(BaseDeepPrototypeClassifier):
                     torch.as_tensor(X32), y_idx, random_state=rng
                 )
             )
-        if self.loss == "robust" and not self._can_warm_start(X, classes):
+        if self.loss == "robust" and not warm:
             # margin loss first, then the robust loss from there (as the shallow
             # model: started cold, the robust loss stalls in worse optima)
             from ..nn import fit_net
@@ -277,7 +255,7 @@ class DeepCBCClassifier(BaseDeepPrototypeClassifier):
             self.n_iter_ = len(more)
             self._store_fitted()
         else:
-            self._fit_final(X32, y_idx, rng, device)
+            self._fit_final(X32, y_idx, classes.size, rng, device, warm)
         del self._n_classes
         return self
 

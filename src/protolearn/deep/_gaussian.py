@@ -1,27 +1,36 @@
 """Deep Gaussian prototypes: a learned projection, one Gaussian per class, NOTA."""
 
-import warnings
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .._core import _margins, _prototypes
-from ..classification._gaussian_prototype import NOTA_MODES, _labels_with_nota
-from ..utils import _array_api as xp
-from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
-from ..utils._validation import (
-    labels_out,
-    resolve_nota_label,
-    validate_fit_data,
-    validate_predict_data,
+from ..classification._nota import (
+    NOTA_CONSTRAINTS,
+    NotaRejectionMixin,
+    split_nota_rows,
+    warn_open_classes,
 )
+from ..utils._array_api import device, get_namespace
+from ..utils._sklearn_compat import Interval, StrOptions
 from ._base import BaseDeepPrototypeClassifier, training_doc
 
 
-class DeepGaussianPrototypeClassifier(BaseDeepPrototypeClassifier):
+def class_odds(S):
+    """Predicted class ``c = argmax_j S_j`` of each row and its log-odds against the
+    average other class, ``S_c - log(mean_{j != c} exp(S_j))`` (numpy or torch)."""
+    xp = get_namespace(S)
+    n_classes = S.shape[1]
+    a = xp.argmax(S, axis=1)
+    top = xp.take_along_axis(S, a[:, None], axis=1)
+    others = xp.exp(S - top)
+    best = xp.arange(n_classes, device=device(a))[None, :] == a[:, None]
+    others = xp.where(best, 0, others)
+    return a, -xp.log(xp.sum(others, axis=1) / (n_classes - 1))
+
+
+class DeepGaussianPrototypeClassifier(NotaRejectionMixin, BaseDeepPrototypeClassifier):
     __doc__ = (
         """Gaussian prototypes in a learned space, with none-of-the-above rejection.
 
@@ -35,9 +44,12 @@ class DeepGaussianPrototypeClassifier(BaseDeepPrototypeClassifier):
 
     Rejection (``nota``) works as in
     :class:`~protolearn.classification.GaussianPrototypeClassifier`, with margins
-    fitted by the shared margin code (:mod:`protolearn._core._margins`) on the
-    log-density of the predicted class in the learned space, from scores of rows the
-    scoring head did not train on:
+    fitted by the shared margin code (:mod:`protolearn._core._margins`) on a
+    class-fit score of the predicted class ``c`` (``nota_score``): by default its
+    log-odds against the average other class,
+    ``S_c - log(mean_{j != c} exp(S_j))`` (a maximum-softmax-probability rule), or
+    its learned-space log-density ``S_c``; from scores of rows the scoring head did
+    not train on:
 
     - ``"global"`` / ``"adaptive"``: cross-fitting, ``n_splits`` extra heads, each
       trained without a fold of classes (pseudo-unknowns, no open samples needed) and
@@ -50,33 +62,45 @@ class DeepGaussianPrototypeClassifier(BaseDeepPrototypeClassifier):
       ``conformal_alpha`` from a held-out ``calibration_size`` share of each class
       (the head is trained on the rest).
 
+    Read more in the :ref:`User Guide <deep_heads>`.
+
     Parameters
     ----------
-    scale : float > 0, default=16.0
-        Precision of the Gaussian prototypes on the sphere (the cosine logit scale).
-    margin : float >= 0, default=0.2
-        Additive margin of the loss, in squared learned-space distance.
-    nota : {None, "global", "quantile", "adaptive"}, default=None
+    scale : float, default=16.0
+        Positive precision of the Gaussian prototypes on the sphere (the cosine logit scale).
+    margin : float, default=0.2
+        Non-negative additive margin of the loss, in squared learned-space distance.
+    nota : {"global", "quantile", "adaptive"} or None, default=None
         Rejection mode; None is the closed-set classifier.
-    nota_label : scalar or "auto", default="auto"
+    nota_label : "auto" or scalar, default="auto"
         Label of rejected queries and of known-unknown rows in ``y`` ("auto": -1
         for numeric labels, "NOTA" for strings); never in ``classes_``.
-    conformal_alpha : float in (0, 1), default=0.05
-        "quantile": the in-class rejection rate allowed (the ``alpha`` of
+    conformal_alpha : float, default=0.05
+        "quantile": the in-class rejection rate allowed, in (0, 1) (the ``alpha`` of
         :class:`~protolearn.classification.GaussianPrototypeClassifier`, renamed
         here because ``alpha`` is the L2 penalty, as in MLPClassifier).
-    target_recall : float in (0, 1) or None, default=None
-        Accept at least this share of held-out in-class rows, rejecting as many
+    target_recall : float or None, default=None
+        Accept at least this share, in (0, 1), of held-out in-class rows, rejecting as many
         negatives as possible; None maximises the NOTA F1.
-    nota_rate : float in (0, 1) or None, default=None
-        The NOTA share the F1 is computed at; None (the default, chosen on
-        CLINC150's validation split, see the user guide) weighs the cross-fitted
-        negatives as they come (with ``n_splits=2``, half of the classes).
-    margin_shrinkage : float in [0, 1], default=0.5
-    n_splits : int >= 2, default=2
-        Cross-fitting folds ("global" / "adaptive"): each costs one extra head
+    nota_rate : float or None, default=None
+        The NOTA share, in (0, 1), the F1 is computed at; None weighs the
+        cross-fitted negatives as they come (with ``n_splits=2``, half of the
+        classes).
+    nota_score : {"odds", "density"}, default="odds"
+        The class-fit score the margins apply to: the learned-space log-density
+        of the predicted class, or the log-odds of its softmax probability
+        against the average other class (a maximum-softmax-probability rule that
+        does not depend on the number of classes, so that margins cross-fitted
+        on heads knowing part of the classes carry over to the final head).
+        "odds" needs fold heads that know at least 2 classes.
+    margin_shrinkage : float, default=0.5
+        "adaptive": shrink each class's margin offset from the global margin by
+        this factor, in [0, 1].
+    n_splits : int, default=2
+        Cross-fitting folds (at least 2) ("global" / "adaptive"): each costs one extra head
         (trained on ``1 - 1/n_splits`` of the classes and of their rows).
-    calibration_size : float in (0, 1), default=0.3
+    calibration_size : float, default=0.3
+        "quantile": share of each class held out for calibration, in (0, 1).
 """
         + training_doc("(256, 128)", alpha=1e-4, lr=1e-3, max_iter=30)
         + """
@@ -86,7 +110,7 @@ class DeepGaussianPrototypeClassifier(BaseDeepPrototypeClassifier):
     prototypes_ : ndarray of shape (n_classes, n_dims)
         Class means in the learned space (unit norm).
     margins_ : ndarray of shape (n_classes,) or None
-        Rejection margin of each class on the learned-space log-density.
+        Rejection margin of each class on its class-fit score (``nota_score``).
     nota_label_ : scalar or None
     net_ : skorch ``NeuralNet``
         The trained net (its ``module_`` is a :class:`protolearn.nn.PrototypeHead`;
@@ -130,14 +154,9 @@ class DeepGaussianPrototypeClassifier(BaseDeepPrototypeClassifier):
         **BaseDeepPrototypeClassifier._parameter_constraints,
         "scale": [Interval(Real, 0, None, closed="neither")],
         "margin": [Interval(Real, 0, None, closed="left")],
-        "nota": [None, StrOptions(set(NOTA_MODES))],
-        "nota_label": "no_validation",
+        **NOTA_CONSTRAINTS,
+        "nota_score": [StrOptions({"density", "odds"})],
         "conformal_alpha": [Interval(Real, 0, 1, closed="neither")],
-        "target_recall": [None, Interval(Real, 0, 1, closed="neither")],
-        "nota_rate": [None, Interval(Real, 0, 1, closed="neither")],
-        "margin_shrinkage": [Interval(Real, 0, 1, closed="both")],
-        "n_splits": [Interval(Integral, 2, None, closed="left")],
-        "calibration_size": [Interval(Real, 0, 1, closed="neither")],
     }
 
     def __init__(
@@ -150,6 +169,7 @@ class DeepGaussianPrototypeClassifier(BaseDeepPrototypeClassifier):
         conformal_alpha=0.05,
         target_recall=None,
         nota_rate=None,
+        nota_score="odds",
         margin_shrinkage=0.5,
         n_splits=2,
         calibration_size=0.3,
@@ -177,6 +197,7 @@ class DeepGaussianPrototypeClassifier(BaseDeepPrototypeClassifier):
         self.conformal_alpha = conformal_alpha
         self.target_recall = target_recall
         self.nota_rate = nota_rate
+        self.nota_score = nota_score
         self.margin_shrinkage = margin_shrinkage
         self.n_splits = n_splits
         self.calibration_size = calibration_size
@@ -226,50 +247,13 @@ class DeepGaussianPrototypeClassifier(BaseDeepPrototypeClassifier):
             head.layer.means.copy_(M)
 
     # -------------------------------------------------------------------- fit
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
-        """Train the head and, with ``nota``, fit the rejection margins.
-
-        Parameters
-        ----------
-        X : array-like or torch tensor of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-            Class labels; with ``nota`` "global" / "adaptive", rows labelled
-            ``nota_label`` are known-unknown samples for the margins.
-
-        Returns
-        -------
-        self : object
-        """
-        device = self._device(X)
-        X, y = validate_fit_data(self, X, y, reset=True)
-        check_classification_targets(y)
-        y = column_or_1d(y)
-        self._check_hidden()
-        nota_label = None
-        unknown = np.zeros(y.shape[0], dtype=bool)
-        if self.nota is not None:
-            nota_label = resolve_nota_label(self.nota_label, y)
-            unknown = y == nota_label
-        known = np.flatnonzero(~unknown)
-        classes, y_idx = np.unique(y[known], return_inverse=True)
-        if classes.size < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs samples of at least 2 classes; got "
-                f"{classes.size} class ({classes.tolist()})."
-            )
-        counts = np.bincount(y_idx, minlength=classes.size)
-        if self.nota is not None and counts.min() < 2:
-            raise ValueError(
-                f"nota={self.nota!r} holds out samples of each class to fit margins, "
-                "so every class needs at least 2 samples; class(es) "
-                f"{classes[counts < 2].tolist()} have 1."
-            )
+    def _fit_head(self, X, y, device):
+        nota_label, unknown, classes, y_idx, counts = split_nota_rows(self, y)
         warm = self._can_warm_start(X, classes)
         self.classes_ = classes
         self.nota_label_ = nota_label
         rng = check_random_state(self.random_state)
-        Xk, y_idx = self._cast(X[known], y_idx)
+        Xk, y_idx = self._cast(X[~unknown], y_idx)
         margins = None
         if self.nota == "quantile":
             margins, proper = self._fit_quantile(Xk, y_idx, counts, rng, device)
@@ -280,26 +264,32 @@ class DeepGaussianPrototypeClassifier(BaseDeepPrototypeClassifier):
             )
         elif self.nota is not None:
             margins = self.margins_
-        self._fit_final(Xk, y_idx, rng, device)
+        self._fit_final(Xk, y_idx, classes.size, rng, device, warm)
         self.margins_ = margins
         return self
 
+    def _best_and_fit(self, S):
+        """(predicted class index, its class-fit score) from the head's scores
+        ``S``: the log-density, or with ``nota_score="odds"`` the log-odds of the
+        predicted class against the average other class,
+        ``S_c - log(mean_{j != c} exp(S_j))`` (:func:`class_odds`)."""
+        if self.nota_score == "density":
+            xp = get_namespace(S)
+            a = xp.argmax(S, axis=1)
+            return a, xp.take_along_axis(S, a[:, None], axis=1)[:, 0]
+        return class_odds(S)
+
     def _assign(self, net, X):
-        """(predicted class index, its log-density) of each row, numpy float64."""
+        """(predicted class index, its class-fit score) of each row, numpy float64."""
         from ..nn import head_outputs
 
         S = head_outputs(net.module_, X, ["scores"])["scores"].astype(np.float64)
-        a = S.argmax(1)
-        return a, S[np.arange(S.shape[0]), a]
+        return self._best_and_fit(S)
 
     def _fit_quantile(self, X, y_idx, counts, rng, device):
-        calib = np.zeros(y_idx.size, dtype=bool)
-        for c in range(counts.size):
-            rows = np.flatnonzero(y_idx == c)
-            n_cal = int(
-                np.clip(round(self.calibration_size * rows.size), 1, rows.size - 1)
-            )
-            calib[rng.choice(rows, size=n_cal, replace=False)] = True
+        calib = _margins.calibration_split(
+            y_idx, counts.size, self.calibration_size, rng
+        )
         proper = ~calib
         net, _, _, _ = self._train_head(
             X[proper], y_idx[proper], counts.size, rng, device
@@ -308,98 +298,30 @@ class DeepGaussianPrototypeClassifier(BaseDeepPrototypeClassifier):
         margins = _margins.grouped_conformal_thresholds(
             s, a, counts.size, self.conformal_alpha
         )
-        if np.isneginf(margins).any():
-            warnings.warn(
-                f"conformal_alpha={self.conformal_alpha} needs at least "
-                f"{int(np.ceil(1 / self.conformal_alpha)) - 1} calibration samples "
-                f"predicted as a class to reject anything; "
-                f"{int(np.isneginf(margins).sum())} class(es) had fewer and accept "
-                "every query. Raise calibration_size or conformal_alpha.",
-                UserWarning,
-            )
+        warn_open_classes(
+            margins, self.classes_, "conformal_alpha", self.conformal_alpha
+        )
         return margins, proper
 
     def _fit_cross(self, X, y_idx, X_unknown, rng, device):
-        C = self.classes_.size
-        has_unknown = X_unknown.shape[0] > 0
-        folds, _ = _margins.cross_fit_folds(
-            y_idx, C, self.n_splits, hold_out_classes=not has_unknown, random_state=rng
-        )
-        unknown_fold = rng.permutation(X_unknown.shape[0]) % self.n_splits
-        scores, groups, is_unknown = [], [], []
-        for k, (train, heldout, pseudo, known) in enumerate(folds):
-            if train.size == 0:
-                continue
-            remap = np.full(C, -1)
-            remap[known] = np.arange(known.size)
-            net, _, _, _ = self._train_head(
-                X[train], remap[y_idx[train]], known.size, rng, device
-            )
-            parts = [(X[heldout], False)]
-            parts.append(
-                (X_unknown[unknown_fold == k] if has_unknown else X[pseudo], True)
-            )
-            for Xe, unk in parts:
-                if Xe.shape[0] == 0:
-                    continue
-                a, s = self._assign(net, Xe)
-                scores.append(s)
-                groups.append(known[a])
-                is_unknown.append(np.full(s.size, unk))
-        if not scores:
-            raise ValueError(
-                f"nota={self.nota!r} found no fold to fit margins on; give more "
-                "classes or known-unknown rows."
-            )
-        return _margins.fit_cross_fitted_margins(
-            scores,
-            groups,
-            is_unknown,
-            C,
-            nota=self.nota,
-            target_recall=self.target_recall,
-            nota_rate=self.nota_rate,
-            shrinkage=self.margin_shrinkage,
+        def fit(Xt, yt, known):
+            return self._train_head(Xt, yt, known.size, rng, device)[0]
+
+        def skip(train, heldout, pseudo, known):
+            # log-odds need a second class to compare with
+            return train.size == 0 or (self.nota_score == "odds" and known.size < 2)
+
+        return self._cross_fitted_margins(
+            X,
+            y_idx,
+            X_unknown,
+            rng,
+            fit=fit,
+            score=lambda net, Xe, known: self._assign(net, Xe),
+            skip_fold=skip,
         )
 
     # ---------------------------------------------------------------- predict
     def _fit_scores(self, X):
-        S = self._class_scores(X)
-        a = xp.argmax(S, axis=1)
-        idx = a[:, None]
-        fit = (S.gather(1, idx) if xp.is_torch(S) else np.take_along_axis(S, idx, 1))[
-            :, 0
-        ]
-        if self.margins_ is not None:
-            fit = fit - xp.asarray_like(self.margins_, fit)[a]
-        return a, fit
-
-    def predict(self, X):
-        """Class labels, or ``nota_label_`` where the predicted class's log-density
-        is below its margin (with ``nota``)."""
-        check_is_fitted(self)
-        X = validate_predict_data(self, X)
-        a, fit = self._fit_scores(X)
-        idx = xp.to_numpy(a).copy()
-        labels = self.classes_
-        if self.margins_ is not None:
-            idx[xp.to_numpy(fit) < 0] = labels.size
-            labels = _labels_with_nota(labels, self.nota_label_)
-        return labels_out(labels, idx, like=X)
-
-    def score_samples(self, X):
-        """How well each query fits its predicted class (higher = more in-scope):
-        the learned-space log-density of the predicted class minus its margin (the
-        log-density itself without ``nota``).
-
-        Parameters
-        ----------
-        X : array-like or torch tensor of shape (n_samples, n_features)
-
-        Returns
-        -------
-        scores : ndarray (or tensor) of shape (n_samples,)
-        """
-        check_is_fitted(self)
-        X = validate_predict_data(self, X)
-        return self._fit_scores(X)[1]
+        a, fit = self._best_and_fit(self._class_scores(X))
+        return a, self._minus_margin(a, fit)

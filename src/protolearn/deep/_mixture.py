@@ -10,16 +10,14 @@ from .._core import _mixture
 from ..base import BaseOutlierDetector
 from ..ood import PrototypeMixtureDetector
 from ..ood._mixture import SINKHORN_ITER
-from ..utils import _array_api as xp
+from ..utils._array_api import is_torch
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._validation import validate_optional_labels
-from ._base import BaseDeepPrototypeClassifier, training_doc
+from ._base import DeepHeadMixin, training_doc
 from ._streaming import detector_partial_fit, stochastic
 
-_B = BaseDeepPrototypeClassifier
 
-
-class DeepPrototypeMixtureDetector(BaseOutlierDetector):
+class DeepPrototypeMixtureDetector(DeepHeadMixin, BaseOutlierDetector):
     __doc__ = (
         """Out-of-distribution detector: PALM's mixture of prototypes, learned.
 
@@ -48,35 +46,39 @@ class DeepPrototypeMixtureDetector(BaseOutlierDetector):
     variant).  Labels are what makes the learned space useful for near-OOD: give them
     when you have them.
 
+    Read more in the :ref:`User Guide <deep_heads>`.
+
     Parameters
     ----------
-    n_prototypes : int >= 1, default=6
+    n_prototypes : int, default=6
         Prototypes per class (PALM's default); in total when fitted without labels.
-    top_k : int >= 1 or None, default=5
+    top_k : int or None, default=5
         Each sample keeps its ``top_k`` largest assignment weights (PALM's 5); None
         keeps all.  Also the scoring detector's ``top_k``.
-    temperature : float > 0, default=0.1
+    temperature : float, default=0.1
         vMF temperature of the maximum-likelihood term (``kappa = 1 / temperature``;
         PALM's 0.1).
-    proto_temperature : float > 0, default=0.5
+    proto_temperature : float, default=0.5
         Temperature of the prototype-contrastive term (PALM's 0.5).
-    contrast_weight : float >= 0, default=1.0
+    contrast_weight : float, default=1.0
         Weight of the prototype-contrastive term (PALM's ``lambda_pcon``).
-    momentum : float in [0, 1), default=0.99
-        EMA momentum of the prototypes (PALM's ``proto_m`` is 0.999 over 500
-        epochs; 0.99 lets the prototypes follow a head trained for a few).
-    epsilon : float > 0, default=0.05
+    momentum : float, default=0.99
+        EMA momentum of the prototypes, in [0, 1) (PALM's ``proto_m`` is 0.999 over
+        500 epochs; 0.99 lets the prototypes follow a head trained for a few).
+    epsilon : float, default=0.05
         Entropic regularisation of the Sinkhorn assignment (3 iterations, PALM's).
     score_type : {"mixture", "max_similarity", "knn", "ssd"}, \
 default="max_similarity"
         The scoring detector's score (see
-        :class:`~protolearn.ood.PrototypeMixtureDetector`); "max_similarity" (the
-        cosine similarity to the nearest prototype) scored best on CLINC150's
-        validation split.
-    contamination : "auto" or float in (0, 0.5], default="auto"
-        Share of training samples taken as outliers to set ``offset_`` ("auto": 5%).
+        :class:`~protolearn.ood.PrototypeMixtureDetector`); "max_similarity" is the
+        cosine similarity to the nearest prototype.
+    contamination : "auto" or float, default="auto"
+        Share of training samples, in (0, 0.5], taken as outliers to set
+        ``offset_`` ("auto": 5%).
 """
-        + training_doc("None", alpha=1e-4, lr=1e-3, max_iter=10).replace(
+        + training_doc("None", alpha=1e-4, lr=1e-3, max_iter=10)
+        .replace("tuple of int, default", "tuple of int or None, default")
+        .replace(
             "(the last size is the learned dimension).",
             "(the last size is the learned dimension).  None (the default) is a "
             "linear map\n        of the input's own dimension initialised at the "
@@ -132,7 +134,7 @@ default="max_similarity"
 
     _parameter_constraints = {
         **BaseOutlierDetector._parameter_constraints,
-        **_B._parameter_constraints,
+        **DeepHeadMixin._parameter_constraints,
         "hidden_layer_sizes": [None, "array-like"],
         "n_prototypes": [Interval(Integral, 1, None, closed="left")],
         "top_k": [None, Interval(Integral, 1, None, closed="left")],
@@ -199,28 +201,16 @@ default="max_similarity"
         self.device = device
         self.net_params = net_params
 
-    # The training, transform and persistence machinery of the deep heads (the
-    # classifier base's, shared here without its classifier contract).
-    _settings = _B._settings
-    _train_head = _B._train_head
-    _cast = staticmethod(_B._cast)
-    _device = _B._device
-    _outputs = _B._outputs
-    transform = _B.transform
-    __getstate__ = _B.__getstate__
-    __setstate__ = _B.__setstate__
     partial_fit = available_if(stochastic)(detector_partial_fit)
 
-    def _hidden(self, n_features):
-        if self.hidden_layer_sizes is None:
-            return (int(n_features),)
-        return _B._check_hidden(self)
+    def _fitted_classes(self):
+        return getattr(self, "_classes", None)
 
     # ------------------------------------------------------------------ hooks
     def _head_spec(self, n_features, n_classes):
         return {
             "n_features": int(n_features),
-            "hidden_layer_sizes": self._hidden(n_features),
+            "hidden_layer_sizes": self._check_hidden(n_features),
             "activation": self.activation,
             "normalize": True,
             "layer": "vmf_mixture",
@@ -292,7 +282,7 @@ default="max_similarity"
         """
         device = self._device(X)
         X, classes, y_idx = validate_optional_labels(self, X, y, ensure_min_samples=2)
-        self._hidden(X.shape[1])
+        self._check_hidden(X.shape[1])
         counts = np.bincount(y_idx, minlength=classes.size)
         short = counts < self.n_prototypes
         if short.any():
@@ -304,27 +294,11 @@ default="max_similarity"
                 f"Each class needs at least n_prototypes={self.n_prototypes} samples: "
                 f"{desc}. Lower n_prototypes."
             )
-        from ..nn import fit_net
-
         rng = check_random_state(self.random_state)
         Xf, y_idx = self._cast(X, y_idx)
-        if (
-            self.warm_start
-            and hasattr(self, "net_")
-            and np.array_equal(self._classes, classes)
-        ):
-            losses, n_iter = fit_net(
-                self.net_, Xf, y_idx, name=type(self).__name__, partial=True
-            )
-        else:
-            self.net_, self._spec, losses, n_iter = self._train_head(
-                Xf, y_idx, classes.size, rng, device
-            )
+        warm = self._can_warm_start(Xf, classes)
+        self._fit_final(Xf, y_idx, classes.size, rng, device, warm)
         self._classes = classes
-        self.loss_curve_ = losses
-        self.n_iter_ = n_iter
-        layer = self.net_.module_.layer
-        self.prototypes_ = layer.prototypes().detach().cpu().numpy().copy()
         self.prototype_labels_ = np.repeat(classes, self.n_prototypes)
         Z = self._outputs(Xf, ["z"])["z"]
         self.detector_ = PrototypeMixtureDetector(
@@ -338,25 +312,12 @@ default="max_similarity"
         self._set_offset(X)
         return self
 
-    def fit_transform(self, X, y=None):
-        """Fit, then return the learned embedding of ``X`` (:meth:`transform`).
-
-        Parameters
-        ----------
-        X : array-like or torch tensor of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,), default=None
-
-        Returns
-        -------
-        Z : ndarray (or tensor on X's device) of shape (n_samples, n_dims)
-        """
-        return self.fit(X, y).transform(X)
-
     def _score_samples(self, X):
         # The head trains in float32; float64 input is embedded by a float64 copy
         # of it (so a row's score does not depend on the other rows of the batch,
         # which float32 matrix products do in their last bits) and scored in float64.
-        if not xp.is_torch(X) and X.dtype == np.float64:
+        # (a numpy-only path: torch input keeps its own dtype and device)
+        if not is_torch(X) and X.dtype == np.float64:
             import copy
 
             from ..nn import head_outputs
@@ -364,13 +325,3 @@ default="max_similarity"
             module = copy.deepcopy(self.net_.module_).double()
             return self.detector_.score_samples(head_outputs(module, X, ["z"])["z"])
         return self.detector_.score_samples(self._outputs(X, ["z"])["z"])
-
-    def __sklearn_tags__(self):
-        from sklearn.utils import TransformerTags
-
-        tags = super().__sklearn_tags__()
-        # transform (the learned embedding) computes in float32, the head's dtype
-        tags.transformer_tags = TransformerTags(preserves_dtype=["float32"])
-        tags.input_tags.allow_nan = False
-        tags.non_deterministic = False
-        return tags

@@ -320,8 +320,7 @@ def fit_net(net, X, y, *, name="model", partial=False):
     before = len(net.history) if partial else 0
     module = net.module_ if partial else net.module
     # Small steps train on fewer CPU threads (see _cpu_threads): the size of one
-    # optimiser step is its batch's rows x the layer widths.  (Two threads on a
-    # busy 2-core machine made a 200-row Adam step ~30x slower than one.)
+    # optimiser step is its batch's rows x the layer widths.
     width = X.shape[1] + sum(int(p.shape[0]) for p in module.parameters() if p.ndim > 1)
     rows = X.shape[0] if net.batch_size == -1 else min(net.batch_size, X.shape[0])
     device = torch.device(net.device)
