@@ -236,7 +236,7 @@ def detector_partial_fit(self, X, y=None, classes=None):
             y_idx = np.searchsorted(known, y)
         else:
             X, known, y_idx = validate_optional_labels(self, X, None, reset=first)
-        self._hidden(X.shape[1])
+        self._check_hidden(X.shape[1])
         Xf, y_idx = self._cast(X, y_idx)
         K = self.n_prototypes
         rng = _step(self, Xf, y_idx, known.size, K, first, device)
