@@ -165,3 +165,30 @@ def test_precision_cholesky_errors_name_the_cause():
     for shrinkage in ("auto", 0.5, None):
         with pytest.raises(ValueError, match="is zero .*identical"):
             shrunk_precision_cholesky(np.zeros((2, 2)), 10, shrinkage)
+
+
+def test_threaded_row_chunks_equal_one_chunk(rng):
+    # numpy inputs of several chunks run on threads (BLAS on one thread each):
+    # the same rows, in order, as one chunk; tuples stacked; nested calls serial
+    X = rng.normal(size=(1000, 6)).astype(np.float32)
+    Y = rng.normal(size=(40, 6)).astype(np.float32)
+
+    index = np.arange(len(X))
+
+    def fn(Xc, rows):
+        inner = D.map_row_chunks(lambda Z, _: Z @ Y.T, Xc, 160, working_memory=0.01)
+        return inner.argmax(1), (Xc @ Y.T).max(1), index[rows]
+
+    whole = fn(X, slice(None))
+    with config_context(working_memory=0.01):
+        parts = D.map_row_chunks(fn, X, 4 * 40)
+    for a, b in zip(parts, whole):
+        np.testing.assert_array_equal(a, b)
+    winner = D.map_row_chunks(
+        lambda Z, _: (Z @ torch.as_tensor(Y).T).argmax(1),
+        torch.as_tensor(X),
+        4 * 40,
+        working_memory=0.01,
+    )
+    assert isinstance(winner, torch.Tensor)
+    np.testing.assert_array_equal(winner.numpy(), whole[0])
