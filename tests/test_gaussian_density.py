@@ -239,7 +239,7 @@ def test_class_mixture_density_is_logsumexp(rng):
 
 @pytest.mark.parametrize("k", [1, 3])
 @pytest.mark.parametrize("offset", [0.0, 1e3])
-def test_tied_class_mixture_density_equals_scipy(rng, k, offset):
+def test_tied_class_mixture_density_equals_scipy(rng, k, offset, monkeypatch):
     # the tied fast path (one product, the per-row term after the logsumexp, rows
     # in threaded chunks) against scipy, far from the origin too; a zero weight
     # and an all-empty class give -inf as in the general path
@@ -256,8 +256,14 @@ def test_tied_class_mixture_density_equals_scipy(rng, k, offset):
         w[1] = 0.0
     cc = np.repeat(np.arange(C), k)
     U = g.compute_precision_cholesky(cov, "tied")
-    with config_context(working_memory=1):  # many chunks
-        L = g.class_mixture_log_density(X, w, means, U, "tied", cc, C)
+    from protolearn._core import _distances
+
+    monkeypatch.setattr(_distances, "THREAD_CHUNK_BYTES", 4096)  # threaded chunks
+    L = g.class_mixture_log_density(X, w, means, U, "tied", cc, C)
+    with config_context(working_memory=1):  # serial chunks
+        np.testing.assert_array_equal(
+            g.class_mixture_log_density(X, w, means, U, "tied", cc, C), L
+        )
     comp = np.stack(
         [multivariate_normal(means[j], cov).logpdf(X) for j in range(C * k)], 1
     )

@@ -6,6 +6,7 @@ Temporary memory is bounded by scikit-learn's ``working_memory`` setting (MiB) u
 `working_memory` argument is given.
 """
 
+import contextvars
 import functools
 import os
 import threading
@@ -277,12 +278,20 @@ def n_threads():
 
 
 def _threaded(fn, X, slices, T):
-    """``fn(X[sl], sl)`` for every slice on `T` threads, BLAS on one thread each."""
+    """``fn(X[sl], sl)`` for every slice on `T` threads, BLAS on one thread each.
+
+    Each task runs under the caller's scikit-learn configuration (thread-local:
+    ``working_memory`` for nested chunking) and a copy of its context variables
+    (numpy's ``errstate``)."""
+    from sklearn import config_context, get_config
+
+    config = get_config()
 
     def work(sl):
         _in_worker.active = True
         try:
-            return fn(X[sl], sl)
+            with config_context(**config):
+                return fn(X[sl], sl)
         finally:
             _in_worker.active = False
 
@@ -292,7 +301,8 @@ def _threaded(fn, X, slices, T):
             # caller to store them, never the whole input's worth of them)
             pending = deque()
             for sl in slices:
-                pending.append((sl, pool.submit(work, sl)))
+                ctx = contextvars.copy_context()
+                pending.append((sl, pool.submit(ctx.run, work, sl)))
                 if len(pending) >= 2 * T:
                     done, future = pending.popleft()
                     yield done, future.result()
