@@ -1,6 +1,7 @@
 """Scaling on one machine: prediction throughput and peak memory, and clustering time.
 
     PYTHONPATH=src python benchmarks/scale.py [--quick] [--clustering COPIES]
+        [--fewshot COPIES] [--repeat R] [--large-repeat R] [--only PART] [--no-write]
 
 1. Throughput of ``predict`` / ``score_samples`` on n x 384 float32 queries against m
    prototypes, next to the single matrix product of the same shape ((n, 384) @ (384, m),
@@ -12,6 +13,16 @@
    1M peak is about the 100k peak plus the output's size.
 3. ``--clustering COPIES``: LaplacianKMeans against KMeans(n_init=1) on CLINC150's
    in-scope rows, COPIES jittered copies (5: 112,500 x 384), 150 clusters, in one run.
+4. ``--fewshot COPIES``: LaplacianFewShotClassifier (transductive ``fit`` with 5
+   labelled rows per intent, every other row a query) on the same rows, timed next
+   to KMeans(n_init=1) and LaplacianKMeans on them, interleaved in one run.
+
+The full run measures 10k / 100k / 1M queries against m = 1,000 prototypes and
+10k / 100k against m = 10,000 (1M x 10,000 is not run: the matrix product's
+(1M, 10k) float32 output alone is 40 GB, more than this machine's 23 GB, and one
+pass of the six rows would take about 40 minutes).  ``--large-repeat``: repeats of
+the rows with n * m >= 1e9 (the others get ``--repeat``).  ``--only`` runs one part
+(throughput, memory, clustering, fewshot); ``--no-write`` prints the tables only.
 
 Data: random Gaussian blobs (200 classes) for 1.-2.; ../shared/data for 3.
 Writes benchmarks/results/scale.md.
@@ -45,6 +56,7 @@ from protolearn.ood import PrototypeMixtureDetector  # noqa: E402
 
 D, C = 384, 200
 MiB = 2**20
+GAUSSIAN_MAX_PER_CLASS = 10**9  # --no-gaussian-10k: 5
 
 
 def blobs(n, seed, n_classes=C):
@@ -73,12 +85,17 @@ def models(m):
             NearestPrototypeClassifier(n_prototypes=per, random_state=0).fit(X, y),
             "predict",
         ),
+        # (with m = 10,000: 50 components per class, whose EM on 40,000 rows holds
+        # (n, K) float64 responsibilities; the run was killed there on this shared
+        # machine, so --no-gaussian-10k leaves it out)
         "GaussianPrototypeClassifier.predict": (
             GaussianPrototypeClassifier(
                 n_components_per_class=per, max_iter=5, random_state=0
             ).fit(X, y),
             "predict",
-        ),
+        )
+        if per <= GAUSSIAN_MAX_PER_CLASS
+        else None,
         "PrototypeMixtureDetector.score_samples": (
             PrototypeMixtureDetector(n_prototypes=per, max_iter=5, random_state=0).fit(
                 X, y
@@ -90,6 +107,7 @@ def models(m):
             "predict",
         ),
     }
+    out = {k: v for k, v in out.items() if v is not None}
     R, yr = blobs(m, seed=2)
     out[f"sklearn KNeighborsClassifier(1, brute).predict ({m} refs)"] = (
         KNeighborsClassifier(1, algorithm="brute").fit(R, yr),
@@ -98,7 +116,7 @@ def models(m):
     return out
 
 
-def throughput(sizes, protos, repeat):
+def throughput(sizes, protos, repeat, large_repeat=None):
     rows = []
     for m in protos:
         ests = models(m)
@@ -106,7 +124,8 @@ def throughput(sizes, protos, repeat):
         for n in sizes:
             Q = queries(n)
             best = {}
-            for _ in range(repeat):  # interleaved: every row sees the same load
+            reps = repeat if large_repeat is None or n * m < 10**9 else large_repeat
+            for _ in range(reps):  # interleaved: every row sees the same load
                 t0 = time.perf_counter()
                 Q @ P.T
                 best["matmul"] = min(
@@ -119,7 +138,8 @@ def throughput(sizes, protos, repeat):
                     best[name] = min(best.get(name, np.inf), t)
             for name, t in best.items():
                 rows.append([
-                    f"{n:,}", f"{m:,}", name, f"{n / t:,.0f}", f"{best['matmul'] / t:.2f}"
+                    f"{n:,}", f"{m:,}", name, f"{n / t:,.0f}", f"{best['matmul'] / t:.2f}",
+                    str(reps),
                 ])  # fmt: skip
             print(rows[-len(best) :], flush=True)
             del Q
@@ -150,12 +170,8 @@ def peak_memory(sizes):
     return rows
 
 
-def clustering(copies):
-    from sklearn.cluster import KMeans
-    from sklearn.metrics import normalized_mutual_info_score as nmi
-
-    from protolearn.transductive import LaplacianKMeans
-
+def clinc_copies(copies):
+    """CLINC150's in-scope rows and `copies - 1` jittered copies of them."""
     data = np.load(
         Path(__file__).resolve().parents[1] / "../shared/data/clinc150_minilm.npz"
     )
@@ -166,7 +182,57 @@ def clustering(copies):
         [X] + [X + 0.01 * rng.standard_normal(X.shape, dtype=np.float32)
                for _ in range(copies - 1)]
     )  # fmt: skip
-    y = np.tile(y, copies)
+    return X, np.tile(y, copies)
+
+
+def fewshot(copies, shots=5):
+    """LaplacianFewShotClassifier on a large query set, next to the clusterers."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import normalized_mutual_info_score as nmi
+
+    from protolearn.transductive import LaplacianFewShotClassifier, LaplacianKMeans
+
+    X, y = clinc_copies(copies)
+    rng = np.random.default_rng(0)
+    support = np.concatenate(
+        [rng.choice(np.flatnonzero(y == c), shots, replace=False) for c in range(150)]
+    )
+    y_in = np.full(y.shape, -1)
+    y_in[support] = y[support]
+    query = y_in == -1
+    runs = [
+        ("sklearn KMeans(n_init=1)", KMeans(150, n_init=1, random_state=0), None),
+        ("LaplacianKMeans (defaults)", LaplacianKMeans(n_clusters=150, random_state=0),
+         None),
+        (f"LaplacianFewShotClassifier ({shots} shots / intent)",
+         LaplacianFewShotClassifier(), y_in),
+    ]  # fmt: skip
+    rows = []
+    for name, est, labels in runs:
+        gc.collect()
+        t0 = time.perf_counter()
+        if labels is None:
+            pred = est.fit(X).labels_
+            quality = f"NMI {nmi(y, pred):.3f}"
+        else:
+            pred = est.fit(X, labels).transduction_
+            quality = f"query accuracy {np.mean(pred[query] == y[query]):.3f}"
+        t = time.perf_counter() - t0
+        rows.append([name, f"{X.shape[0]:,}", quality, f"{t:.1f}"])
+        print(rows[-1], flush=True)
+    t_km = float(rows[0][3])
+    for r in rows:
+        r.append(f"{float(r[3]) / t_km:.1f}")
+    return rows
+
+
+def clustering(copies):
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import normalized_mutual_info_score as nmi
+
+    from protolearn.transductive import LaplacianKMeans
+
+    X, y = clinc_copies(copies)
     rows = []
     for name, est in [
         ("sklearn KMeans(n_init=1)", KMeans(150, n_init=1, random_state=0)),
@@ -199,42 +265,60 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="10k / 100k queries, 1 repeat")
     ap.add_argument("--clustering", type=int, default=0, metavar="COPIES")
+    ap.add_argument("--fewshot", type=int, default=0, metavar="COPIES")
+    ap.add_argument("--repeat", type=int, default=None)
+    ap.add_argument("--large-repeat", type=int, default=None)
+    ap.add_argument("--only", choices=["throughput", "memory", "clustering", "fewshot"])
+    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--no-gaussian-10k", action="store_true")
+    ap.add_argument("--only-10k", action="store_true", help="only the m=10,000 rows")
     args = ap.parse_args()
+    if args.no_gaussian_10k:
+        global GAUSSIAN_MAX_PER_CLASS
+        GAUSSIAN_MAX_PER_CLASS = 5
     sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
-    repeat = 1 if args.quick else 3
+    repeat = args.repeat or (1 if args.quick else 3)
+    run = lambda part: args.only in (None, part)  # noqa: E731
     text = [
         "# Scaling on one machine",
         "",
         f"Machine: {machine_line()} (shared with other jobs: times are noisy, compare "
         "the ratios measured in the same run). "
         f"{versions_line('numpy', 'sklearn', 'dask')}; {git_revision()}.",
-        "Produced by `PYTHONPATH=src python benchmarks/scale.py"
-        f"{' --quick' if args.quick else ''}`.",
-        "",
-        "## Throughput (queries / s), n x 384 float32 against m prototypes",
-        "",
-        f"Best of {repeat} interleaved repeat(s).  `vs matmul`: throughput relative to "
-        "the single matrix product (n, 384) @ (384, m) (target >= 0.9 for ours).",
-        "",
+        "Produced by `PYTHONPATH=src python benchmarks/scale.py "
+        f"{' '.join(sys.argv[1:])}`.",
     ]
-    rows = throughput(sizes[:2], [1_000], repeat)
-    if not args.quick:
-        rows += throughput(sizes[:1], [10_000], repeat)
-    text.append(markdown_table(["n", "m", "method", "queries / s", "vs matmul"], rows))
-    text += [
-        "",
-        "## Peak traced memory (MiB), 200 classes, working_memory=128",
-        "",
-        "Target: flat in the number of queries (the peak beyond the output does not "
-        "grow with n).  Before this change GaussianPrototypeClassifier.predict peaked "
-        "at 1,545 MiB on 1M queries.",
-        "",
-        markdown_table(
-            ["n", "method", "peak MiB", "output MiB"],
-            peak_memory([100_000, 1_000_000]),
-        ),
-    ]
-    if args.clustering:
+    if run("throughput"):
+        text += [
+            "",
+            "## Throughput (queries / s), n x 384 float32 against m prototypes",
+            "",
+            "Best of the interleaved repeats.  `vs matmul`: throughput relative to the "
+            "single matrix product (n, 384) @ (384, m) (target >= 0.9 for ours).",
+            "",
+        ]
+        rows = []
+        if not args.only_10k:
+            rows += throughput(sizes, [1_000], repeat, args.large_repeat)
+        if not args.quick:
+            rows += throughput(sizes[:2], [10_000], repeat, args.large_repeat)
+        text.append(markdown_table(
+            ["n", "m", "method", "queries / s", "vs matmul", "repeats"], rows
+        ))  # fmt: skip
+    if run("memory"):
+        text += [
+            "",
+            "## Peak traced memory (MiB), 200 classes, working_memory=128",
+            "",
+            "Target: flat in the number of queries (the peak beyond the output does "
+            "not grow with n).",
+            "",
+            markdown_table(
+                ["n", "method", "peak MiB", "output MiB"],
+                peak_memory([100_000, 1_000_000]),
+            ),
+        ]
+    if args.clustering and run("clustering"):
         text += [
             "",
             f"## Clustering: CLINC150 in-scope x {args.clustering} jittered copies, "
@@ -248,7 +332,24 @@ def main():
                 clustering(args.clustering),
             ),
         ]
-    write_results("scale", "\n".join(text) + "\n")
+    if args.fewshot and run("fewshot"):
+        text += [
+            "",
+            f"## Transductive few-shot on a large query set: CLINC150 in-scope x "
+            f"{args.fewshot} jittered copies",
+            "",
+            "Target: within 3x of KMeans' time.",
+            "",
+            markdown_table(
+                ["method", "n", "quality", "time (s)", "time / KMeans"],
+                fewshot(args.fewshot),
+            ),
+        ]
+    out = "\n".join(text) + "\n"
+    if args.no_write:
+        print(out)
+    else:
+        write_results("scale", out)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.spatial.distance import cdist
-from sklearn import config_context
+from sklearn import config_context, get_config
 
 from protolearn._core import _distances as D
 from protolearn._core._gaussian import precision_cholesky
@@ -165,3 +165,43 @@ def test_precision_cholesky_errors_name_the_cause():
     for shrinkage in ("auto", 0.5, None):
         with pytest.raises(ValueError, match="is zero .*identical"):
             shrunk_precision_cholesky(np.zeros((2, 2)), 10, shrinkage)
+
+
+def test_threaded_row_chunks_equal_one_chunk(rng, monkeypatch):
+    # numpy inputs of several chunks run on threads (BLAS on one thread each):
+    # the same rows, in order, as one chunk; tuples stacked; nested calls serial;
+    # torch and a small working_memory serial
+    import threading
+
+    monkeypatch.setattr(D, "THREAD_CHUNK_BYTES", 160 * 50)  # 50-row chunks
+    monkeypatch.setattr(D, "n_threads", lambda: 2)
+    X = rng.normal(size=(1000, 6)).astype(np.float32)
+    Y = rng.normal(size=(40, 6)).astype(np.float32)
+    index, seen = np.arange(len(X)), set()
+
+    def fn(Xc, rows):
+        seen.add(threading.get_ident())
+        inner = D.map_row_chunks(lambda Z, _: Z @ Y.T, Xc, 160)
+        return inner.argmax(1), (Xc @ Y.T).max(1), index[rows]
+
+    whole = fn(X, slice(None))
+    seen.clear()
+    with config_context(working_memory=200):  # the caller's config in the threads
+        parts = D.map_row_chunks(fn, X, 160)
+        budgets = D.map_row_chunks(
+            lambda Z, _: np.full(len(Z), get_config()["working_memory"]), X, 160
+        )
+    assert len(seen) == 2 and threading.get_ident() not in seen
+    assert set(budgets) == {200}
+    for a, b in zip(parts, whole):
+        np.testing.assert_array_equal(a, b)
+    seen.clear()
+    with config_context(working_memory=0.01):
+        serial = D.map_row_chunks(fn, X, 160)
+    assert seen == {threading.get_ident()}
+    np.testing.assert_array_equal(serial[0], whole[0])
+    winner = D.map_row_chunks(
+        lambda Z, _: (Z @ torch.as_tensor(Y).T).argmax(1), torch.as_tensor(X), 160
+    )
+    assert isinstance(winner, torch.Tensor)
+    np.testing.assert_array_equal(winner.numpy(), whole[0])

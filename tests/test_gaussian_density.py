@@ -235,3 +235,63 @@ def test_class_mixture_density_is_logsumexp(rng):
     # weights sum to one within each class
     np.testing.assert_allclose(np.bincount(res["component_class"], res["weights"]), 1.0)
     assert linalg.norm(res["means"]) > 0
+
+
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("offset", [0.0, 1e3])
+def test_tied_class_mixture_density_equals_scipy(rng, k, offset, monkeypatch):
+    # the tied fast path (one product, the per-row term after the logsumexp, rows
+    # in threaded chunks) against scipy, far from the origin too; a zero weight
+    # and an all-empty class give -inf as in the general path
+    from scipy.special import logsumexp
+    from sklearn import config_context
+
+    C, d = 4, 5
+    X = rng.normal(size=(300, d)) + offset
+    means = rng.normal(size=(C * k, d)) * 2 + offset
+    A = rng.normal(size=(d, d))
+    cov = A @ A.T / d + np.eye(d)
+    w = rng.dirichlet(np.ones(k), size=C).ravel()
+    if k > 1:
+        w[1] = 0.0
+    cc = np.repeat(np.arange(C), k)
+    U = g.compute_precision_cholesky(cov, "tied")
+    from protolearn._core import _distances
+
+    monkeypatch.setattr(_distances, "THREAD_CHUNK_BYTES", 4096)  # threaded chunks
+    L = g.class_mixture_log_density(X, w, means, U, "tied", cc, C)
+    with config_context(working_memory=1):  # serial chunks
+        np.testing.assert_array_equal(
+            g.class_mixture_log_density(X, w, means, U, "tied", cc, C), L
+        )
+    comp = np.stack(
+        [multivariate_normal(means[j], cov).logpdf(X) for j in range(C * k)], 1
+    )
+    with np.errstate(divide="ignore"):
+        ref = logsumexp((comp + np.log(w)).reshape(-1, C, k), axis=2)
+    np.testing.assert_allclose(L, ref, rtol=1e-9, atol=1e-9 * (1 + offset**2))
+    L32 = g.class_mixture_log_density(
+        X.astype(np.float32), w, means.astype(np.float32), U.astype(np.float32),
+        "tied", cc, C,
+    )  # fmt: skip
+    assert L32.dtype == np.float32
+    np.testing.assert_allclose(L32, ref, rtol=1e-5, atol=1e-4 * (1 + offset**2 / 1e3))
+    if k > 1:
+        with np.errstate(divide="ignore"):
+            w0 = np.where(cc == 0, 0.0, w)
+            L0 = g.class_mixture_log_density(X, w0, means, U, "tied", cc, C)
+        assert np.isneginf(L0[:, 0]).all() and np.isfinite(L0[:, 1:]).all()
+
+
+def test_exp_floor_leaves_logsumexp_unchanged(rng):
+    # terms down to exp(-700) (subnormal and below in float32): the floored
+    # logsumexp equals the plain one bit for bit
+    from protolearn._core._mixture import _logsumexp_rows
+
+    for dtype in (np.float32, np.float64):
+        A = (rng.uniform(-700, 0, size=(200, 50)) * rng.uniform(0, 1, (200, 1))).astype(
+            dtype
+        )
+        m = A.max(1)
+        plain = np.log(np.exp(A - m[:, None]).sum(1)) + m
+        np.testing.assert_array_equal(_logsumexp_rows(A.copy()), plain)

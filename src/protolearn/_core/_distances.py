@@ -6,6 +6,13 @@ Temporary memory is bounded by scikit-learn's ``working_memory`` setting (MiB) u
 `working_memory` argument is given.
 """
 
+import contextvars
+import functools
+import os
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from ..utils import _array_api as xp
@@ -245,6 +252,65 @@ def pairwise_distances(
     return out
 
 
+#: Most temporary bytes of one chunk of a threaded :func:`map_row_chunks`: a chunk
+#: whose (rows x prototypes) scores stay near the CPU's caches is post-processed
+#: (argmax, logsumexp) while still there.
+THREAD_CHUNK_BYTES = 64 * 2**20
+
+_in_worker = threading.local()
+
+
+@functools.cache
+def _blas_controller():
+    """threadpoolctl's view of the loaded BLAS libraries, found once (a fresh
+    ``threadpool_limits`` scans the process's libraries at every call)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def n_threads():
+    """CPU threads for row-chunk parallelism: the CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _threaded(fn, X, slices, T):
+    """``fn(X[sl], sl)`` for every slice on `T` threads, BLAS on one thread each.
+
+    Each task runs under the caller's scikit-learn configuration (thread-local:
+    ``working_memory`` for nested chunking) and a copy of its context variables
+    (numpy's ``errstate``)."""
+    from sklearn import config_context, get_config
+
+    config = get_config()
+
+    def work(sl):
+        _in_worker.active = True
+        try:
+            with config_context(**config):
+                return fn(X[sl], sl)
+        finally:
+            _in_worker.active = False
+
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        with ThreadPoolExecutor(T) as pool:
+            # (a window of 2 T chunks in flight: finished results wait for the
+            # caller to store them, never the whole input's worth of them)
+            pending = deque()
+            for sl in slices:
+                ctx = contextvars.copy_context()
+                pending.append((sl, pool.submit(ctx.run, work, sl)))
+                if len(pending) >= 2 * T:
+                    done, future = pending.popleft()
+                    yield done, future.result()
+            while pending:
+                done, future = pending.popleft()
+                yield done, future.result()
+
+
 def map_row_chunks(fn, X, row_bytes, *, working_memory=None):
     """``fn(X[rows], rows)`` over row chunks of ``X``, stacked along the first axis.
 
@@ -252,19 +318,45 @@ def map_row_chunks(fn, X, row_bytes, *, working_memory=None):
     scikit-learn's ``working_memory`` (or the `working_memory` given).  ``rows`` is the
     chunk's slice, for row-aligned side inputs.  One chunk: ``fn(X, slice(None))``.
     When ``fn`` returns a tuple of arrays, each is stacked and a tuple is returned.
+
+    A numpy ``X`` of several chunks is processed on :func:`n_threads` threads, one
+    chunk each (BLAS limited to one thread meanwhile), in chunks of at most
+    :data:`THREAD_CHUNK_BYTES` of temporaries, so that the elementwise work after a
+    chunk's matrix product (argmax, exp, logsumexp: single-threaded in numpy) runs
+    on every core, next to the product, while the chunk is in cache; the chunks in
+    flight stay within ``working_memory`` in all, plus each call's own setup.  `fn`
+    must therefore be thread-safe (pure array code).  Each row's result is computed
+    as in one chunk.  Torch tensors, calls nested inside a worker, and a
+    ``working_memory`` below ``threads * THREAD_CHUNK_BYTES`` run serially.
     """
+    from sklearn import get_config
+
     n = X.shape[0]
-    step = get_chunk_n_rows(
-        row_bytes=max(int(row_bytes), 1),
-        max_n_rows=max(n, 1),
-        working_memory=working_memory,
+    row_bytes = max(int(row_bytes), 1)
+    T = 1 if xp.is_torch(X) or getattr(_in_worker, "active", False) else n_threads()
+    budget = (
+        working_memory if working_memory is not None else get_config()["working_memory"]
     )
+    if budget * 2**20 < T * THREAD_CHUNK_BYTES:
+        # (each thread's call also holds its own setup, e.g. centred prototypes: a
+        # budget too small for T full chunks asks for memory over speed)
+        T = 1
+    step = get_chunk_n_rows(
+        row_bytes=row_bytes * T, max_n_rows=max(n, 1), working_memory=working_memory
+    )
+    if T > 1:
+        step = max(1, min(step, THREAD_CHUNK_BYTES // row_bytes))
+        if step >= n:  # too small to split: one chunk, serially
+            T = 1
     if step >= n:
         return fn(X, slice(None))
+    slices = [slice(s, min(s + step, n)) for s in range(0, n, step)]
+    if T > 1:
+        results = _threaded(fn, X, slices, min(T, len(slices)))
+    else:
+        results = ((sl, fn(X[sl], sl)) for sl in slices)
     out = None
-    for start in range(0, n, step):
-        sl = slice(start, min(start + step, n))
-        R = fn(X[sl], sl)
+    for sl, R in results:
         parts = R if isinstance(R, tuple) else (R,)
         if out is None:
             out = tuple(xp.empty((n, *r.shape[1:]), like=r) for r in parts)

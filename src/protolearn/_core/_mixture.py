@@ -35,7 +35,8 @@ from sklearn.utils import Bunch, check_random_state
 
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import get_chunk_n_rows
-from ._distances import l2_normalize
+from ._distances import l2_normalize, map_row_chunks
+from ._gaussian import exp_floor
 from ._prototypes import kmeans
 
 # ----------------------------------------------------------------------- density
@@ -122,14 +123,17 @@ def estimate_concentration(resultant_sq, mass, mass_sq, n_features):
     return r * (d - r * r) / (1 - r * r)
 
 
-def _row_chunks(n_rows, n_cols, itemsize, working_memory):
-    step = get_chunk_n_rows(
-        row_bytes=4 * max(n_cols, 1) * itemsize,
-        max_n_rows=max(n_rows, 1),
-        working_memory=working_memory,
-    )
-    for start in range(0, n_rows, step):
-        yield slice(start, min(start + step, n_rows))
+def _logsumexp_rows(A):
+    """Row-wise logsumexp, overwriting ``A`` (numpy) or via torch."""
+    if xp.is_torch(A):
+        return A.logsumexp(dim=1)
+    m = A.max(axis=1)
+    A -= m[:, None]
+    # (subnormal exponentials are slow and vanish next to the maximum's 1: see
+    # _gaussian.exp_floor; a row without a finite maximum is NaN either way)
+    np.maximum(A, exp_floor(A.dtype), out=A)
+    np.exp(A, out=A)
+    return np.log(A.sum(axis=1)) + m
 
 
 def _at_least_single(X):
@@ -172,15 +176,19 @@ def vmf_mixture_log_density(
     # fold kappa into the means: kappa_j mu_j . x = (kappa_j mu_j) . x
     M = xp.asarray_like(np.asarray(means) * kappa[:, None], X)
     c = xp.asarray_like(np.array(np.broadcast_to(offset, (m,))), X)
-    out = xp.empty((X.shape[0],), like=X)
     itemsize = X.element_size() if xp.is_torch(X) else X.dtype.itemsize
-    # a chunk holds its (rows, m) logits and its normalised (rows, d) copy of X
-    wide = max(m, X.shape[1])
-    for sl in _row_chunks(X.shape[0], wide, itemsize, working_memory):
-        logits = l2_normalize(X[sl]) @ M.T
+
+    def chunk(Xc, _):
+        logits = l2_normalize(Xc) @ M.T
         logits += c[None, :]
-        out[sl] = xp.logsumexp(logits, axis=1)
-    return out
+        return _logsumexp_rows(logits)
+
+    # a chunk holds its (rows, m) logits and its normalised (rows, d) copy of X,
+    # as budgeted by _row_chunks
+    row_bytes = 4 * max(m, X.shape[1], 1) * itemsize
+    if X.shape[0] == 0:
+        return xp.empty((0,), like=X)
+    return map_row_chunks(chunk, X, row_bytes, working_memory=working_memory)
 
 
 # ------------------------------------------------------------------ assignments

@@ -78,21 +78,20 @@ def nearest_prototype_index(
     m = _centre_for(W, metric)
     A, c = linear_form(W if m is None else W - m, metric,
                        precision_cholesky=precision_cholesky)  # fmt: skip
-    n = X.shape[0]
-    itemsize = X.dtype.itemsize  # numpy and torch dtypes alike
-    # per row: the centred copy of the chunk (d) and the scores S (P, twice)
-    step = get_chunk_n_rows(
-        row_bytes=(2 * max(W.shape[0], 1) + X.shape[1]) * itemsize,
-        max_n_rows=max(n, 1),
-        working_memory=working_memory,
-    )
-    out = []
-    for start in range(0, n, step):
-        Xc = X[start : start + step]
+    if X.shape[0] == 0:
+        return np.empty(0, dtype=np.intp)
+    itemsize = X.element_size() if xp.is_torch(X) else X.dtype.itemsize
+
+    def winner(Xc, _):
         S = (Xc if m is None else Xc - m) @ A.T
         S -= c[None, :]
-        out.append(xp.argmax(S, axis=1))
-    return xp.concat(out) if out else np.empty(0, dtype=np.intp)
+        return xp.argmax(S, axis=1)
+
+    # per row: the centred copy of the chunk (d) and the scores S (P, twice)
+    row_bytes = (2 * max(W.shape[0], 1) + X.shape[1]) * itemsize
+    return _distances.map_row_chunks(
+        winner, X, row_bytes, working_memory=working_memory
+    )
 
 
 def nearest_prototype_radius(
