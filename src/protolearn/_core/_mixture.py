@@ -134,11 +134,10 @@ def _row_chunks(n_rows, n_cols, itemsize, working_memory):
 
 def _at_least_single(X):
     """``X`` in float32 when it is float16 / bfloat16 (numpy or torch), else as is."""
-    if xp.is_torch(X):
-        import torch
-
-        return X.float() if X.dtype in (torch.float16, torch.bfloat16) else X
-    return X.astype(np.float32) if X.dtype == np.float16 else X
+    ns = xp.get_namespace(X)
+    if ns.isdtype(X.dtype, "real floating") and X.dtype.itemsize < 4:
+        return ns.astype(X, ns.float32)
+    return X
 
 
 def vmf_mixture_log_density(
@@ -173,7 +172,7 @@ def vmf_mixture_log_density(
     M = xp.asarray_like(np.asarray(means) * kappa[:, None], X)
     c = xp.asarray_like(np.array(np.broadcast_to(offset, (m,))), X)
     out = xp.empty((X.shape[0],), like=X)
-    itemsize = X.element_size() if xp.is_torch(X) else X.dtype.itemsize
+    itemsize = X.dtype.itemsize
     # a chunk holds its (rows, m) logits and its normalised (rows, d) copy of X
     wide = max(m, X.shape[1])
     for sl in _row_chunks(X.shape[0], wide, itemsize, working_memory):
