@@ -1,4 +1,5 @@
-"""Running sufficient statistics of per-group Gaussians, for ``partial_fit``.
+"""Running sufficient statistics for ``partial_fit``: per-group Gaussians and per-class
+von Mises-Fisher mixtures (incremental EM, :func:`update_vmf_mixtures`).
 
 A batch is summarised per group (class) by its count, mean and scatter about the mean
 ``S2 = sum_i r_i r_i^T``, and, when Ledoit-Wolf shrinkage needs them
@@ -21,7 +22,7 @@ times that with the higher moments.
 
 import numpy as np
 
-from . import _covariance
+from . import _covariance, _mixture
 
 #: Shrinkage rules whose intensity needs the fourth moments.
 LEDOIT_WOLF_RULES = ("auto", "ledoit_wolf")
@@ -232,3 +233,151 @@ def reservoir_update(reservoir, n_seen, X, capacity, random_state):
         for row, slot in zip(np.flatnonzero(keep), j[keep]):
             reservoir[slot] = rest[row]
     return reservoir
+
+
+def update_vmf_mixtures(
+    state,
+    X,
+    y,
+    *,
+    kappa=None,
+    top_k=None,
+    balance=False,
+    epsilon=0.05,
+    sinkhorn_iter=3,
+):
+    """One step of incremental EM (Neal & Hinton, 1998) for per-class vMF mixtures.
+
+    The batch's responsibilities under the current parameters (the E-step of
+    :func:`~._mixture.fit_vmf_mixtures`, Sinkhorn-balanced with `balance` as PALM
+    assigns) are added to running sufficient statistics (per component: the resultant
+    ``sum r x``, ``sum r`` and ``sum r^2``; per class: the count); the M-step then
+    uses the totals, so each mean is the normalised resultant of every row seen so
+    far, weighted by the responsibilities it got when it arrived.
+
+    Parameters
+    ----------
+    state : dict with ``means`` (C, K, d) unit-norm, ``weights`` (C, K) summing to
+        one per class, ``kappa`` (C, K), and the statistics ``resultant`` (C, K, d),
+        ``mass`` (C, K), ``mass_sq`` (C, K), ``counts`` (C,) float64; updated in place.
+    X : (n, d) numpy array, L2-normalised rows.
+    y : (n,) int array of class indices into the state's classes.
+    kappa : float or None
+        Fixed concentration (None: estimated from the totals, as in fit).
+
+    Returns
+    -------
+    state : the same dict.
+    """
+    C, K, d = state["means"].shape
+    top_k = K if top_k is None else min(int(top_k), K)
+    options = dict(
+        top_k=top_k, balance=balance, epsilon=epsilon, sinkhorn_iter=sinkhorn_iter
+    )
+    counts = np.bincount(y, minlength=C)
+    M, kap = state["means"], state["kappa"]
+    present = np.flatnonzero(counts)
+    for grp in _mixture._buckets(counts[present], int(counts.max())):
+        b = _mixture._Bucket(X, y, present[grp])
+        idx, R, _ = _mixture._bucket_e_step(
+            b, M, state["weights"], _mixture.vmf_log_normalizer(d, kap[b.classes]), kap,
+            X.dtype, options,
+        )  # fmt: skip
+        M_b, _, res_sq, mass, mass_sq = _mixture._m_step(b, idx, R, M[b.classes])
+        state["resultant"][b.classes] += M_b * np.sqrt(res_sq)[..., None]
+        state["mass"][b.classes] += mass
+        state["mass_sq"][b.classes] += mass_sq
+        state["counts"][b.classes] += b.counts
+    res = state["resultant"]
+    norms = np.linalg.norm(res, axis=-1)
+    alive = (state["mass"] > 0) & (norms > 0)
+    state["means"] = np.where(
+        alive[..., None], res / np.where(norms > 0, norms, 1)[..., None], M
+    ).astype(M.dtype)
+    seen = state["counts"] > 0
+    state["weights"][seen] = state["mass"][seen] / state["counts"][seen, None]
+    if kappa is None:
+        new = _mixture.estimate_concentration(
+            norms**2, state["mass"], state["mass_sq"], d
+        )
+        state["kappa"] = np.where(state["mass"] > 0, new, kap)
+    return state
+
+
+def stream_vmf_mixtures(
+    state,
+    classes,
+    X,
+    labels,
+    n_components,
+    *,
+    init="k-means++",
+    max_iter=100,
+    tol=1e-3,
+    random_state=None,
+    **options,
+):
+    """Per-class vMF mixtures of a stream, after one more batch.
+
+    Classes first seen in the batch are fitted on their rows by
+    :func:`~._mixture.fit_vmf_mixtures` (which needs `n_components` rows of each);
+    then the whole batch updates every class by :func:`update_vmf_mixtures` (incremental EM).
+
+    Parameters
+    ----------
+    state : dict or None
+        The statistics of :func:`update_vmf_mixtures` over the sorted labels
+        `classes`; None (and `classes` None) for the first batch.
+    classes : ndarray or None
+    X : (n, d) numpy array, L2-normalised rows.
+    labels : (n,) array of class labels.
+    n_components : int, components per class.
+    init, max_iter, tol, random_state : as :func:`~._mixture.fit_vmf_mixtures`, for
+        new classes.
+    **options : ``kappa``, ``top_k``, ``balance``, ``epsilon``, ``sinkhorn_iter``, as
+        :func:`~._mixture.fit_vmf_mixtures`.
+
+    Returns
+    -------
+    state : dict, classes : ndarray
+        Over the sorted union of `classes` and `labels`.
+    """
+    K = n_components
+    new = np.unique(labels) if classes is None else np.union1d(classes, labels)
+    C, d = new.size, X.shape[1]
+    grown = {
+        "means": np.zeros((C, K, d), dtype=X.dtype),
+        "weights": np.full((C, K), 1.0 / K),
+        "kappa": np.full((C, K), float(d)),
+        "resultant": np.zeros((C, K, d)),
+        "mass": np.zeros((C, K)),
+        "mass_sq": np.zeros((C, K)),
+        "counts": np.zeros(C),
+    }
+    if state is not None:
+        pos = np.searchsorted(new, classes)
+        for k, v in state.items():
+            grown[k][pos] = v
+    state = grown
+    y = np.searchsorted(new, labels)
+    fresh = np.setdiff1d(np.arange(C), np.flatnonzero(state["counts"] > 0))
+    if fresh.size:  # classes first seen here: fitted on their rows, as in fit
+        rows = np.isin(y, fresh)
+        sub = np.searchsorted(fresh, y[rows])
+        cnt = np.bincount(sub, minlength=fresh.size)
+        if cnt.min() < K:
+            raise ValueError(
+                f"A class's first batch needs at least n_prototypes={K} samples; "
+                f"class(es) {new[fresh[cnt < K]].tolist()} have fewer. Lower "
+                "n_prototypes or pass larger batches."
+            )
+        res = _mixture.fit_vmf_mixtures(
+            X[rows], sub, fresh.size, K, init=init, max_iter=max_iter, tol=tol,
+            random_state=random_state, **options,
+        )  # fmt: skip
+        state["means"][fresh] = res.means.reshape(fresh.size, K, d)
+        share = res.weights.reshape(fresh.size, K)
+        state["weights"][fresh] = share / share.sum(1, keepdims=True)
+        state["kappa"][fresh] = res.concentrations.reshape(fresh.size, K)
+    update_vmf_mixtures(state, X, y, **options)
+    return state, new

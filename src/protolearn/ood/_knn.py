@@ -151,7 +151,7 @@ class KNNDetector(_EmbeddingDetector):
                 self._preprocess(Xc), self.fit_X_, k, metric="euclidean"
             )
 
-        itemsize = X.element_size() if xp.is_torch(X) else X.dtype.itemsize
+        itemsize = X.dtype.itemsize
         row_bytes = (X.shape[1] + 4 * self.fit_X_.shape[0]) * itemsize
         return _distances.map_row_chunks(chunk, X, row_bytes)
 

@@ -306,7 +306,7 @@ class PrototypeMixtureDetector(_EmbeddingDetector):
         Xn = xp.to_numpy(self._preprocess(X))
         K = self.n_prototypes
         rng = check_random_state(self.random_state)
-        st, new = _mixture.stream_vmf_mixtures(
+        st, new = _streaming.stream_vmf_mixtures(
             None if first else self._stream, None if first else self._classes,
             Xn, classes[y_idx], K, random_state=rng, **self._em_options(),
         )  # fmt: skip

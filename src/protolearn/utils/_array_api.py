@@ -18,10 +18,11 @@ from array_api_compat import device as device
 def get_namespace(*arrays):
     """The array namespace of `arrays` (numpy or torch, as array-api-compat wraps them).
 
-    ``None`` and Python scalars are ignored; mixing numpy arrays and torch tensors
+    ``None`` and Python scalars are ignored (numpy scalars, such as ``np.float64``,
+    which subclasses ``float``, count as numpy); mixing numpy arrays and torch tensors
     raises ``TypeError``.
     """
-    arrays = [a for a in arrays if a is not None and not isinstance(a, (int, float))]
+    arrays = [a for a in arrays if a is not None and type(a) not in (int, float, bool)]
     return array_namespace(*arrays)
 
 
@@ -33,25 +34,20 @@ def is_torch(x):
 
 def to_numpy(x):
     """Return `x` as a numpy array (a torch tensor is moved to the CPU first)."""
-    if is_torch(x):
+    if is_torch(x):  # leaves torch: detach and copy to the host
         return x.detach().cpu().numpy()
     return np.asarray(x)
 
 
 def asarray_like(a, like):
     """Convert numpy array `a` to the array kind, dtype and device of `like`."""
-    if is_torch(like):
-        import torch
-
-        if is_torch(a):
-            return a.to(device=like.device, dtype=like.dtype)
-        return torch.as_tensor(np.asarray(a), dtype=like.dtype, device=like.device)
-    return np.asarray(to_numpy(a), dtype=like.dtype)
+    a = a if is_torch(like) else to_numpy(a)  # numpy cannot take a device tensor
+    return get_namespace(like).asarray(a, dtype=like.dtype, device=device(like))
 
 
 def as_index_like(a, like):
     """Convert integer array `a` to an index array usable on `like`'s device."""
-    if is_torch(like):
+    if is_torch(like):  # torch indexes with int64 tensors; numpy keeps `a`'s dtype
         import torch
 
         return torch.as_tensor(to_numpy(a), dtype=torch.int64, device=like.device)
@@ -60,63 +56,42 @@ def as_index_like(a, like):
 
 def clip_min(x, low):
     """``max(x, low)`` elementwise, in place when possible."""
-    if is_torch(x):
+    if is_torch(x):  # in place: the array API's clip returns a new array
         return x.clamp_(min=low)
     return np.maximum(x, low, out=x)
 
 
 def sqrt(x):
-    if is_torch(x):
-        return x.sqrt()
-    return np.sqrt(x)
+    return get_namespace(x).sqrt(x)
 
 
 def concat(arrays, axis=0):
-    if is_torch(arrays[0]):
-        import torch
-
-        return torch.cat(list(arrays), dim=axis)
-    return np.concatenate(arrays, axis=axis)
+    return get_namespace(*arrays).concat(list(arrays), axis=axis)
 
 
 def argmin(x, axis):
-    if is_torch(x):
-        return x.argmin(dim=axis)
-    return x.argmin(axis=axis)
+    return get_namespace(x).argmin(x, axis=axis)
 
 
 def argmax(x, axis):
-    if is_torch(x):
-        return x.argmax(dim=axis)
-    return x.argmax(axis=axis)
+    return get_namespace(x).argmax(x, axis=axis)
 
 
 def amin(x, axis):
-    if is_torch(x):
-        return x.amin(dim=axis)
-    return x.min(axis=axis)
+    return get_namespace(x).min(x, axis=axis)
 
 
 def amax(x, axis):
-    if is_torch(x):
-        return x.amax(dim=axis)
-    return x.max(axis=axis)
+    return get_namespace(x).max(x, axis=axis)
 
 
 def empty(shape, like):
-    if is_torch(like):
-        import torch
-
-        return torch.empty(shape, dtype=like.dtype, device=like.device)
-    return np.empty(shape, dtype=like.dtype)
+    return get_namespace(like).empty(shape, dtype=like.dtype, device=device(like))
 
 
 def full(shape, value, like):
-    if is_torch(like):
-        import torch
-
-        return torch.full(shape, value, dtype=like.dtype, device=like.device)
-    return np.full(shape, value, dtype=like.dtype)
+    ns = get_namespace(like)
+    return ns.full(shape, value, dtype=like.dtype, device=device(like))
 
 
 def logsumexp(x, axis, keepdims=False):
@@ -139,7 +114,7 @@ def logsumexp(x, axis, keepdims=False):
 
 
 def softmax(x, axis):
-    if is_torch(x):
+    if is_torch(x):  # torch's fused kernel; the array API has no softmax
         return x.softmax(dim=axis)
     from scipy.special import softmax as _softmax
 
@@ -147,7 +122,7 @@ def softmax(x, axis):
 
 
 def log_softmax(x, axis):
-    if is_torch(x):
+    if is_torch(x):  # as softmax
         return x.log_softmax(dim=axis)
     from scipy.special import log_softmax as _log_softmax
 
@@ -155,20 +130,16 @@ def log_softmax(x, axis):
 
 
 def norm(x, axis):
-    if is_torch(x):
-        return x.norm(dim=axis)
-    return np.linalg.norm(x, axis=axis)
+    return get_namespace(x).linalg.vector_norm(x, axis=axis)
 
 
 def take(x, idx, axis=0):
-    if is_torch(x):
-        return x.index_select(axis, idx)
-    return np.take(x, idx, axis=axis)
+    return get_namespace(x).take(x, idx, axis=axis)
 
 
 def float_dtype(x):
     """The dtype computations on `x` run in: float16/32 -> float32, anything else -> float64."""
-    if is_torch(x):
+    if is_torch(x):  # bfloat16 exists in torch only; numpy's side takes array-likes
         import torch
 
         if x.dtype in (torch.float16, torch.bfloat16, torch.float32):
@@ -181,47 +152,31 @@ def float_dtype(x):
 
 
 def isfinite(x):
-    if is_torch(x):
-        import torch
-
-        return torch.isfinite(x)
-    return np.isfinite(x)
+    return get_namespace(x).isfinite(x)
 
 
 def exp(x):
-    if is_torch(x):
-        return x.exp()
-    return np.exp(x)
+    return get_namespace(x).exp(x)
 
 
 def log(x):
-    if is_torch(x):
-        return x.log()
-    return np.log(x)
+    return get_namespace(x).log(x)
 
 
 def where(cond, a, b):
     """``a`` where `cond` else ``b`` (broadcasting), same kind as `a`."""
-    if is_torch(a):
-        import torch
-
-        return torch.where(cond, a, b)
-    return np.where(cond, a, b)
+    return get_namespace(a).where(cond, a, b)
 
 
 def one_hot(index, n_classes, like):
     """(..., n_classes) one-hot rows of integer `index`, dtype and kind of `like`."""
-    if is_torch(like):
-        import torch
-
-        idx = torch.as_tensor(index, device=like.device).to(torch.int64)
-        return torch.nn.functional.one_hot(idx, n_classes).to(like.dtype)
-    return np.eye(n_classes, dtype=like.dtype)[np.asarray(index)]
+    eye = get_namespace(like).eye(n_classes, dtype=like.dtype, device=device(like))
+    return eye[as_index_like(index, like)]
 
 
 def smallest_k(D, k):
     """Values and indices of the `k` smallest entries along the last axis, ascending."""
-    if is_torch(D):
+    if is_torch(D):  # the array API has no top-k; numpy partitions then sorts
         v, i = D.topk(k, dim=-1, largest=False, sorted=True)
         return v, i
     idx = np.argpartition(D, k - 1, axis=-1)[..., :k]
@@ -232,6 +187,6 @@ def smallest_k(D, k):
 
 def diagonal(A):
     """Diagonals of a stack of square matrices (T, n, n) -> (T, n)."""
-    if is_torch(A):
+    if is_torch(A):  # a view; numpy's view is read-only, so numpy copies
         return A.diagonal(dim1=1, dim2=2)
     return np.diagonal(A, axis1=1, axis2=2).copy()
