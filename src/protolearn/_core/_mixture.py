@@ -36,7 +36,6 @@ from sklearn.utils import Bunch, check_random_state
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import get_chunk_n_rows
 from ._distances import l2_normalize, map_row_chunks
-from ._gaussian import exp_floor
 from ._prototypes import kmeans
 
 # ----------------------------------------------------------------------- density
@@ -123,19 +122,6 @@ def estimate_concentration(resultant_sq, mass, mass_sq, n_features):
     return r * (d - r * r) / (1 - r * r)
 
 
-def _logsumexp_rows(A):
-    """Row-wise logsumexp, overwriting ``A`` (numpy) or via torch."""
-    if xp.is_torch(A):
-        return A.logsumexp(dim=1)
-    m = A.max(axis=1)
-    A -= m[:, None]
-    # (subnormal exponentials are slow and vanish next to the maximum's 1: see
-    # _gaussian.exp_floor; a row without a finite maximum is NaN either way)
-    np.maximum(A, exp_floor(A.dtype), out=A)
-    np.exp(A, out=A)
-    return np.log(A.sum(axis=1)) + m
-
-
 def _at_least_single(X):
     """``X`` in float32 when it is float16 / bfloat16 (numpy or torch), else as is."""
     ns = xp.get_namespace(X)
@@ -180,7 +166,7 @@ def vmf_mixture_log_density(
     def chunk(Xc, _):
         logits = l2_normalize(Xc) @ M.T
         logits += c[None, :]
-        return _logsumexp_rows(logits)
+        return xp.logsumexp(logits, axis=1, overwrite_input=True)
 
     # a chunk holds its (rows, m) logits and its normalised (rows, d) copy of X,
     # as budgeted by _row_chunks

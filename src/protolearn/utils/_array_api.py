@@ -94,19 +94,44 @@ def full(shape, value, like):
     return ns.full(shape, value, dtype=like.dtype, device=device(like))
 
 
-def logsumexp(x, axis, keepdims=False):
+def exp_floor(dtype):
+    """The least exponent worth computing in a logsumexp shifted by its maximum.
+
+    ``exp`` of less is subnormal, which x86 CPUs compute tens of times slower, and is
+    lost anyway: a sum that holds the maximum's ``exp(0) = 1`` cannot resolve it, so
+    flooring the shifted terms leaves the logsumexp of a row with a finite maximum
+    as it was (to the last bit, unless a partial sum of terms below ``1e-30`` lands
+    on a rounding tie).
+    """
+    return float(np.log(np.finfo(dtype).tiny)) + 1.0
+
+
+def logsumexp(x, axis, keepdims=False, overwrite_input=False):
     """``log sum exp`` of `x` along `axis`, ``-inf`` where every entry is ``-inf``.
 
     numpy: ``log(sum(exp(x - m))) + m`` with ``m`` the maximum (0 where it is not
     finite), with one temporary; torch: :func:`torch.logsumexp`.  Not
     :func:`scipy.special.logsumexp`, whose rounding differs from this formula's in the
     last bit for a few percent of rows; the fitted mixtures are defined by this one.
+
+    ``overwrite_input=True`` (numpy, prediction's hot path) works in `x` itself and,
+    when every maximum is finite, floors the shifted terms at :func:`exp_floor`
+    (same result, without slow subnormal exponentials).
     """
     if is_torch(x):  # torch's fused kernel (its rounding is what tensor callers get)
         return x.logsumexp(dim=axis, keepdim=keepdims)
     m = np.max(x, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0).astype(m.dtype, copy=False)
-    e = x - m
+    finite = np.isfinite(m)
+    all_finite = bool(finite.all())
+    if not all_finite:
+        m = np.where(finite, m, 0).astype(m.dtype, copy=False)
+    if overwrite_input:
+        x -= m
+        if all_finite:
+            np.maximum(x, exp_floor(x.dtype), out=x)
+        e = x
+    else:
+        e = x - m
     np.exp(e, out=e)
     with np.errstate(divide="ignore"):
         s = np.log(e.sum(axis=axis, keepdims=keepdims))
