@@ -154,10 +154,6 @@ def log_softmax(x, axis):
     return _log_softmax(x, axis=axis)
 
 
-def norm(x, axis):
-    return get_namespace(x).linalg.vector_norm(x, axis=axis)
-
-
 def take(x, idx, axis=0):
     return get_namespace(x).take(x, idx, axis=axis)
 
@@ -176,16 +172,8 @@ def float_dtype(x):
     )
 
 
-def isfinite(x):
-    return get_namespace(x).isfinite(x)
-
-
 def exp(x):
     return get_namespace(x).exp(x)
-
-
-def log(x):
-    return get_namespace(x).log(x)
 
 
 def where(cond, a, b):

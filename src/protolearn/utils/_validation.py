@@ -96,7 +96,7 @@ def check_finite_output(values, estimator, what="scores"):
     """Raise a ValueError (instead of returning NaN / inf) when `values`, computed
     for validated input rows, are not all finite: the rows are too far from the
     fitted model for the dtype's range."""
-    finite = xp.isfinite(values)
+    finite = xp.get_namespace(values).isfinite(values)
     if bool(finite.all()):
         return values
     bad = xp.to_numpy(~finite)
