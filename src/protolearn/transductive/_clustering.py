@@ -17,9 +17,12 @@ from ..base import VersionedStateMixin
 from ..utils._array_api import asarray_like
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._validation import labels_out, validate_fit_data, validate_predict_data
+from ._preprocessing import CentredUnitRowsMixin
 
 
-class LaplacianKMeans(ClusterMixin, VersionedStateMixin, BaseEstimator):
+class LaplacianKMeans(
+    CentredUnitRowsMixin, ClusterMixin, VersionedStateMixin, BaseEstimator
+):
     """Laplacian-regularised K-means / K-modes clustering (scalable Laplacian K-modes).
 
     Soft assignments ``Y`` and centres ``M`` minimise the objective of
@@ -163,12 +166,6 @@ class LaplacianKMeans(ClusterMixin, VersionedStateMixin, BaseEstimator):
         self.max_iter = max_iter
         self.tol = tol
         self.random_state = random_state
-
-    def _preprocess(self, X):
-        if self.preprocessing is None:
-            return X
-        Z = X if self.center_ is None else X - asarray_like(self.center_, X)
-        return _distances.l2_normalize(Z)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):

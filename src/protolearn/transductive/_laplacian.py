@@ -14,7 +14,7 @@ from joblib import effective_n_jobs
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 
-from .._core._distances import common_centre, l2_normalize, map_row_chunks
+from .._core._distances import common_centre, map_row_chunks
 from .._core._episode_batches import solve_episode_batches
 from .._core._prototype_step import prototype_term
 from .._core._transduction import transduce
@@ -36,6 +36,7 @@ from ..utils._sklearn_compat import (
     validate_parameter_constraints,
 )
 from ..utils._validation import validate_fit_data
+from ._preprocessing import CentredUnitRowsMixin
 
 _PARAMS = {
     "lam": [Interval(Real, 0, None, closed="left")],
@@ -243,7 +244,7 @@ def _check_episodes(support, support_labels, query, hyperparams):
     return support, labels, query, K
 
 
-class LaplacianFewShotClassifier(BasePrototypeClassifier):
+class LaplacianFewShotClassifier(CentredUnitRowsMixin, BasePrototypeClassifier):
     """Transductive few-shot classifier with Laplacian-regularised prototypes.
 
     Labelled (support) and unlabelled (query) rows are solved together, following
@@ -512,12 +513,6 @@ class LaplacianFewShotClassifier(BasePrototypeClassifier):
                 ConvergenceWarning,
             )
         return self
-
-    def _preprocess(self, X):
-        if self.preprocessing is None:
-            return X
-        Z = X if self.center_ is None else X - asarray_like(self.center_, X)
-        return l2_normalize(Z)
 
     def _class_scores(self, X):
         M = asarray_like(self.prototypes_, X)
