@@ -211,7 +211,7 @@ def iter_distance_chunks(
     """
     Y, precision_cholesky, Y_aux, c = _prepare(X, Y, metric, precision_cholesky)
     n = X.shape[0]
-    itemsize = X.element_size() if xp.is_torch(X) else X.dtype.itemsize
+    itemsize = X.dtype.itemsize  # numpy and torch dtypes alike
     step = _chunk_size(n, max(Y.shape[0], X.shape[1]), itemsize, working_memory)
     for start in range(0, n, step):
         sl = slice(start, min(start + step, n))

@@ -161,7 +161,7 @@ def vmf_mixture_log_density(
     # fold kappa into the means: kappa_j mu_j . x = (kappa_j mu_j) . x
     M = xp.asarray_like(np.asarray(means) * kappa[:, None], X)
     c = xp.asarray_like(np.array(np.broadcast_to(offset, (m,))), X)
-    itemsize = X.element_size() if xp.is_torch(X) else X.dtype.itemsize
+    itemsize = X.dtype.itemsize  # numpy and torch dtypes alike
 
     def chunk(Xc, _):
         logits = l2_normalize(Xc) @ M.T

@@ -80,7 +80,7 @@ def nearest_prototype_index(
                        precision_cholesky=precision_cholesky)  # fmt: skip
     if X.shape[0] == 0:
         return np.empty(0, dtype=np.intp)
-    itemsize = X.element_size() if is_torch(X) else X.dtype.itemsize
+    itemsize = X.dtype.itemsize  # numpy and torch dtypes alike
 
     def winner(Xc, _):
         S = (Xc if m is None else Xc - m) @ A.T
