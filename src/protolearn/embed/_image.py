@@ -41,6 +41,8 @@ class ImageEmbedder(BaseEmbedder):
     ``open_clip`` and ``timm`` backends are not wrapped: both need torchvision, whose
     wheels need torch 2.14.1.  Needs ``pip install 'protolearn[embed]'``.
 
+    Read more in the :ref:`User Guide <embed>`.
+
     Parameters
     ----------
     model : str, path or transformers model, default="openai/clip-vit-base-patch32"

@@ -47,6 +47,8 @@ class SentenceEmbedder(BaseEmbedder):
     :func:`~protolearn.datasets.load_clinc150`.  Needs ``pip install
     'protolearn[embed]'``.
 
+    Read more in the :ref:`User Guide <embed>`.
+
     Parameters
     ----------
     model : None, str, path or SentenceTransformer, default=None
