@@ -38,6 +38,7 @@ def common_centre(Y):
     if Y.shape[0] == 0:
         return None
     c = Y.mean(0)
+    # torch: the centre is a constant of the distances (no gradient through it)
     return c.detach() if xp.is_torch(c) else c
 
 
@@ -333,6 +334,7 @@ def map_row_chunks(fn, X, row_bytes, *, working_memory=None):
 
     n = X.shape[0]
     row_bytes = max(int(row_bytes), 1)
+    # torch threads its own kernels (and may be on a GPU): numpy chunks only
     T = 1 if xp.is_torch(X) or getattr(_in_worker, "active", False) else n_threads()
     budget = (
         working_memory if working_memory is not None else get_config()["working_memory"]
@@ -407,7 +409,7 @@ def min_per_group(D, groups, n_groups):
     if np.all(counts == counts[0]):
         return xp.amin(D.reshape(D.shape[0], n_groups, int(counts[0])), axis=2)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    if not xp.is_torch(D):
+    if not xp.is_torch(D):  # numpy's reduceat has no torch counterpart
         return np.minimum.reduceat(D, starts, axis=1)
     out = xp.empty((D.shape[0], n_groups), like=D)
     for g, (s, c) in enumerate(zip(starts, counts)):

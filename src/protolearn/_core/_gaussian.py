@@ -100,6 +100,8 @@ def class_mixture_log_density(
     """
     component_class = np.asarray(component_class)
     per_class = np.bincount(component_class, minlength=n_classes)
+    # numpy's tied fast path works in place on its chunks; tensors (autograd,
+    # devices) take the general path
     if (
         covariance_type == "tied"
         and not xp.is_torch(X)

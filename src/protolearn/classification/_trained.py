@@ -222,6 +222,7 @@ class BaseTrainedPrototypeClassifier(BasePrototypeClassifier):
         -------
         self : object
         """
+        # a tensor's device is the default training device ("auto")
         device_hint = X if xp.is_torch(X) else None
         X, y = validate_fit_data(self, X, y, reset=True)
         check_classification_targets(y)
