@@ -3,7 +3,7 @@
 import numpy as np
 
 from protolearn._core import _class_statistics as cs
-from protolearn._core import _gaussian, _prototypes
+from protolearn._core import _covariance, _prototypes
 
 
 def _stream(X, y, n_classes, batches):
@@ -32,7 +32,7 @@ def test_streamed_statistics_equal_all_at_once(rng):
     ref_means = _prototypes.class_means(X, y, 5)
     np.testing.assert_allclose(means, ref_means, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(counts, np.bincount(y))
-    ref_cov = _gaussian.pooled_covariance(X, y, ref_means)
+    ref_cov = _covariance.pooled_covariance(X, y, ref_means)
     np.testing.assert_allclose(cov, ref_cov, rtol=1e-10, atol=1e-12)
 
 

@@ -7,7 +7,7 @@ from scipy.spatial.distance import cdist
 from sklearn import config_context, get_config
 
 from protolearn._core import _distances as D
-from protolearn._core._gaussian import precision_cholesky
+from protolearn._core._covariance import precision_cholesky
 
 
 def _data(rng, n=37, m=5, d=4, dtype=np.float64):
@@ -153,7 +153,7 @@ def test_nearest_and_min_per_group(rng):
 
 
 def test_precision_cholesky_errors_name_the_cause():
-    from protolearn._core._gaussian import shrunk_precision_cholesky
+    from protolearn._core._covariance import shrunk_precision_cholesky
 
     S = np.diag([1.0, 0.0])  # singular: shrinkage is the remedy
     with pytest.raises(ValueError, match="use shrinkage"):

@@ -12,7 +12,7 @@ import pytest
 import torch
 from _attacks import pgd_search
 
-from protolearn._core import _distances, _gaussian, _reasoning, _robustness
+from protolearn._core import _covariance, _distances, _gaussian, _reasoning, _robustness
 from protolearn.utils import _array_api as xp
 
 hypothesis = pytest.importorskip("hypothesis")
@@ -33,7 +33,7 @@ def point_sets(draw, max_rows=12, max_features=5, scale=1e3):
     X = draw(arrays(np.float64, (n, d), elements=el))
     Y = draw(arrays(np.float64, (m, d), elements=el))
     A = draw(arrays(np.float64, (d, d), elements=st.floats(-2, 2, width=64)))
-    L = _gaussian.precision_cholesky(A @ A.T + 0.5 * np.eye(d))
+    L = _covariance.precision_cholesky(A @ A.T + 0.5 * np.eye(d))
     return X, Y, L
 
 

@@ -8,7 +8,7 @@ import torch
 from sklearn.cluster import KMeans
 from sklearn.covariance import oas
 
-from protolearn._core import _gaussian, _prototypes
+from protolearn._core import _covariance, _prototypes
 from protolearn._core._distances import l2_normalize
 
 
@@ -67,22 +67,22 @@ def test_oas_matches_sklearn(rng):
     X = rng.normal(size=(30, 6)) @ rng.normal(size=(6, 6))
     S = np.cov(X.T, bias=True)
     _, ref = oas(X)
-    assert _gaussian.oas_shrinkage(S, 30) == pytest.approx(ref, rel=1e-12)
+    assert _covariance.oas_shrinkage(S, 30) == pytest.approx(ref, rel=1e-12)
 
 
 def test_pooled_covariance_and_precision_cholesky(rng):
     X = rng.normal(size=(60, 3))
     y = rng.integers(0, 3, 60)
     M = _prototypes.class_means(X, y, 3)
-    S = _gaussian.pooled_covariance(X, y, M)
+    S = _covariance.pooled_covariance(X, y, M)
     R = X - M[y]
     np.testing.assert_allclose(S, R.T @ R / 60)
-    L = _gaussian.precision_cholesky(S)
+    L = _covariance.precision_cholesky(S)
     np.testing.assert_allclose(L @ L.T, np.linalg.inv(S), rtol=1e-9)
-    Sh = _gaussian.shrink_covariance(S.copy(), 0.3)
+    Sh = _covariance.shrink_covariance(S.copy(), 0.3)
     np.testing.assert_allclose(Sh, 0.7 * S + 0.3 * np.trace(S) / 3 * np.eye(3))
     with pytest.raises(ValueError, match="shrinkage"):
-        _gaussian.precision_cholesky(np.zeros((3, 3)))
+        _covariance.precision_cholesky(np.zeros((3, 3)))
 
 
 @pytest.mark.parametrize("n_features", [5, 530])  # small Gram / Lanczos branch

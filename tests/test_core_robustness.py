@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from protolearn._core._covariance import precision_cholesky
 from protolearn._core._distances import nearest
-from protolearn._core._gaussian import precision_cholesky
 from protolearn._core._robustness import (
     linear_form,
     nearest_prototype_index,

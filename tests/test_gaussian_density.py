@@ -10,6 +10,7 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis, _cov
 from sklearn.mixture import GaussianMixture
 from sklearn.preprocessing import StandardScaler
 
+from protolearn._core import _covariance
 from protolearn._core import _gaussian as g
 
 
@@ -32,15 +33,15 @@ def _dense_covariances(cov, covariance_type, K, d):
     return np.stack([v * np.eye(d) for v in cov])
 
 
-@pytest.mark.parametrize("covariance_type", g.COVARIANCE_TYPES)
+@pytest.mark.parametrize("covariance_type", _covariance.COVARIANCE_TYPES)
 @pytest.mark.parametrize("shrinkage", [None, 0.3, "auto", "oas"])
 def test_log_density_equals_scipy(rng, covariance_type, shrinkage):
     X, y = _data(rng)
     resp = np.eye(3)[y]
-    nk, means, cov, _ = g.estimate_gaussian_parameters(
+    nk, means, cov, _ = _covariance.estimate_gaussian_parameters(
         X, resp, covariance_type, shrinkage=shrinkage, pooling=0.25, reg_covar=1e-6
     )
-    U = g.compute_precision_cholesky(cov, covariance_type)
+    U = _covariance.compute_precision_cholesky(cov, covariance_type)
     L = g.log_gaussian_density(X, means, U, covariance_type)
     dense = _dense_covariances(cov, covariance_type, 3, X.shape[1])
     ref = np.stack(
@@ -50,14 +51,16 @@ def test_log_density_equals_scipy(rng, covariance_type, shrinkage):
     np.testing.assert_allclose(nk, np.bincount(y), rtol=1e-12)
 
 
-@pytest.mark.parametrize("covariance_type", g.COVARIANCE_TYPES)
+@pytest.mark.parametrize("covariance_type", _covariance.COVARIANCE_TYPES)
 def test_float32_preserved_and_close(rng, covariance_type):
     X, y = _data(rng)
-    nk, means, cov, _ = g.estimate_gaussian_parameters(
+    nk, means, cov, _ = _covariance.estimate_gaussian_parameters(
         X, np.eye(3)[y], covariance_type, shrinkage="auto"
     )
-    U64 = g.compute_precision_cholesky(cov, covariance_type)
-    U32 = g.compute_precision_cholesky(cov.astype(np.float32), covariance_type)
+    U64 = _covariance.compute_precision_cholesky(cov, covariance_type)
+    U32 = _covariance.compute_precision_cholesky(
+        cov.astype(np.float32), covariance_type
+    )
     assert U32.dtype == np.float32
     L32 = g.log_gaussian_density(
         X.astype(np.float32), means.astype(np.float32), U32, covariance_type
@@ -70,10 +73,10 @@ def test_float32_preserved_and_close(rng, covariance_type):
 def test_torch_in_torch_out(rng):
     torch = pytest.importorskip("torch")
     X, y = _data(rng)
-    nk, means, cov, _ = g.estimate_gaussian_parameters(
+    nk, means, cov, _ = _covariance.estimate_gaussian_parameters(
         X, np.eye(3)[y], "full", shrinkage=0.1
     )
-    U = g.compute_precision_cholesky(cov, "full")
+    U = _covariance.compute_precision_cholesky(cov, "full")
     ref = g.log_gaussian_density(X, means, U, "full")
     out = g.log_gaussian_density(torch.as_tensor(X), means, U, "full")
     assert isinstance(out, torch.Tensor)
@@ -83,7 +86,7 @@ def test_torch_in_torch_out(rng):
 def test_precision_cholesky_factorises_the_inverse(rng):
     A = rng.normal(size=(6, 6))
     S = A @ A.T + 0.5 * np.eye(6)
-    U = g.compute_precision_cholesky(S, "tied")
+    U = _covariance.compute_precision_cholesky(S, "tied")
     np.testing.assert_allclose(U @ U.T, np.linalg.inv(S), rtol=1e-10, atol=1e-12)
     assert np.allclose(U, np.triu(U))  # upper triangular, as in GaussianMixture
     np.testing.assert_allclose(
@@ -102,7 +105,7 @@ def test_shrinkage_intensities_match_sklearn(rng):
     X, y = _data(rng, n_per_class=(12, 15, 9), d=20)
     X *= np.logspace(-3, 3, 20)  # features on very different scales
     resp = np.eye(3)[y]
-    nk, means, cov, inten = g.estimate_gaussian_parameters(
+    nk, means, cov, inten = _covariance.estimate_gaussian_parameters(
         X, resp, "full", shrinkage="ledoit_wolf"
     )
     for c in range(3):  # each class's covariance is LDA's per-class estimate
@@ -110,7 +113,7 @@ def test_shrinkage_intensities_match_sklearn(rng):
     S_lw, s_lw = _standardized(X[y == 0], ledoit_wolf)
     assert inten[0] == pytest.approx(s_lw, rel=1e-10)
     np.testing.assert_allclose(cov[0], S_lw, rtol=1e-10, atol=1e-12)
-    nk, means, cov, inten = g.estimate_gaussian_parameters(
+    nk, means, cov, inten = _covariance.estimate_gaussian_parameters(
         X, resp, "full", shrinkage="oas"
     )
     S_oas, s_oas = _standardized(X[y == 0], oas)
@@ -118,13 +121,15 @@ def test_shrinkage_intensities_match_sklearn(rng):
     np.testing.assert_allclose(cov[0], S_oas, rtol=1e-10, atol=1e-12)
     # tied: Ledoit-Wolf on the pooled within-class residuals, standardised
     S_lw, s_lw = _standardized(X - means[y], ledoit_wolf)
-    _, _, cov_t, inten_t = g.estimate_gaussian_parameters(
+    _, _, cov_t, inten_t = _covariance.estimate_gaussian_parameters(
         X, resp, "tied", shrinkage="auto"
     )
     assert inten_t[0] == pytest.approx(s_lw, rel=1e-10)
     np.testing.assert_allclose(cov_t, S_lw, rtol=1e-10, atol=1e-12)
     # the LDA covariance: prior-weighted per-class shrunk covariances
-    _, _, cov_f, _ = g.estimate_gaussian_parameters(X, resp, "full", shrinkage="auto")
+    _, _, cov_f, _ = _covariance.estimate_gaussian_parameters(
+        X, resp, "full", shrinkage="auto"
+    )
     lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(X, y)
     np.testing.assert_allclose(
         np.tensordot(nk / nk.sum(), cov_f, axes=1), lda.covariance_, rtol=1e-9
@@ -137,26 +142,34 @@ def test_standardized_shrinkage_is_scale_free(rng, shrinkage):
     D = np.array([1e-3, 1.0, 50.0, 1e4, 2.0, 0.1])
     R = X - X.mean(0)
     S = R.T @ R / 40
-    S1, s1 = g.standardized_shrinkage(S, 40, shrinkage, R)
-    S2, s2 = g.standardized_shrinkage(D[:, None] * S * D, 40, shrinkage, R * D)
+    S1, s1 = _covariance.standardized_shrinkage(S, 40, shrinkage, R)
+    S2, s2 = _covariance.standardized_shrinkage(
+        D[:, None] * S * D, 40, shrinkage, R * D
+    )
     assert s1 == pytest.approx(s2, rel=1e-10) and 0 < s1 <= 1
     np.testing.assert_allclose(S2, D[:, None] * S1 * D, rtol=1e-10)
     np.testing.assert_allclose(np.diag(S1), np.diag(S))  # variances unchanged
     with pytest.raises(ValueError, match="needs the residuals"):
-        g.standardized_shrinkage(S, 40, "ledoit_wolf")
+        _covariance.standardized_shrinkage(S, 40, "ledoit_wolf")
 
 
 def test_pooling_interpolates_full_and_tied(rng):
     X, y = _data(rng)
     resp = np.eye(3)[y]
     kw = dict(shrinkage=0.2)
-    _, _, full, _ = g.estimate_gaussian_parameters(X, resp, "full", **kw)
-    _, _, tied, _ = g.estimate_gaussian_parameters(X, resp, "tied", **kw)
-    _, _, half, _ = g.estimate_gaussian_parameters(X, resp, "full", pooling=0.5, **kw)
-    _, _, one, _ = g.estimate_gaussian_parameters(X, resp, "full", pooling=1.0, **kw)
+    _, _, full, _ = _covariance.estimate_gaussian_parameters(X, resp, "full", **kw)
+    _, _, tied, _ = _covariance.estimate_gaussian_parameters(X, resp, "tied", **kw)
+    _, _, half, _ = _covariance.estimate_gaussian_parameters(
+        X, resp, "full", pooling=0.5, **kw
+    )
+    _, _, one, _ = _covariance.estimate_gaussian_parameters(
+        X, resp, "full", pooling=1.0, **kw
+    )
     np.testing.assert_allclose(half, 0.5 * full + 0.5 * tied[None], rtol=1e-12)
     np.testing.assert_allclose(one, np.broadcast_to(tied, one.shape), rtol=1e-12)
-    _, _, diag, _ = g.estimate_gaussian_parameters(X, resp, "diag", pooling=0.5, **kw)
+    _, _, diag, _ = _covariance.estimate_gaussian_parameters(
+        X, resp, "diag", pooling=0.5, **kw
+    )
     np.testing.assert_allclose(diag, np.stack([np.diag(c) for c in half]), rtol=1e-12)
 
 
@@ -164,15 +177,15 @@ def test_singular_covariance_raises_clear_error():
     X = np.r_[np.zeros((3, 4)), np.ones((3, 4))]
     X[:, 1] = X[:, 0]
     resp = np.eye(2)[np.repeat([0, 1], 3)]
-    _, _, cov, _ = g.estimate_gaussian_parameters(X, resp, "full")
+    _, _, cov, _ = _covariance.estimate_gaussian_parameters(X, resp, "full")
     with pytest.raises(ValueError, match="shrinkage"):
-        g.compute_precision_cholesky(cov, "full")
-    _, _, var, _ = g.estimate_gaussian_parameters(X, resp, "diag")
+        _covariance.compute_precision_cholesky(cov, "full")
+    _, _, var, _ = _covariance.estimate_gaussian_parameters(X, resp, "diag")
     with pytest.raises(ValueError, match="reg_covar"):
-        g.compute_precision_cholesky(var, "diag")
+        _covariance.compute_precision_cholesky(var, "diag")
 
 
-@pytest.mark.parametrize("covariance_type", g.COVARIANCE_TYPES)
+@pytest.mark.parametrize("covariance_type", _covariance.COVARIANCE_TYPES)
 def test_em_step_matches_sklearn_gaussian_mixture(rng, covariance_type):
     # One class, two components: at our EM fixed point, one EM iteration of
     # scikit-learn's GaussianMixture (started from our parameters) moves nothing.
@@ -255,7 +268,7 @@ def test_tied_class_mixture_density_equals_scipy(rng, k, offset, monkeypatch):
     if k > 1:
         w[1] = 0.0
     cc = np.repeat(np.arange(C), k)
-    U = g.compute_precision_cholesky(cov, "tied")
+    U = _covariance.compute_precision_cholesky(cov, "tied")
     from protolearn._core import _distances
 
     monkeypatch.setattr(_distances, "THREAD_CHUNK_BYTES", 4096)  # threaded chunks

@@ -22,7 +22,7 @@ or from streamed per-class moments (:func:`class_model_from_stats`), and scored 
 import numpy as np
 
 from ..utils._array_api import to_numpy
-from . import _gaussian, _streaming
+from . import _covariance, _gaussian, _streaming
 
 
 def class_log_priors(counts, priors=None, subset=None):
@@ -65,10 +65,10 @@ def _packed(mean, prec, covariance_type, dtype):
 def fit_background(X, covariance_type, *, shrinkage, reg_covar):
     """One Gaussian for all rows of ``X`` (the relative Mahalanobis background)."""
     ct = background_type(covariance_type)
-    _, mean, cov, _ = _gaussian.estimate_gaussian_parameters(
+    _, mean, cov, _ = _covariance.estimate_gaussian_parameters(
         X, np.ones((X.shape[0], 1)), ct, shrinkage=shrinkage, reg_covar=reg_covar
     )
-    return _packed(mean, _gaussian.compute_precision_cholesky(cov, ct), ct, X.dtype)
+    return _packed(mean, _covariance.compute_precision_cholesky(cov, ct), ct, X.dtype)
 
 
 def fit_class_model(
@@ -131,7 +131,7 @@ def class_model_from_stats(
     nk, means, cov, intensities = _streaming.gaussian_parameters_from_stats(
         stats, ct, shrinkage=shrinkage, pooling=pooling, reg_covar=reg_covar
     )
-    prec = _gaussian.compute_precision_cholesky(cov, ct)
+    prec = _covariance.compute_precision_cholesky(cov, ct)
     raw = dict(
         weights=nk / np.maximum(counts, 1),
         covariances=cov,
@@ -146,7 +146,7 @@ def class_model_from_stats(
             _streaming.pool_groups(stats), bt, shrinkage=shrinkage, reg_covar=reg_covar
         )
         background = _packed(
-            mean, _gaussian.compute_precision_cholesky(bcov, bt), bt, dtype
+            mean, _covariance.compute_precision_cholesky(bcov, bt), bt, dtype
         )
     return dict(
         means=means.astype(dtype),

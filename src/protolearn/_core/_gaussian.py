@@ -11,23 +11,7 @@ import numpy as np
 from sklearn.utils import Bunch
 
 from ..utils import _array_api as xp
-
-# Covariance estimation lives in _covariance; callers that use these names as
-# ``_gaussian.<name>`` keep working.
-from ._covariance import (  # noqa: F401
-    COVARIANCE_TYPES,
-    SHRINKAGE_RULES,
-    compute_precision_cholesky,
-    estimate_gaussian_parameters,
-    fit_gaussian,
-    ledoit_wolf_shrinkage_from_moments,
-    oas_shrinkage,
-    pooled_covariance,
-    precision_cholesky,
-    shrink_covariance,
-    shrunk_precision_cholesky,
-    standardized_shrinkage,
-)
+from ._covariance import compute_precision_cholesky, estimate_gaussian_parameters
 
 
 def log_det_precision_cholesky(precisions_cholesky, covariance_type, n_features):

@@ -9,7 +9,13 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
 
-from .._core import _class_gaussians, _distances, _gaussian, _margins, _streaming
+from .._core import (
+    _class_gaussians,
+    _covariance,
+    _distances,
+    _margins,
+    _streaming,
+)
 from ..base import BasePrototypeClassifier, starts_stream, unchanged_on_error
 from ..utils._array_api import asarray_like
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
@@ -205,10 +211,10 @@ GaussianMixture`), in the features' own units: the one term that is not
     """
 
     _parameter_constraints = {
-        "covariance_type": [StrOptions(set(_gaussian.COVARIANCE_TYPES))],
+        "covariance_type": [StrOptions(set(_covariance.COVARIANCE_TYPES))],
         "shrinkage": [
             None,
-            StrOptions(set(_gaussian.SHRINKAGE_RULES)),
+            StrOptions(set(_covariance.SHRINKAGE_RULES)),
             Interval(Real, 0, 1, closed="both"),
         ],
         "pooling": [Interval(Real, 0, 1, closed="both")],

@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 
-from .._core import _class_statistics, _distances, _gaussian, _prototypes
+from .._core import _class_statistics, _covariance, _distances, _prototypes
 from ..base import BasePrototypeClassifier, NearestPrototypeMixin, unchanged_on_error
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._validation import validate_fit_data
@@ -228,7 +228,9 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
         self.prototypes_ = protos
         self.prototype_labels_ = classes[proto_cls]
         if self.metric == "mahalanobis":
-            self.covariance_ = _gaussian.pooled_covariance(X, y_idx, self.class_means_)
+            self.covariance_ = _covariance.pooled_covariance(
+                X, y_idx, self.class_means_
+            )
             self._set_precision()
         assign = self._assign_within_class(Xw, y_idx)
         self.prototype_counts_ = np.bincount(assign, minlength=protos.shape[0])
@@ -245,8 +247,10 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
             )
         # scale-free: shrinks the correlation matrix ("auto": OAS, from the streamed
         # covariance and count alone, so partial_fit equals fit)
-        self.precision_cholesky_, self.shrinkage_ = _gaussian.shrunk_precision_cholesky(
-            self.covariance_, self.n_samples_seen_, self.shrinkage, standardize=True
+        self.precision_cholesky_, self.shrinkage_ = (
+            _covariance.shrunk_precision_cholesky(
+                self.covariance_, self.n_samples_seen_, self.shrinkage, standardize=True
+            )
         )
 
     def _assign_within_class(self, Xw, y_idx):
