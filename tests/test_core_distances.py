@@ -1,5 +1,7 @@
 """_core distances: equality with brute-force references, chunking, dtype and device."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -181,6 +183,7 @@ def test_threaded_row_chunks_equal_one_chunk(rng, monkeypatch):
 
     def fn(Xc, rows):
         seen.add(threading.get_ident())
+        time.sleep(0.002)  # threads take chunks as they come: let both get some
         inner = D.map_row_chunks(lambda Z, _: Z @ Y.T, Xc, 160)
         return inner.argmax(1), (Xc @ Y.T).max(1), index[rows]
 
@@ -205,3 +208,29 @@ def test_threaded_row_chunks_equal_one_chunk(rng, monkeypatch):
     )
     assert isinstance(winner, torch.Tensor)
     np.testing.assert_array_equal(winner.numpy(), whole[0])
+
+
+def test_scratch_reused_within_a_call_only(rng, monkeypatch):
+    # a chunk's temporaries are reused by the thread's next chunk of the same call
+    # (no fresh pages per chunk) and never outlive the call; results are unchanged
+    monkeypatch.setattr(D, "THREAD_CHUNK_BYTES", 160 * 50)  # 50-row chunks
+    monkeypatch.setattr(D, "n_threads", lambda: 2)
+    X = rng.normal(size=(1000, 6)).astype(np.float32)
+    Y = rng.normal(size=(40, 6)).astype(np.float32)
+    buffers = []
+
+    def fn(Xc, _):
+        S = D.chunk_matmul(D.chunk_shift(Xc, Y[0]), Y.T)
+        buffers.append(S.__array_interface__["data"][0])
+        return S.argmax(1)
+
+    for threads, budget in ((2, 1024), (1, 160 * 50 / 2**20)):  # 50-row chunks
+        monkeypatch.setattr(D, "n_threads", lambda t=threads: t)
+        buffers.clear()
+        with config_context(working_memory=budget):
+            out = D.map_row_chunks(fn, X, 160)
+        np.testing.assert_array_equal(out, ((X - Y[0]) @ Y.T).argmax(1))
+        assert len(buffers) == 20 and len(set(buffers)) <= threads
+    assert getattr(D._workspace, "arrays", None) is None
+    a, b = D.scratch("k", (3, 2), np.float32), D.scratch("k", (3, 2), np.float32)
+    assert a.shape == (3, 2) and not np.shares_memory(a, b)

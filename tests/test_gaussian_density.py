@@ -296,6 +296,54 @@ def test_tied_class_mixture_density_equals_scipy(rng, k, offset, monkeypatch):
         assert np.isneginf(L0[:, 0]).all() and np.isfinite(L0[:, 1:]).all()
 
 
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("offset", [0.0, 1e3])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_tied_class_argmax_equals_density_argmax(rng, k, offset, dtype, monkeypatch):
+    # predict's folded path (the per-row term dropped, U U^T folded into the
+    # prototypes, threaded chunks) picks the argmax of the class log-densities plus
+    # the log-priors, far from the origin too; the general path (unequal
+    # components per class, torch) is that argmax itself
+    import torch
+
+    from protolearn._core import _distances
+
+    C, d = 5, 6
+    X = (rng.normal(size=(400, d)) * 3 + offset).astype(dtype)
+    means = (rng.normal(size=(C * k, d)) * 2 + offset).astype(dtype)
+    A = rng.normal(size=(d, d))
+    U = _covariance.compute_precision_cholesky(A @ A.T / d + np.eye(d), "tied")
+    U = U.astype(dtype)
+    w = rng.dirichlet(np.ones(k), size=C).ravel()
+    cc = np.repeat(np.arange(C), k)
+    priors = np.log(rng.dirichlet(np.ones(C)))
+    L = g.class_mixture_log_density(X.astype(np.float64), w, means, U, "tied", cc, C)
+    S = L + priors
+    top2 = np.sort(S, axis=1)[:, -2:]
+    # rows whose best class leads by more than the dtype's rounding (centred)
+    clear = top2[:, 1] - top2[:, 0] > (1e-6 if dtype == np.float64 else 1e-2)
+    assert clear.mean() > 0.9
+    monkeypatch.setattr(_distances, "THREAD_CHUNK_BYTES", 4096)  # threaded chunks
+    form = g.tied_argmax_form(w, means, U, cc, C)
+    assert form is not None and form["A"].shape == (d, C * k)
+    for f in (None, form):
+        a = g.class_mixture_argmax(X, w, means, U, "tied", cc, C, priors, form=f)
+        np.testing.assert_array_equal(a[clear], S.argmax(1)[clear])
+    at = g.class_mixture_argmax(torch.as_tensor(X), w, means, U, "tied", cc, C, priors)
+    assert isinstance(at, torch.Tensor)
+    np.testing.assert_array_equal(at.numpy()[clear], S.argmax(1)[clear])
+    if k > 1:  # unequal components per class: no folded form, the general path
+        keep = np.arange(C * k) != 1
+        assert g.tied_argmax_form(w[keep], means[keep], U, cc[keep], C) is None
+        wk = w[keep].copy()
+        wk[0] = 1 - wk[1] if k == 3 else 1.0
+        Lk = g.class_mixture_log_density(X, wk, means[keep], U, "tied", cc[keep], C)
+        np.testing.assert_array_equal(
+            g.class_mixture_argmax(X, wk, means[keep], U, "tied", cc[keep], C, priors),
+            (Lk + priors.astype(dtype)).argmax(1),
+        )
+
+
 def test_exp_floor_leaves_logsumexp_unchanged(rng):
     # terms down to exp(-700) (subnormal and below in float32): the floored
     # logsumexp equals the plain one bit for bit

@@ -109,15 +109,20 @@ def fit_class_model(
         background = fit_background(
             X, covariance_type, shrinkage=shrinkage, reg_covar=reg_covar
         )
-    return dict(
-        means=res["means"].astype(dtype),
-        precisions_cholesky=prec.astype(dtype),
-        log_det=_gaussian.log_det_precision_cholesky(prec, covariance_type, X.shape[1]),
-        weights=res["weights"],
-        component_class=res["component_class"],
-        n_classes=n_classes,
-        raw=dict(res),  # a plain dict: skops trusts no Bunch
-        background=background,
+    return _with_argmax_form(
+        dict(
+            means=res["means"].astype(dtype),
+            precisions_cholesky=prec.astype(dtype),
+            log_det=_gaussian.log_det_precision_cholesky(
+                prec, covariance_type, X.shape[1]
+            ),
+            weights=res["weights"],
+            component_class=res["component_class"],
+            n_classes=n_classes,
+            raw=dict(res),  # a plain dict: skops trusts no Bunch
+            background=background,
+        ),
+        covariance_type,
     )
 
 
@@ -148,16 +153,35 @@ def class_model_from_stats(
         background = _packed(
             mean, _covariance.compute_precision_cholesky(bcov, bt), bt, dtype
         )
-    return dict(
-        means=means.astype(dtype),
-        precisions_cholesky=prec.astype(dtype),
-        log_det=_gaussian.log_det_precision_cholesky(prec, ct, means.shape[1]),
-        weights=raw["weights"],
-        component_class=np.arange(counts.size),
-        n_classes=counts.size,
-        raw=raw,
-        background=background,
+    return _with_argmax_form(
+        dict(
+            means=means.astype(dtype),
+            precisions_cholesky=prec.astype(dtype),
+            log_det=_gaussian.log_det_precision_cholesky(prec, ct, means.shape[1]),
+            weights=raw["weights"],
+            component_class=np.arange(counts.size),
+            n_classes=counts.size,
+            raw=raw,
+            background=background,
+        ),
+        ct,
     )
+
+
+def _with_argmax_form(model, covariance_type):
+    """`model` with the linear scores of its argmax (tied covariance; see
+    :func:`~protolearn._core._gaussian.tied_argmax_form`), computed once at fit."""
+    if covariance_type == "tied":
+        form = _gaussian.tied_argmax_form(
+            model["weights"],
+            model["means"],
+            model["precisions_cholesky"],
+            model["component_class"],
+            model["n_classes"],
+        )
+        if form is not None:
+            model["argmax_form"] = form
+    return model
 
 
 def class_log_density(X, model, covariance_type):
@@ -190,3 +214,22 @@ def assign(X, model, covariance_type, log_priors):
     L = to_numpy(class_log_density(X, model, covariance_type)).astype(np.float64)
     a = np.argmax(L + log_priors[None, :], axis=1)
     return a, L[np.arange(L.shape[0]), a]
+
+
+def predicted_class(X, model, covariance_type, log_priors):
+    """Index of each row's most probable class (argmax of :func:`class_log_density`
+    plus `log_priors`), numpy or torch like ``X``: without the log-densities
+    themselves (see :func:`~protolearn._core._gaussian.class_mixture_argmax`; a
+    relative model's background density is the same for every class)."""
+    return _gaussian.class_mixture_argmax(
+        X,
+        model["weights"],
+        model["means"],
+        model["precisions_cholesky"],
+        covariance_type,
+        model["component_class"],
+        model["n_classes"],
+        log_priors,
+        log_det=model["log_det"],
+        form=model.get("argmax_form"),
+    )

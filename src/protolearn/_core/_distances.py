@@ -6,11 +6,12 @@ Temporary memory is bounded by scikit-learn's ``working_memory`` setting (MiB) u
 `working_memory` argument is given.
 """
 
+import contextlib
 import contextvars
 import functools
+import math
 import os
 import threading
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -253,10 +254,15 @@ def pairwise_distances(
     return out
 
 
-#: Most temporary bytes of one chunk of a threaded :func:`map_row_chunks`: a chunk
-#: whose (rows x prototypes) scores stay near the CPU's caches is post-processed
-#: (argmax, logsumexp) while still there.
-THREAD_CHUNK_BYTES = 64 * 2**20
+#: Most temporary bytes of one chunk of a threaded :func:`map_row_chunks`: a
+#: chunk's (rows x prototypes) scores stay in the core's cache (L2) from the matrix
+#: product to the argmax / logsumexp after it, instead of a trip to memory for every
+#: elementwise pass (4x the time here for 16 MiB chunks as for 1 MiB ones).
+THREAD_CHUNK_BYTES = 8 * 2**20
+#: ... but at least this many rows per chunk: fewer would re-read the prototypes
+#: from memory for too few rows (with many prototypes) and pay Python's per-call
+#: overhead too often.
+MIN_THREAD_CHUNK_ROWS = 32
 
 _in_worker = threading.local()
 
@@ -270,6 +276,56 @@ def _blas_controller():
     return ThreadpoolController()
 
 
+_workspace = threading.local()
+
+
+@contextlib.contextmanager
+def _workspace_scope():
+    """Reusable temporaries (:func:`scratch`) for the chunks one thread computes in
+    one :func:`map_row_chunks` call; released when the call ends."""
+    outer = getattr(_workspace, "arrays", None)
+    _workspace.arrays = {}
+    try:
+        yield
+    finally:
+        _workspace.arrays = outer
+
+
+def scratch(key, shape, dtype):
+    """An uninitialised numpy array for a chunk's temporary, reused by the next
+    chunk the same thread computes in the same :func:`map_row_chunks` call (a
+    fresh array of more than a few hundred KiB is new pages from the OS: their
+    first writes cost a quarter of the chunk's matrix product here).  Never return
+    it, or a view of it, from the chunk function.  Outside a call: ``np.empty``."""
+    arrays = getattr(_workspace, "arrays", None)
+    dtype = np.dtype(dtype)
+    if arrays is None:
+        return np.empty(shape, dtype)
+    size = math.prod(shape)
+    buf = arrays.get((key, dtype))
+    if buf is None or buf.size < size:
+        buf = arrays[key, dtype] = np.empty(size, dtype)
+    return buf[:size].reshape(shape)
+
+
+def chunk_matmul(a, b, key="product"):
+    """``a @ b``; for numpy into :func:`scratch` (only inside a chunk function whose
+    result is not this product itself)."""
+    if xp.is_torch(a):  # torch allocates through its own caching allocator
+        return a @ b
+    dtype = np.result_type(a, b)
+    return np.matmul(a, b, out=scratch(key, (a.shape[0], b.shape[1]), dtype))
+
+
+def chunk_shift(x, c, key="shifted"):
+    """``x - c`` (``x`` itself when ``c`` is None), as :func:`chunk_matmul`."""
+    if c is None:
+        return x
+    if xp.is_torch(x):
+        return x - c
+    return np.subtract(x, c, out=scratch(key, x.shape, np.result_type(x, c)))
+
+
 def n_threads():
     """CPU threads for row-chunk parallelism: the CPUs this process may run on."""
     try:
@@ -278,38 +334,66 @@ def n_threads():
         return os.cpu_count() or 1
 
 
-def _threaded(fn, X, slices, T):
-    """``fn(X[sl], sl)`` for every slice on `T` threads, BLAS on one thread each.
+class _Stacked:
+    """The (n, ...) outputs of :func:`map_row_chunks`, allocated from the first
+    chunk's results (their shapes and dtypes); chunks store into disjoint rows."""
 
-    Each task runs under the caller's scikit-learn configuration (thread-local:
-    ``working_memory`` for nested chunking) and a copy of its context variables
-    (numpy's ``errstate``)."""
+    def __init__(self, n):
+        self.n, self.out, self.is_tuple = n, None, False
+        self._lock = threading.Lock()
+
+    def store(self, sl, R):
+        parts = R if isinstance(R, tuple) else (R,)
+        if self.out is None:
+            with self._lock:
+                if self.out is None:
+                    self.is_tuple = isinstance(R, tuple)
+                    self.out = tuple(
+                        xp.empty((self.n, *r.shape[1:]), like=r) for r in parts
+                    )
+        for o, r in zip(self.out, parts):
+            o[sl] = r
+
+    def result(self):
+        return self.out if self.is_tuple else self.out[0]
+
+
+def _threaded(fn, X, slices, T, stacked):
+    """``fn(X[sl], sl)`` for every slice on `T` threads, BLAS on one thread each,
+    each result stored into `stacked` as soon as it is computed.
+
+    Each thread takes the next slice until none is left (so a thread holds one
+    chunk's temporaries at a time) and runs under the caller's scikit-learn
+    configuration (thread-local: ``working_memory`` for nested chunking) and a copy
+    of its context variables (numpy's ``errstate``)."""
     from sklearn import config_context, get_config
 
     config = get_config()
+    todo, lock, failed = iter(slices), threading.Lock(), threading.Event()
 
-    def work(sl):
+    def work():
         _in_worker.active = True
         try:
-            with config_context(**config):
-                return fn(X[sl], sl)
+            with config_context(**config), _workspace_scope():
+                while not failed.is_set():
+                    with lock:
+                        sl = next(todo, None)
+                    if sl is None:
+                        return
+                    stacked.store(sl, fn(X[sl], sl))
+        except BaseException:
+            failed.set()
+            raise
         finally:
             _in_worker.active = False
 
     with _blas_controller().limit(limits=1, user_api="blas"):
         with ThreadPoolExecutor(T) as pool:
-            # (a window of 2 T chunks in flight: finished results wait for the
-            # caller to store them, never the whole input's worth of them)
-            pending = deque()
-            for sl in slices:
-                ctx = contextvars.copy_context()
-                pending.append((sl, pool.submit(ctx.run, work, sl)))
-                if len(pending) >= 2 * T:
-                    done, future = pending.popleft()
-                    yield done, future.result()
-            while pending:
-                done, future = pending.popleft()
-                yield done, future.result()
+            futures = [
+                pool.submit(contextvars.copy_context().run, work) for _ in range(T)
+            ]
+            for future in futures:
+                future.result()
 
 
 def map_row_chunks(fn, X, row_bytes, *, working_memory=None):
@@ -320,15 +404,16 @@ def map_row_chunks(fn, X, row_bytes, *, working_memory=None):
     chunk's slice, for row-aligned side inputs.  One chunk: ``fn(X, slice(None))``.
     When ``fn`` returns a tuple of arrays, each is stacked and a tuple is returned.
 
-    A numpy ``X`` of several chunks is processed on :func:`n_threads` threads, one
-    chunk each (BLAS limited to one thread meanwhile), in chunks of at most
-    :data:`THREAD_CHUNK_BYTES` of temporaries, so that the elementwise work after a
-    chunk's matrix product (argmax, exp, logsumexp: single-threaded in numpy) runs
-    on every core, next to the product, while the chunk is in cache; the chunks in
-    flight stay within ``working_memory`` in all, plus each call's own setup.  `fn`
-    must therefore be thread-safe (pure array code).  Each row's result is computed
-    as in one chunk.  Torch tensors, calls nested inside a worker, and a
-    ``working_memory`` below ``threads * THREAD_CHUNK_BYTES`` run serially.
+    A numpy ``X`` of several chunks is processed on :func:`n_threads` threads (BLAS
+    limited to one thread meanwhile), in chunks of about :data:`THREAD_CHUNK_BYTES`
+    of temporaries (at least :data:`MIN_THREAD_CHUNK_ROWS` rows), so that the
+    elementwise work after a chunk's matrix product (argmax, exp, logsumexp:
+    single-threaded in numpy) runs on every core, next to the product, while the
+    chunk is in cache; the threads hold one chunk each, within ``working_memory``
+    in all, plus each call's own setup.  `fn` must therefore be thread-safe (pure
+    array code).  Each row's result is computed as in one chunk.  Torch tensors,
+    calls nested inside a worker, and a ``working_memory`` below ``threads *
+    THREAD_CHUNK_BYTES`` run serially.
     """
     from sklearn import get_config
 
@@ -347,24 +432,20 @@ def map_row_chunks(fn, X, row_bytes, *, working_memory=None):
         row_bytes=row_bytes * T, max_n_rows=max(n, 1), working_memory=working_memory
     )
     if T > 1:
-        step = max(1, min(step, THREAD_CHUNK_BYTES // row_bytes))
+        step = min(step, max(MIN_THREAD_CHUNK_ROWS, THREAD_CHUNK_BYTES // row_bytes))
         if step >= n:  # too small to split: one chunk, serially
             T = 1
     if step >= n:
         return fn(X, slice(None))
     slices = [slice(s, min(s + step, n)) for s in range(0, n, step)]
+    stacked = _Stacked(n)
     if T > 1:
-        results = _threaded(fn, X, slices, min(T, len(slices)))
+        _threaded(fn, X, slices, min(T, len(slices)), stacked)
     else:
-        results = ((sl, fn(X[sl], sl)) for sl in slices)
-    out = None
-    for sl, R in results:
-        parts = R if isinstance(R, tuple) else (R,)
-        if out is None:
-            out = tuple(xp.empty((n, *r.shape[1:]), like=r) for r in parts)
-        for o, r in zip(out, parts):
-            o[sl] = r
-    return out if isinstance(R, tuple) else out[0]
+        with _workspace_scope():
+            for sl in slices:
+                stacked.store(sl, fn(X[sl], sl))
+    return stacked.result()
 
 
 def map_distance_chunks(fn, X, Y, metric="sqeuclidean", **kwargs):

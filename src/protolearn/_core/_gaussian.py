@@ -86,12 +86,7 @@ def class_mixture_log_density(
     per_class = np.bincount(component_class, minlength=n_classes)
     # numpy's tied fast path works in place on its chunks; tensors (autograd,
     # devices) take the general path
-    if (
-        covariance_type == "tied"
-        and not xp.is_torch(X)
-        and np.all(per_class == per_class[0])
-        and np.all(np.diff(component_class) >= 0)
-    ):
+    if _is_tied_fast_path(X, covariance_type, component_class, n_classes):
         return _tied_class_log_density(
             X, weights, means, precisions_cholesky, n_classes, log_det
         )
@@ -243,6 +238,110 @@ def _tied_class_log_density(X, weights, means, precisions_cholesky, n_classes, l
     # reduction's temporaries
     row_bytes = (2 * d + 3 * K) * X.dtype.itemsize
     return map_row_chunks(chunk, X, row_bytes)
+
+
+def _is_tied_fast_path(X, covariance_type, component_class, n_classes):
+    """Whether the numpy tied-covariance paths apply: the same number of components
+    in every class, grouped by class."""
+    per_class = np.bincount(component_class, minlength=n_classes)
+    return (
+        covariance_type == "tied"
+        and not xp.is_torch(X)
+        and np.all(per_class == per_class[0])
+        and np.all(np.diff(component_class) >= 0)
+    )
+
+
+def tied_argmax_form(weights, means, precisions_cholesky, component_class, n_classes):
+    """The linear scores behind :func:`class_mixture_argmax` for a tied covariance:
+    ``dict(centre, A, b)`` with ``A`` (d, K) and ``b`` (K,) in float64, columns
+    ordered (component j, class c); None when the components are not tied or not
+    the same number per class.
+
+    ``log N(x; mu_k, S) = y_k . U^T x - |y_k|^2 / 2 + const - |U^T x|^2 / 2`` with
+    ``y_k = U^T mu_k`` (both sides centred on the means' mean): the last term is
+    the same for every class and leaves the argmax alone, and ``U y_k`` is folded
+    into ``A``, so a query takes one (d, K) product and no (d, d) one.
+    """
+    from ._distances import common_centre
+
+    component_class = np.asarray(component_class)
+    if precisions_cholesky.ndim != 2 or not _is_tied_fast_path(
+        means, "tied", component_class, n_classes
+    ):
+        return None
+    K = means.shape[0]
+    U = np.asarray(precisions_cholesky, dtype=np.float64)
+    c = common_centre(np.asarray(means))
+    YL = (np.asarray(means, dtype=np.float64) - c) @ U
+    with np.errstate(divide="ignore"):
+        b = np.log(np.asarray(weights, dtype=np.float64)) - 0.5 * (YL**2).sum(1)
+    order = np.arange(K).reshape(n_classes, K // n_classes).T.ravel()  # (j, c)
+    return dict(centre=c, A=np.ascontiguousarray((YL @ U.T)[order].T), b=b[order])
+
+
+def class_mixture_argmax(
+    X,
+    weights,
+    means,
+    precisions_cholesky,
+    covariance_type,
+    component_class,
+    n_classes,
+    log_priors,
+    log_det=None,
+    form=None,
+):
+    """Index of each row's most probable class, ``argmax_c log p(x | c) +
+    log_priors[c]`` (:func:`class_mixture_log_density`), numpy or torch like ``X``.
+
+    A numpy ``X`` with a tied covariance takes the linear scores of
+    :func:`tied_argmax_form` (`form`, computed when None): the same classes as the
+    argmax of the densities, up to float rounding of near ties.
+    """
+    from ._distances import chunk_matmul, chunk_shift, map_row_chunks
+
+    component_class = np.asarray(component_class)
+    log_priors = np.asarray(log_priors, dtype=np.float64)
+    if covariance_type == "tied" and not xp.is_torch(X) and form is None:
+        form = tied_argmax_form(
+            weights, means, precisions_cholesky, component_class, n_classes
+        )
+    if covariance_type != "tied" or xp.is_torch(X) or form is None:
+
+        def general(Xc, _):
+            L = class_mixture_log_density(
+                Xc, weights, means, precisions_cholesky, covariance_type,
+                component_class, n_classes, log_det=log_det,
+            )  # fmt: skip
+            L += xp.asarray_like(log_priors, L)[None, :]
+            return xp.get_namespace(L).argmax(L, axis=1)
+
+        row_bytes = 4 * max(means.shape[0], X.shape[1]) * X.dtype.itemsize
+        return map_row_chunks(general, X, row_bytes)
+    n, d = X.shape
+    K = means.shape[0]
+    k = K // n_classes
+    c, A = form["centre"].astype(X.dtype), form["A"].astype(X.dtype)
+    b, priors = form["b"].astype(X.dtype), log_priors.astype(X.dtype)
+
+    def chunk(Xc, _):
+        G = chunk_matmul(chunk_shift(Xc, c), A)
+        G += b[None, :]
+        S = (
+            G
+            if k == 1
+            else xp.logsumexp(
+                G.reshape(len(Xc), k, n_classes), axis=1, overwrite_input=True
+            )
+        )
+        S += priors[None, :]
+        return S.argmax(1)
+
+    if n == 0:
+        return np.empty(0, dtype=np.intp)
+    # per row: the centred copy (d), the (K,) scores and their reduction's temporaries
+    return map_row_chunks(chunk, X, (d + 3 * K) * X.dtype.itemsize)
 
 
 def fit_class_mixtures(

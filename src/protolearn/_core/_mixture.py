@@ -35,7 +35,7 @@ from sklearn.utils import Bunch, check_random_state
 
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import get_chunk_n_rows
-from ._distances import l2_normalize, map_row_chunks
+from ._distances import chunk_matmul, l2_normalize, map_row_chunks
 from ._prototypes import kmeans
 
 # ----------------------------------------------------------------------- density
@@ -164,7 +164,7 @@ def vmf_mixture_log_density(
     itemsize = X.dtype.itemsize  # numpy and torch dtypes alike
 
     def chunk(Xc, _):
-        logits = l2_normalize(Xc) @ M.T
+        logits = chunk_matmul(l2_normalize(Xc), M.T)
         logits += c[None, :]
         return xp.logsumexp(logits, axis=1, overwrite_input=True)
 

@@ -83,7 +83,7 @@ def nearest_prototype_index(
     itemsize = X.dtype.itemsize  # numpy and torch dtypes alike
 
     def winner(Xc, _):
-        S = (Xc if m is None else Xc - m) @ A.T
+        S = _distances.chunk_matmul(_distances.chunk_shift(Xc, m), A.T)
         S -= c[None, :]
         return xp.argmax(S, axis=1)
 

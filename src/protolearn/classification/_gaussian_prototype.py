@@ -507,6 +507,11 @@ GaussianMixture`), in the features' own units: the one term that is not
         wide = max(self.means_.shape[0], X.shape[1])
         return 4 * wide * itemsize + 4 * 8 * self.classes_.size
 
+    def _predicted_index(self, X):
+        return _class_gaussians.predicted_class(
+            X, self._model, self.covariance_type, self._log_priors
+        )
+
     def _fit_scores(self, X):
         """(predicted class index, log-density of that class minus its margin), chunk
         by chunk: never the full (n, n_classes) log-densities."""

@@ -162,13 +162,19 @@ class NotaRejectionMixin:
         """
         check_is_fitted(self)
         X = validate_predict_data(self, X)
+        labels = self.classes_
+        if self.margins_ is None:
+            return labels_out(labels, to_numpy(self._predicted_index(X)), like=X)
         a, fit = self._fit_scores(X)
         idx = to_numpy(a).copy()
-        labels = self.classes_
-        if self.margins_ is not None:
-            idx[to_numpy(fit) < 0] = labels.size
-            labels = labels_with_nota(labels, self.nota_label_)
+        idx[to_numpy(fit) < 0] = labels.size
+        labels = labels_with_nota(labels, self.nota_label_)
         return labels_out(labels, idx, like=X)
+
+    def _predicted_index(self, X):
+        """Hook: the most probable class index of each row (without rejection); a
+        classifier may compute it without the class-fit scores."""
+        return self._fit_scores(X)[0]
 
     def score_samples(self, X):
         """How well each query fits its predicted class (higher = more in-scope).

@@ -3,6 +3,7 @@
 from numbers import Real
 
 import numpy as np
+from sklearn.utils import assert_all_finite
 from sklearn.utils.multiclass import check_classification_targets
 
 from . import _array_api as xp
@@ -36,14 +37,18 @@ def _tensor_to_numpy(a):
     return xp.to_numpy(a) if xp.is_torch(a) else a
 
 
-def check_magnitude(X):
+def check_magnitude(X, estimator=None):
     """Raise a ValueError when the squared distances between rows of `X` (and between
     them and anything fitted on such rows) can overflow `X`'s dtype.
 
     Every distance, density and score protolearn computes starts from squared
     distances, at most ``4 max_i ||x_i||^2``; rows beyond that give inf - inf = NaN
     probabilities and silently wrong scores, so they are refused here, once, for
-    every estimator (numpy arrays and torch tensors).
+    every estimator (numpy arrays and torch tensors).  A numpy `X` is also checked
+    for NaN and infinity (scikit-learn's message, naming `estimator`): its largest
+    and smallest entries answer both questions in two passes, and bound
+    ``||x_i||^2 <= d max |x_ij|^2``; only a bound above the limit computes the row
+    norms.
     """
     # the two backends truly differ: torch's norms stay on the device, numpy's are
     # accumulated in float64
@@ -58,9 +63,18 @@ def check_magnitude(X):
     else:
         if X.size == 0:
             return
+        hi, lo = float(X.max()), float(X.min())  # NaN if any entry is NaN
+        if not (np.isfinite(hi) and np.isfinite(lo)):
+            assert_all_finite(
+                X,
+                input_name="X",
+                estimator_name=None if estimator is None else type(estimator).__name__,
+            )
+        limit = float(np.finfo(X.dtype).max)
+        if max(hi, -lo) <= (limit / (4 * X.shape[1])) ** 0.5:
+            return
         with np.errstate(over="ignore"):
             sq_max = float(np.einsum("ij,ij->i", X, X, dtype=np.float64).max())
-        limit = float(np.finfo(X.dtype).max)
         dtype = str(X.dtype)
     if not 4 * sq_max <= limit:
         hint = " or pass float64 data" if dtype == "float32" else ""
@@ -150,8 +164,15 @@ def validate_predict_data(estimator, X):
     """
     # scikit-learn validates array-likes; a tensor is checked on its own device
     if not xp.is_torch(X):
-        X = validate_data(estimator, X, reset=False, dtype=list(FLOAT_DTYPES))
-        check_magnitude(X)
+        # (NaN and infinity are refused by check_magnitude, in the same passes)
+        X = validate_data(
+            estimator,
+            X,
+            reset=False,
+            dtype=list(FLOAT_DTYPES),
+            ensure_all_finite=False,
+        )
+        check_magnitude(X, estimator)
         return X
     import torch
 
