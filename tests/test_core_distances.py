@@ -176,6 +176,7 @@ def test_threaded_row_chunks_equal_one_chunk(rng, monkeypatch):
     import threading
 
     monkeypatch.setattr(D, "THREAD_CHUNK_BYTES", 160 * 50)  # 50-row chunks
+    monkeypatch.setattr(D, "MIN_THREAD_CHUNK_ROWS", 1)
     monkeypatch.setattr(D, "n_threads", lambda: 2)
     X = rng.normal(size=(1000, 6)).astype(np.float32)
     Y = rng.normal(size=(40, 6)).astype(np.float32)
@@ -214,6 +215,7 @@ def test_scratch_reused_within_a_call_only(rng, monkeypatch):
     # a chunk's temporaries are reused by the thread's next chunk of the same call
     # (no fresh pages per chunk) and never outlive the call; results are unchanged
     monkeypatch.setattr(D, "THREAD_CHUNK_BYTES", 160 * 50)  # 50-row chunks
+    monkeypatch.setattr(D, "MIN_THREAD_CHUNK_ROWS", 1)
     monkeypatch.setattr(D, "n_threads", lambda: 2)
     X = rng.normal(size=(1000, 6)).astype(np.float32)
     Y = rng.normal(size=(40, 6)).astype(np.float32)

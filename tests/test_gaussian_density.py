@@ -272,6 +272,7 @@ def test_tied_class_mixture_density_equals_scipy(rng, k, offset, monkeypatch):
     from protolearn._core import _distances
 
     monkeypatch.setattr(_distances, "THREAD_CHUNK_BYTES", 4096)  # threaded chunks
+    monkeypatch.setattr(_distances, "MIN_THREAD_CHUNK_ROWS", 1)
     L = g.class_mixture_log_density(X, w, means, U, "tied", cc, C)
     with config_context(working_memory=1):  # serial chunks
         np.testing.assert_array_equal(
@@ -324,6 +325,7 @@ def test_tied_class_argmax_equals_density_argmax(rng, k, offset, dtype, monkeypa
     clear = top2[:, 1] - top2[:, 0] > (1e-6 if dtype == np.float64 else 1e-2)
     assert clear.mean() > 0.9
     monkeypatch.setattr(_distances, "THREAD_CHUNK_BYTES", 4096)  # threaded chunks
+    monkeypatch.setattr(_distances, "MIN_THREAD_CHUNK_ROWS", 1)
     form = g.tied_argmax_form(w, means, U, cc, C)
     assert form is not None and form["A"].shape == (d, C * k)
     for f in (None, form):
