@@ -319,25 +319,29 @@ class _ResponsibilityBlocks:
     ``groups[i] * k + j``: each group's rows form a block ``(rows, R, first)`` with
     ``R = resp[rows]`` (n_g, k) over components ``first..first + k - 1``, so that the
     memory is that of the (n, k) array, not of the (n, G k) one it stands for.
-    ``n_components`` is ``(max(groups) + 1) k``; a component without rows has none.
+    ``n_components`` is ``n_groups k`` (``n_groups``: ``max(groups) + 1`` when None);
+    a component without rows has none.
     """
 
-    def __init__(self, resp, groups=None):
+    def __init__(self, resp, groups=None, n_groups=None):
         if groups is None:
             self.width, self.n_components = resp.shape[1], resp.shape[1]
             self.blocks, self._block_of_group = [(None, resp, 0)], {0: 0}
             return
         groups = np.asarray(groups)
-        if groups.shape != (resp.shape[0],) or (
-            groups.size
-            and (not np.issubdtype(groups.dtype, np.integer) or groups.min() < 0)
+        if n_groups is None:
+            n_groups = int(groups.max()) + 1 if groups.size else 0
+        if (
+            groups.shape != (resp.shape[0],)
+            or not np.issubdtype(groups.dtype, np.integer)
+            or (groups.size and (groups.min() < 0 or groups.max() >= n_groups))
         ):
             raise ValueError(
-                "groups must hold one non-negative integer per row of resp; got "
-                f"shape {groups.shape} for resp of shape {resp.shape}."
+                f"groups must hold one integer in [0, {n_groups}) per row of resp; "
+                f"got shape {groups.shape} for resp of shape {resp.shape}."
             )
         k = self.width = resp.shape[1]
-        self.n_components = (int(groups.max()) + 1) * k if groups.size else 0
+        self.n_components = n_groups * k
         order = np.argsort(groups, kind="stable")
         starts = np.flatnonzero(np.diff(groups[order])) + 1
         self.blocks, self._block_of_group = [], {}
@@ -540,6 +544,7 @@ def estimate_gaussian_parameters(
     covariance_type="full",
     *,
     groups=None,
+    n_groups=None,
     shrinkage=None,
     pooling=0.0,
     reg_covar=0.0,
@@ -584,6 +589,8 @@ def estimate_gaussian_parameters(
         the estimates are those of the dense (n, G k) responsibilities it stands for
         (to rounding), without forming them.  Memory: the (n, k) array, the (K, d)
         means, the covariances and a chunk of residual rows (``working_memory``).
+    n_groups : int, default=None
+        G with `groups` (a group may have no rows); ``max(groups) + 1`` when None.
     shrinkage : None, float in [0, 1], "auto", "ledoit_wolf" or "oas"
     pooling : float in [0, 1]
         Ignored for "tied".
@@ -604,7 +611,7 @@ def estimate_gaussian_parameters(
             f"covariance_type must be one of {COVARIANCE_TYPES}; got {covariance_type!r}."
         )
     X = np.asarray(X, dtype=np.float64)
-    blocks = _ResponsibilityBlocks(np.asarray(resp, dtype=np.float64), groups)
+    blocks = _ResponsibilityBlocks(np.asarray(resp, dtype=np.float64), groups, n_groups)
     nk, means = blocks.counts_and_means(X)
     cov, intensities = estimate_gaussian_covariances(
         _ResidualStats(X, blocks, nk, means),
