@@ -403,23 +403,27 @@ class _ResidualStats:
         return self._last[1]
 
     def _residual_chunks(self, max_rows):
-        """The residual rows of components ``0..K-1`` in order, concatenated into
-        chunks of whole components of about `max_rows` rows."""
-        parts, n_parts = [], 0
+        """The residual rows of components ``0..K-1``, in order, in chunks of
+        `max_rows` rows: views of one buffer, overwritten by the next chunk."""
+        buf, fill = np.empty((max_rows, self.n_features)), 0
         for k in range(self.nk.size):
-            parts.append(self.residuals(k))
-            n_parts += parts[-1].shape[0]
-            if n_parts >= max_rows:
-                yield np.concatenate(parts)
-                parts, n_parts = [], 0
-        if parts:
-            yield np.concatenate(parts)
+            W, start = self.residuals(k), 0
+            while start < W.shape[0]:
+                take = min(max_rows - fill, W.shape[0] - start)
+                buf[fill : fill + take] = W[start : start + take]
+                fill, start = fill + take, start + take
+                if fill == max_rows:
+                    yield buf
+                    fill = 0
+        if fill:
+            yield buf[:fill]
 
     def pooled(self, shrinkage):
         """The shrunk pooled covariance and its intensity: from all residual rows at
-        once when they fit in a chunk (``working_memory``, four copies), else from
-        their scatter and (for Ledoit-Wolf) fourth moments summed chunk by chunk
-        (:func:`ledoit_wolf_shrinkage_from_moments`, equal to rounding)."""
+        once when they fit in a chunk (a quarter of ``working_memory``: the rows and
+        their copies), else from their scatter and (for Ledoit-Wolf) fourth moments
+        summed chunk by chunk (:func:`ledoit_wolf_shrinkage_from_moments`, the same
+        intensity to rounding)."""
         from ..utils._sklearn_compat import get_chunk_n_rows
 
         N, d = self.nk.sum(), self.n_features
