@@ -371,7 +371,10 @@ def fit_class_mixtures(
     ``sklearn.mixture.GaussianMixture`` cannot do).  Initialised by per-class k-means
     (k-means++ seeding) and run by :func:`~protolearn._core._em.expectation_maximization`
     from those hard assignments.  With ``n_components == 1`` this is one M-step:
-    per-class Gaussians.
+    per-class Gaussians.  Responsibilities are held per class, (n, k) for k =
+    `n_components` (``estimate_gaussian_parameters(groups=y)``), never (n, K): the
+    memory is O(n k + K d) plus the covariances and a chunk of residual rows
+    (``working_memory``).
 
     Returns
     -------
