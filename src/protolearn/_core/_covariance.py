@@ -277,16 +277,21 @@ def fit_gaussian(X, shrinkage):
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 SHRINKAGE_RULES = ("auto", "ledoit_wolf", "oas")
+#: Shrinkage rules whose intensity needs the fourth moments (Ledoit-Wolf).
+LEDOIT_WOLF_RULES = ("auto", "ledoit_wolf")
 
 
-def _weighted_residuals(X, resp_k, mean_k):
+def _weighted_residuals(X, resp_k, mean_k, rows=None):
     """Rows ``sqrt(r_i) (x_i - mu_k)`` over the rows with ``r_i > 0``.
 
     Their scatter is the component's weighted scatter ``sum_i r_i (x_i - mu_k)(...)^T``;
-    for hard assignments (``r_i = 1``) they are the plain residuals.
+    for hard assignments (``r_i = 1``) they are the plain residuals.  ``resp_k`` holds
+    the responsibilities of the rows ``X[rows]`` (all rows when `rows` is None).
     """
-    rows = np.flatnonzero(resp_k > 0)
-    return (X[rows] - mean_k) * np.sqrt(resp_k[rows])[:, None]
+    sel = np.flatnonzero(resp_k > 0)
+    return (X[sel if rows is None else rows[sel]] - mean_k) * np.sqrt(resp_k[sel])[
+        :, None
+    ]
 
 
 def _as_samples(W, n_k):
@@ -306,9 +311,76 @@ def _shrunk_diagonal(variances, intensity):
     return ((1 - intensity) * r + intensity * r.mean()) * scale2
 
 
+class _ResponsibilityBlocks:
+    """Responsibilities as blocks of rows that share their components.
+
+    Dense responsibilities (n, K) are one block: every row, components ``0..K-1``.
+    With ``groups`` (n,), ``resp`` is (n, k) and row i's column j is component
+    ``groups[i] * k + j``: each group's rows form a block ``(rows, R, first)`` with
+    ``R = resp[rows]`` (n_g, k) over components ``first..first + k - 1``, so that the
+    memory is that of the (n, k) array, not of the (n, G k) one it stands for.
+    ``n_components`` is ``n_groups k`` (``n_groups``: ``max(groups) + 1`` when None);
+    a component without rows has none.
+    """
+
+    def __init__(self, resp, groups=None, n_groups=None):
+        if groups is None:
+            self.width, self.n_components = resp.shape[1], resp.shape[1]
+            self.blocks, self._block_of_group = [(None, resp, 0)], {0: 0}
+            return
+        groups = np.asarray(groups)
+        if n_groups is None:
+            n_groups = int(groups.max()) + 1 if groups.size else 0
+        if (
+            groups.shape != (resp.shape[0],)
+            or not np.issubdtype(groups.dtype, np.integer)
+            or (groups.size and (groups.min() < 0 or groups.max() >= n_groups))
+        ):
+            raise ValueError(
+                f"groups must hold one integer in [0, {n_groups}) per row of resp; "
+                f"got shape {groups.shape} for resp of shape {resp.shape}."
+            )
+        k = self.width = resp.shape[1]
+        self.n_components = n_groups * k
+        order = np.argsort(groups, kind="stable")
+        starts = np.flatnonzero(np.diff(groups[order])) + 1
+        self.blocks, self._block_of_group = [], {}
+        for rows in np.split(order, starts) if groups.size else []:
+            g = int(groups[rows[0]])
+            self._block_of_group[g] = len(self.blocks)
+            self.blocks.append((rows, resp[rows], g * k))
+
+    def component(self, k):
+        """``(rows, r)``: the block's rows (None: all) and component k's column."""
+        g, j = divmod(k, self.width)
+        b = self._block_of_group.get(g)
+        if b is None:
+            return np.empty(0, dtype=np.intp), np.empty(0)
+        rows, R, _ = self.blocks[b]
+        return rows, R[:, j]
+
+    def n_residual_rows(self):
+        """Rows with a positive responsibility, over all components."""
+        return int(sum(np.count_nonzero(R > 0) for _, R, _ in self.blocks))
+
+    def counts_and_means(self, X):
+        """``nk`` (K,) (plus ``10 eps``, as scikit-learn) and means (K, d)."""
+        nk = np.zeros(self.n_components)
+        means = np.zeros((self.n_components, X.shape[1]))
+        for _, R, first in self.blocks:
+            cols = slice(first, first + R.shape[1])
+            nk[cols] = R.sum(0)
+        nk += 10 * np.finfo(np.float64).eps
+        for rows, R, first in self.blocks:
+            cols = slice(first, first + R.shape[1])
+            means[cols] = (R.T @ (X if rows is None else X[rows])) / nk[cols, None]
+        return nk, means
+
+
 class _ResidualStats:
     """What the covariance estimators read of a batch: the weighted residual rows of
-    each component (:func:`_weighted_residuals`).
+    each component (:func:`_weighted_residuals`), computed when asked for (one
+    component at a time), so that no more than a chunk of them is held at once.
 
     The estimators below need, from any source of component statistics (this one,
     or :class:`protolearn._core._streaming._MomentStats` for streamed moments):
@@ -319,34 +391,79 @@ class _ResidualStats:
     variances; and ``mean_variances()``, the (K,) mean variance of each component.
     """
 
-    def __init__(self, X, resp, nk, means):
+    def __init__(self, X, blocks, nk, means):
+        self.X, self.blocks, self.means = X, blocks, means
         self.nk, self.n_rows, self.n_features = nk, X.shape[0], X.shape[1]
-        self.residuals = [
-            _weighted_residuals(X, resp[:, k], means[k]) for k in range(resp.shape[1])
-        ]
+        self._last = (None, None)  # the latest component's residuals
+
+    def residuals(self, k):
+        if self._last[0] != k:
+            rows, r = self.blocks.component(k)
+            self._last = (k, _weighted_residuals(self.X, r, self.means[k], rows))
+        return self._last[1]
+
+    def _residual_chunks(self, max_rows):
+        """The residual rows of components ``0..K-1``, in order, in chunks of
+        `max_rows` rows: views of one buffer, overwritten by the next chunk."""
+        buf, fill = np.empty((max_rows, self.n_features)), 0
+        for k in range(self.nk.size):
+            W, start = self.residuals(k), 0
+            while start < W.shape[0]:
+                take = min(max_rows - fill, W.shape[0] - start)
+                buf[fill : fill + take] = W[start : start + take]
+                fill, start = fill + take, start + take
+                if fill == max_rows:
+                    yield buf
+                    fill = 0
+        if fill:
+            yield buf[:fill]
 
     def pooled(self, shrinkage):
-        R = np.concatenate(self.residuals)
-        pooled = (R.T @ R) / self.nk.sum()
+        """The shrunk pooled covariance and its intensity: from all residual rows at
+        once when they fit in a chunk (a quarter of ``working_memory``: the rows and
+        their copies), else from their scatter and (for Ledoit-Wolf) fourth moments
+        summed chunk by chunk (:func:`ledoit_wolf_shrinkage_from_moments`, the same
+        intensity to rounding)."""
+        from ..utils._sklearn_compat import get_chunk_n_rows
+
+        N, d = self.nk.sum(), self.n_features
+        m = self.blocks.n_residual_rows()
+        max_rows = get_chunk_n_rows(row_bytes=4 * d * 8)
+        if m <= max_rows:
+            R = np.concatenate([self.residuals(k) for k in range(self.nk.size)])
+            pooled = (R.T @ R) / N
+            return standardized_shrinkage(
+                pooled, self.n_rows, shrinkage, _as_samples(R, N)
+            )
+        fourth = shrinkage in LEDOIT_WOLF_RULES
+        scatter, m4 = np.zeros((d, d)), np.zeros((d, d)) if fourth else None
+        for R in self._residual_chunks(max_rows):
+            scatter += R.T @ R
+            if fourth:
+                R *= R
+                m4 += R.T @ R
+        moments = (m, m4 * (m / N) ** 2) if fourth else None
         return standardized_shrinkage(
-            pooled, self.n_rows, shrinkage, _as_samples(R, self.nk.sum())
+            scatter / N, self.n_rows, shrinkage, moments=moments
         )
 
     def component(self, k, shrinkage):
-        W, n_k = self.residuals[k], self.nk[k]
+        W, n_k = self.residuals(k), self.nk[k]
         return standardized_shrinkage(
             (W.T @ W) / n_k, n_k, shrinkage, _as_samples(W, n_k)
         )
 
     def variances(self, k):
-        W = self.residuals[k]
+        W = self.residuals(k)
         return (W * W).sum(0) / self.nk[k]
 
     def mean_variances(self):
         d = self.n_features
-        return np.array(
-            [(W * W).sum() / n_k / d for W, n_k in zip(self.residuals, self.nk)]
-        )
+        out = np.empty(self.nk.size)
+        for k in range(out.size):
+            W = self.residuals(k)
+            out[k] = (W * W).sum() / self.nk[k] / d
+        return out
 
 
 def _estimate_gaussian_covariances_full(stats, shrinkage, pooling, reg_covar):
@@ -430,6 +547,8 @@ def estimate_gaussian_parameters(
     resp,
     covariance_type="full",
     *,
+    groups=None,
+    n_groups=None,
     shrinkage=None,
     pooling=0.0,
     reg_covar=0.0,
@@ -437,8 +556,9 @@ def estimate_gaussian_parameters(
     """Weights, means and regularised covariances of Gaussian components.
 
     Maximum-likelihood estimates (as scikit-learn's ``GaussianMixture`` M-step) from
-    responsibilities ``resp`` (n, K) (one-hot rows give per-class Gaussians), then
-    regularised in this order:
+    responsibilities ``resp`` (n, K) (one-hot rows give per-class Gaussians), or from
+    their blocks (``groups``: each row's responsibilities over its own group's
+    components only, (n, k) instead of (n, K)), then regularised in this order:
 
     1. shrinkage of each estimate in standardised units
        (:func:`standardized_shrinkage`, as scikit-learn's LDA: the correlation matrix is
@@ -463,9 +583,18 @@ def estimate_gaussian_parameters(
     Parameters
     ----------
     X : ndarray of shape (n, d)
-    resp : ndarray of shape (n, K)
+    resp : ndarray of shape (n, K), or (n, k) with `groups`
         Non-negative responsibilities; a component's rows are those with ``r > 0``.
     covariance_type : {"full", "tied", "diag", "spherical"}
+    groups : ndarray of shape (n,) of non-negative ints, default=None
+        None: ``resp`` is dense.  Else ``resp[i, j]`` is row i's responsibility for
+        component ``groups[i] * k + j`` and zero for every other component (the
+        components of the G = ``max(groups) + 1`` groups are consecutive, k each):
+        the estimates are those of the dense (n, G k) responsibilities it stands for
+        (to rounding), without forming them.  Memory: the (n, k) array, the (K, d)
+        means, the covariances and a chunk of residual rows (``working_memory``).
+    n_groups : int, default=None
+        G with `groups` (a group may have no rows); ``max(groups) + 1`` when None.
     shrinkage : None, float in [0, 1], "auto", "ledoit_wolf" or "oas"
     pooling : float in [0, 1]
         Ignored for "tied".
@@ -486,11 +615,10 @@ def estimate_gaussian_parameters(
             f"covariance_type must be one of {COVARIANCE_TYPES}; got {covariance_type!r}."
         )
     X = np.asarray(X, dtype=np.float64)
-    resp = np.asarray(resp, dtype=np.float64)
-    nk = resp.sum(0) + 10 * np.finfo(np.float64).eps
-    means = (resp.T @ X) / nk[:, None]
+    blocks = _ResponsibilityBlocks(np.asarray(resp, dtype=np.float64), groups, n_groups)
+    nk, means = blocks.counts_and_means(X)
     cov, intensities = estimate_gaussian_covariances(
-        _ResidualStats(X, resp, nk, means),
+        _ResidualStats(X, blocks, nk, means),
         covariance_type,
         shrinkage=shrinkage,
         pooling=pooling,

@@ -117,7 +117,10 @@ class _ClassGaussianMixtures:
     """E-step and M-step of :func:`fit_class_mixtures` (for :func:`expectation_maximization`).
 
     The parameters (``weights``, ``means``, ``covariances``, ``precisions_cholesky``,
-    ``intensities``) are attributes; responsibilities are (n, K) arrays.
+    ``intensities``) are attributes.  Responsibilities are (n, k) arrays: column j of
+    row i is the row's responsibility for component j of its own class (component
+    ``y[i] * k + j``, the components grouped by class, k per class); every other
+    component's is zero and is not stored, so that memory is O(n k), not O(n K).
     """
 
     def __init__(self, X, y, n_classes, component_class, covariance_type, options):
@@ -130,7 +133,9 @@ class _ClassGaussianMixtures:
     def m_step(self, resp):
         ct = self.covariance_type
         nk, self.means, self.covariances, self.intensities = (
-            estimate_gaussian_parameters(self.X, resp, ct, **self.options)
+            estimate_gaussian_parameters(
+                self.X, resp, ct, groups=self.y, n_groups=self.n_classes, **self.options
+            )
         )
         self.weights = nk / self.counts[self.component_class]
         self.precisions_cholesky = compute_precision_cholesky(self.covariances, ct)
@@ -139,7 +144,8 @@ class _ClassGaussianMixtures:
         """Responsibilities of each sample over its own class's components only."""
         X, ct, prec = self.X, self.covariance_type, self.precisions_cholesky
         log_det = log_det_precision_cholesky(prec, ct, X.shape[1])
-        resp = np.zeros((X.shape[0], self.component_class.size))
+        k = self.component_class.size // self.n_classes
+        resp = np.zeros((X.shape[0], k))
         total = 0.0
         for c in range(self.n_classes):
             rows = np.flatnonzero(self.y == c)
@@ -153,31 +159,29 @@ class _ClassGaussianMixtures:
             )
             norm = xp.logsumexp(L, axis=1)
             total += norm.sum()
-            resp[np.ix_(rows, cols)] = np.exp(L - norm[:, None])
+            resp[rows] = np.exp(L - norm[:, None])
         return resp, total
 
 
 def _initial_responsibilities(X, y, n_classes, n_components, random_state, max_iter):
-    """One-hot responsibilities: each sample to its class's nearest k-means centre
-    (per-class k-means, k-means++ seeding); the classes themselves for one component.
-    Returns ``(resp, component_class)``."""
+    """One-hot responsibilities in the (n, k) layout of :class:`_ClassGaussianMixtures`:
+    each sample to its class's nearest k-means centre (per-class k-means, k-means++
+    seeding); its class itself for one component.  Returns ``(resp, component_class)``."""
     from ._prototypes import class_prototypes
 
     n = X.shape[0]
     if n_components == 1:
-        resp = np.zeros((n, n_classes))
-        resp[np.arange(n), y] = 1.0
-        return resp, np.arange(n_classes)
+        return np.ones((n, 1)), np.arange(n_classes)
     per_class = np.full(n_classes, n_components, dtype=np.intp)
     protos, component_class, _ = class_prototypes(
         X, y, n_classes, per_class, random_state=random_state, max_iter=max_iter
     )
-    resp = np.zeros((n, protos.shape[0]))
+    resp = np.zeros((n, n_components))
     for c in range(n_classes):
         rows = np.flatnonzero(y == c)
         cols = np.flatnonzero(component_class == c)
         D = ((X[rows, None, :] - protos[None, cols, :]) ** 2).sum(-1)
-        resp[rows, cols[D.argmin(1)]] = 1.0
+        resp[rows, D.argmin(1)] = 1.0
     return resp, component_class
 
 
@@ -367,7 +371,10 @@ def fit_class_mixtures(
     ``sklearn.mixture.GaussianMixture`` cannot do).  Initialised by per-class k-means
     (k-means++ seeding) and run by :func:`~protolearn._core._em.expectation_maximization`
     from those hard assignments.  With ``n_components == 1`` this is one M-step:
-    per-class Gaussians.
+    per-class Gaussians.  Responsibilities are held per class, (n, k) for k =
+    `n_components` (``estimate_gaussian_parameters(groups=y)``), never (n, K): the
+    memory is O(n k + K d) plus the covariances and a chunk of residual rows
+    (``working_memory``).
 
     Returns
     -------

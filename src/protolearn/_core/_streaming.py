@@ -25,7 +25,7 @@ import numpy as np
 from . import _covariance, _mixture
 
 #: Shrinkage rules whose intensity needs the fourth moments.
-LEDOIT_WOLF_RULES = ("auto", "ledoit_wolf")
+LEDOIT_WOLF_RULES = _covariance.LEDOIT_WOLF_RULES
 
 
 def batch_stats(X, y, n_groups, *, fourth=False):
