@@ -429,7 +429,7 @@ def test_explain(rng, cls):
 @pytest.mark.parametrize("cls", ESTIMATORS)
 def test_bad_input(rng, cls):
     X, y = _blobs(rng, per_class=4)
-    with pytest.raises(ValueError, match="at least as many training samples"):
+    with pytest.raises(ValueError, match="at least as many samples as n_prototypes"):
         cls(n_prototypes=5).fit(X, y)
     with pytest.raises(ValueError, match="not in y"):
         cls(n_prototypes={7: 2}).fit(X, y)

@@ -19,7 +19,11 @@ from .._core import (
 from ..base import BasePrototypeClassifier, starts_stream, unchanged_on_error
 from ..utils._array_api import asarray_like
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
-from ..utils._validation import check_finite_output, validate_fit_data
+from ..utils._validation import (
+    check_class_sizes,
+    check_finite_output,
+    validate_fit_data,
+)
 from ._nota import (
     NOTA_CONSTRAINTS,
     NotaRejectionMixin,
@@ -281,23 +285,19 @@ GaussianMixture`), in the features' own units: the one term that is not
         come from) only word the error for classes with too few samples.
         """
         counts = np.bincount(y_idx, minlength=n_classes)
-        k = self.n_components_per_class
-        if counts.min() < k:
-            short = np.flatnonzero(counts < k)
-            names = short if labels is None else np.asarray(labels)[short]
-            desc = ", ".join(
-                f"class {c!r} has {n}" for c, n in zip(names.tolist(), counts[short])
-            )
-            raise ValueError(
-                f"n_components_per_class={k} needs at least {k} samples per class"
-                f"{where}; {desc}. Lower n_components_per_class"
-                f"{' or give these classes more samples' if where else ''}."
-            )
+        check_class_sizes(
+            np.arange(n_classes) if labels is None else labels,
+            counts,
+            self.n_components_per_class,
+            "n_components_per_class",
+            where=where,
+            remedy=" or give these classes more samples" if where else "",
+        )
         return _class_gaussians.fit_class_model(
             X,
             y_idx,
             n_classes,
-            k,
+            self.n_components_per_class,
             self.covariance_type,
             shrinkage=self.shrinkage,
             pooling=self.pooling,

@@ -11,7 +11,7 @@ from .._core import _lvq, _prototypes
 from ..base import NearestPrototypeMixin
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import Interval, StrOptions
-from ..utils._validation import bunch_like, validate_predict_data
+from ..utils._validation import bunch_like, check_class_sizes, validate_predict_data
 from ._trained import BaseTrainedPrototypeClassifier
 
 _TRAINING_DOC = """    max_iter : int, default=100
@@ -206,24 +206,19 @@ class GLVQClassifier(NearestPrototypeMixin, BaseTrainedPrototypeClassifier):
         ``_proto_cls``)."""
         n_per_class = self._prototypes_per_class()
         counts = np.bincount(xp.to_numpy(y), minlength=self.classes_.size)
-        short = [
-            (c, int(n), int(k))
-            for c, n, k in zip(self.classes_.tolist(), counts, n_per_class)
-            if n < k
-        ]
-        if short:
-            desc = ", ".join(f"{c!r} has {n} < {k}" for c, n, k in short)
-            where = (
-                " (in the training part left by early_stopping's validation_fraction="
-                f"{self.validation_fraction})"
+        check_class_sizes(
+            self.classes_,
+            counts,
+            n_per_class,
+            "n_prototypes",
+            where=(
+                " in the training part left by early_stopping's validation_fraction="
+                f"{self.validation_fraction}"
                 if self.early_stopping
                 else ""
-            )
-            raise ValueError(
-                "Each class needs at least as many training samples as prototypes"
-                f"{where}: {desc}. Lower n_prototypes for these classes"
-                f"{' or validation_fraction' if self.early_stopping else ''}."
-            )
+            ),
+            remedy=" or validation_fraction" if self.early_stopping else "",
+        )
         W, proto_cls, _ = _prototypes.class_prototypes(
             X, y, self.classes_.size, n_per_class, metric="euclidean", random_state=rng
         )

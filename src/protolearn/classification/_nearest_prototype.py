@@ -9,7 +9,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from .._core import _class_statistics, _covariance, _distances, _prototypes
 from ..base import BasePrototypeClassifier, NearestPrototypeMixin, unchanged_on_error
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
-from ..utils._validation import validate_fit_data
+from ..utils._validation import check_class_sizes, validate_fit_data
 
 
 class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier):
@@ -165,19 +165,6 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
             raise ValueError(f"n_prototypes values must be ints >= 1; got {spec}.")
         return counts.astype(np.intp)
 
-    def _check_class_sizes(self, classes, counts, needed):
-        short = [
-            (c, int(n), int(k))
-            for c, n, k in zip(classes.tolist(), counts, needed)
-            if 0 < n < k
-        ]
-        if short:
-            desc = ", ".join(f"{c!r} has {n} < {k}" for c, n, k in short)
-            raise ValueError(
-                "Each class needs at least as many samples as prototypes: "
-                f"{desc}. Lower n_prototypes for these classes."
-            )
-
     def _estimation_space(self, X):
         """Samples as the prototypes are estimated from them (on the unit sphere for
         cosine).  Prediction keeps the base's identity ``_preprocess``: the cosine
@@ -209,7 +196,7 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
         self.classes_ = classes
         n_per_class = self._prototypes_per_class(classes)
         counts = np.bincount(y_idx, minlength=classes.size)
-        self._check_class_sizes(classes, counts, n_per_class)
+        check_class_sizes(classes, counts, n_per_class, "n_prototypes", skip_empty=True)
         rng = check_random_state(self.random_state)
         self._rng = rng  # partial_fit after fit seeds new classes' k-means with it
         Xw = self._estimation_space(X)
@@ -362,8 +349,13 @@ class NearestPrototypeClassifier(NearestPrototypeMixin, BasePrototypeClassifier)
         n_per_class = self._prototypes_per_class(classes)
         y_idx = np.searchsorted(classes, y)
         batch_counts = np.bincount(y_idx, minlength=classes.size)
-        self._check_class_sizes(
-            classes[new_mask], batch_counts[new_mask], n_per_class[new_mask]
+        check_class_sizes(
+            classes[new_mask],
+            batch_counts[new_mask],
+            n_per_class[new_mask],
+            "n_prototypes",
+            where=" in their first batch",
+            skip_empty=True,
         )
         self._merge_class_statistics(X, Xw, y_idx, classes, batch_counts)
         row_ids = self.n_samples_seen_ + np.arange(X.shape[0])

@@ -12,7 +12,7 @@ from ..ood import PrototypeMixtureDetector
 from ..ood._mixture import SINKHORN_ITER
 from ..utils._array_api import is_torch
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
-from ..utils._validation import validate_optional_labels
+from ..utils._validation import check_class_sizes, validate_optional_labels
 from ._base import DeepHeadMixin, training_doc
 from ._streaming import detector_partial_fit, stochastic
 
@@ -284,16 +284,7 @@ default="max_similarity"
         X, classes, y_idx = validate_optional_labels(self, X, y, ensure_min_samples=2)
         self._check_hidden(X.shape[1])
         counts = np.bincount(y_idx, minlength=classes.size)
-        short = counts < self.n_prototypes
-        if short.any():
-            desc = ", ".join(
-                f"{c!r} has {n}"
-                for c, n in zip(classes[short].tolist(), counts[short].tolist())
-            )
-            raise ValueError(
-                f"Each class needs at least n_prototypes={self.n_prototypes} samples: "
-                f"{desc}. Lower n_prototypes."
-            )
+        check_class_sizes(classes, counts, self.n_prototypes, "n_prototypes")
         rng = check_random_state(self.random_state)
         Xf, y_idx = self._cast(X, y_idx)
         warm = self._can_warm_start(Xf, classes)

@@ -11,7 +11,7 @@ from .._core import _covariance, _defaults, _distances, _mixture, _neighbors, _s
 from ..base import starts_stream
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
-from ..utils._validation import validate_optional_labels
+from ..utils._validation import check_class_sizes, validate_optional_labels
 from ._base import _EmbeddingDetector
 
 SINKHORN_ITER = 3  # PALM's official code
@@ -237,16 +237,7 @@ class PrototypeMixtureDetector(_EmbeddingDetector):
         if n_protos == "auto":
             n_protos = _defaults.mixture_size(X.shape[0], None if y is None else counts)
         self.n_prototypes_ = int(n_protos)
-        short = counts < n_protos
-        if short.any():
-            desc = ", ".join(
-                f"{c!r} has {n}"
-                for c, n in zip(classes[short].tolist(), counts[short].tolist())
-            )
-            raise ValueError(
-                f"Each class needs at least n_prototypes={n_protos} samples: "
-                f"{desc}. Lower n_prototypes."
-            )
+        check_class_sizes(classes, counts, n_protos, "n_prototypes")
         rng = check_random_state(self.random_state)
         Xn = self._preprocess(X)
         if self.score_type == "ssd":

@@ -106,6 +106,31 @@ def check_missing_labels(y, estimator=None):
         )
 
 
+def check_class_sizes(
+    classes, counts, needed, param, *, where="", remedy="", skip_empty=False
+):
+    """Raise a ValueError naming every class with fewer samples than it needs.
+
+    ``needed`` is an int or one value per class (e.g. its prototypes); ``param``
+    names the parameter to lower, ``where`` the rows counted (e.g. the training
+    part left by a validation split) and ``remedy`` any other way out (" or ...").
+    With ``skip_empty``, classes with no samples at all (absent from a streamed
+    batch) pass.
+    """
+    needed = np.broadcast_to(np.asarray(needed), np.shape(counts))
+    short = [
+        (c, int(n), int(k))
+        for c, n, k in zip(np.asarray(classes).tolist(), counts, needed)
+        if n < k and (n > 0 or not skip_empty)
+    ]
+    if short:
+        desc = ", ".join(f"{c!r} has {n} < {k}" for c, n, k in short)
+        raise ValueError(
+            f"Each class needs at least as many samples as {param}{where}: {desc}. "
+            f"Lower {param}{remedy}."
+        )
+
+
 def check_finite_output(values, estimator, what="scores"):
     """Raise a ValueError (instead of returning NaN / inf) when `values`, computed
     for validated input rows, are not all finite: the rows are too far from the
