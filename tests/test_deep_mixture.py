@@ -63,7 +63,9 @@ def test_too_few_samples_per_class_is_refused():
     X, y = blobs()
     y = y.copy()
     y[0] = 7  # a class with one sample
-    with pytest.raises(ValueError, match="as many samples as n_prototypes: 7 has 1 < 2"):
+    with pytest.raises(
+        ValueError, match="as many samples as n_prototypes: 7 has 1 < 2"
+    ):
         DeepPrototypeMixtureDetector(**FAST).fit(X, y)
 
 

@@ -317,7 +317,8 @@ def test_too_few_samples_for_the_split_names_the_class(blobs, nota):
     X, y = blobs
     rows = np.r_[0:2, 40:50, 80:90]  # class 0 has 2 samples: 1 is held out
     with pytest.raises(
-        ValueError, match=r"as many samples as n_components_per_class in the .*: 0 has 1 < 2"
+        ValueError,
+        match=r"as many samples as n_components_per_class in the .*: 0 has 1 < 2",
     ):
         GaussianPrototypeClassifier(
             nota=nota, n_components_per_class=2, random_state=0
