@@ -346,8 +346,11 @@ def test_deep_partial_fit_conventions(name):
     assert not hasattr(clone(model), "net_")
     loaded = pickle.loads(pickle.dumps(model))
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
-    loaded.partial_fit(X[:100], y[:100])  # a loaded model continues
+    # a loaded model continues as the saved one does (Adam's moments kept)
+    loaded.partial_fit(X[:100], y[:100])
+    model.partial_fit(X[:100], y[:100])
     assert loaded.n_iter_ == 3
+    np.testing.assert_array_equal(loaded.prototypes_, model.prototypes_)
     with pytest.warns(UserWarning, match="random initialisation"):
         cls(**kw).partial_fit(X[y != 2], y[y != 2], classes=[0, 1, 2])
 

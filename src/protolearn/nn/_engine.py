@@ -359,14 +359,43 @@ def net_state(net):
         }
         for e in net.history
     ]
-    return {"module_state": state, "history": history, "device": str(net.device)}
+    return {
+        "module_state": state,
+        "optimizer_state": _tree(net.optimizer_.state_dict(), _tensor_to_numpy),
+        "history": history,
+        "device": str(net.device),
+    }
+
+
+def _tensor_to_numpy(v):
+    return v.detach().cpu().numpy().copy() if isinstance(v, torch.Tensor) else v
+
+
+def _numpy_to_tensor(v):
+    return torch.as_tensor(v) if isinstance(v, np.ndarray) else v
+
+
+def _tree(obj, leaf):
+    """`obj` (nested dicts, lists and tuples) with `leaf` applied to every leaf."""
+    if isinstance(obj, dict):
+        return {k: _tree(v, leaf) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_tree(v, leaf) for v in obj)
+    return leaf(obj)
 
 
 def restore_net(net, module, state):
     """Initialise `net` (built by :func:`make_net` around a fresh `module`) on its
-    device and load a :func:`net_state` into it."""
+    device and load a :func:`net_state` into it: the module's weights, the
+    optimiser's state (Adam's moments: a loaded model's ``partial_fit`` continues
+    as the saved one would; absent from states saved before it was kept) and the
+    epoch history."""
     net.initialize()
     sd = {k: torch.as_tensor(v) for k, v in state["module_state"].items()}
     net.module_.load_state_dict(sd)
+    if "optimizer_state" in state:
+        net.optimizer_.load_state_dict(
+            _tree(state["optimizer_state"], _numpy_to_tensor)
+        )
     net.history = History(state["history"])
     return net
