@@ -1,0 +1,118 @@
+"""Choose DeepCBCClassifier's closed-set configuration on CLINC150's validation split.
+
+Train on the in-scope training rows (15,000), score on the in-scope validation rows
+(3,000); the test split is never read.  Each configuration is trained in
+``--step``-epoch slices with ``warm_start=True`` (the net, its Adam state and its data
+loader continue), and validation / training accuracy are recorded after every slice,
+so one run gives the accuracy at ``step, 2 step, ...`` epochs.  LogisticRegression
+(C=10), the closed-set peer of ``deep_heads.py``, is scored on the same split.
+
+Run: ``python benchmarks/deep_cbc_val.py --configs defaults lr3e-3 ... [--step 20
+--slices 3]``; every result is appended as one JSON line to ``--out``.
+"""
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from protolearn.datasets import load_clinc150
+from protolearn.deep import DeepCBCClassifier
+
+warnings.filterwarnings("ignore", category=ConvergenceWarning)
+warnings.filterwarnings("ignore", category=UserWarning)
+
+CONFIGS = {
+    "defaults": {},
+    "lr3e-3": dict(learning_rate_init=3e-3),
+    "lr1e-2": dict(learning_rate_init=1e-2),
+    "margin0.3": dict(margin=0.3),
+    "margin0.05": dict(margin=0.05),
+    "margin0.02": dict(margin=0.02),
+    "margin0.5": dict(margin=0.5),
+    "K450": dict(n_components=450),
+    "K750": dict(n_components=750),
+    "K600": dict(n_components=600),
+    "linear512": dict(hidden_layer_sizes=(512,)),
+    "linear384": dict(hidden_layer_sizes=(384,)),
+    "identity": dict(hidden_layer_sizes=()),
+    "mlp512-256": dict(hidden_layer_sizes=(512, 256)),
+    "alpha1e-2": dict(alpha=1e-2),
+    "batch64": dict(batch_size=64),
+    "gaussian": dict(detection="gaussian"),
+    "original": dict(reasoning="original"),
+}
+
+
+def load_split():
+    b = load_clinc150()
+    out = {}
+    for s in ("train", "val"):
+        m = (b.split == s) & (b.target >= 0)
+        out[s] = (b.data[m].astype(np.float32), b.target[m])
+    return out
+
+
+def run_config(name, kw, data, step, slices, out):
+    (X, y), (Xv, yv) = data["train"], data["val"]
+    clf = DeepCBCClassifier(random_state=0, warm_start=True, **kw)
+    clf.set_params(max_iter=step)
+    fit_s = 0.0
+    for i in range(slices):
+        t0 = time.perf_counter()
+        clf.fit(X, y)
+        fit_s += time.perf_counter() - t0
+        rec = {
+            "config": name,
+            "params": kw,
+            "epochs": len(clf.loss_curve_),
+            "val_acc": float(clf.score(Xv, yv)),
+            "train_acc": float(clf.score(X, y)),
+            "loss": clf.loss_curve_[-1],
+            "sigma": clf.sigma_,
+            "lipschitz": clf.lipschitz_,
+            "fit_s": fit_s,
+        }
+        print(json.dumps(rec), flush=True)
+        with open(out, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        if len(clf.loss_curve_) < step * (i + 1):  # the stopping rule fired
+            break
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--configs", nargs="*", default=["defaults"])
+    ap.add_argument("--step", type=int, default=20)
+    ap.add_argument("--slices", type=int, default=3)
+    ap.add_argument("--lr", action="store_true", help="also LogisticRegression(C=10)")
+    ap.add_argument("--out", default="deep_cbc_val.jsonl")
+    args = ap.parse_args()
+    data = load_split()
+    if args.lr:
+        (X, y), (Xv, yv) = data["train"], data["val"]
+        t0 = time.perf_counter()
+        lr = LogisticRegression(C=10.0, max_iter=2000).fit(X, y)
+        rec = {
+            "config": "LogisticRegression(C=10)",
+            "val_acc": float(lr.score(Xv, yv)),
+            "train_acc": float(lr.score(X, y)),
+            "fit_s": time.perf_counter() - t0,
+        }
+        print(json.dumps(rec), flush=True)
+        with open(args.out, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+    for name in args.configs:
+        run_config(name, CONFIGS[name], data, args.step, args.slices, args.out)
+
+
+if __name__ == "__main__":
+    main()
