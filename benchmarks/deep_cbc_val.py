@@ -46,8 +46,13 @@ CONFIGS = {
     "identity": dict(hidden_layer_sizes=()),
     "mlp512-256": dict(hidden_layer_sizes=(512, 256)),
     "alpha1e-2": dict(alpha=1e-2),
+    "alpha1e-1": dict(alpha=1e-1),
+    "lr3e-3-alpha1e-2": dict(learning_rate_init=3e-3, alpha=1e-2),
     "batch64": dict(batch_size=64),
     "gaussian": dict(detection="gaussian"),
+    "margin0.15": dict(margin=0.15),
+    "K450-lr3e-3": dict(n_components=450, learning_rate_init=3e-3),
+    "K750-lr3e-3": dict(n_components=750, learning_rate_init=3e-3),
     "original": dict(reasoning="original"),
 }
 
@@ -61,9 +66,9 @@ def load_split():
     return out
 
 
-def run_config(name, kw, data, step, slices, out):
+def run_config(name, kw, data, step, slices, out, seed=0):
     (X, y), (Xv, yv) = data["train"], data["val"]
-    clf = DeepCBCClassifier(random_state=0, warm_start=True, **kw)
+    clf = DeepCBCClassifier(random_state=seed, warm_start=True, **kw)
     clf.set_params(max_iter=step)
     fit_s = 0.0
     for i in range(slices):
@@ -73,6 +78,7 @@ def run_config(name, kw, data, step, slices, out):
         rec = {
             "config": name,
             "params": kw,
+            "seed": seed,
             "epochs": len(clf.loss_curve_),
             "val_acc": float(clf.score(Xv, yv)),
             "train_acc": float(clf.score(X, y)),
@@ -88,14 +94,58 @@ def run_config(name, kw, data, step, slices, out):
             break
 
 
+def write_table(path, out):
+    """The markdown table of every record in the JSON-lines file `path`."""
+    from _report import markdown_table
+
+    recs = [json.loads(line) for line in Path(path).read_text().splitlines()]
+    lr = [r for r in recs if r["config"].startswith("LogisticRegression")]
+    runs = {}
+    for r in recs:
+        if "epochs" in r:
+            key = (r["config"], r.get("seed", 0))
+            runs.setdefault(key, {})[r["epochs"]] = r
+    epochs = sorted({e for v in runs.values() for e in v})
+    rows = []
+    for (_, seed), by_ep in runs.items():
+        last = by_ep[max(by_ep)]
+        params = ", ".join(f"{k}={v!r}" for k, v in last["params"].items())
+        late = [r["val_acc"] for e, r in by_ep.items() if e >= 40]
+        rows.append(
+            [params or "(defaults)", seed]
+            + [f"{by_ep[e]['val_acc']:.4f}" if e in by_ep else "" for e in epochs]
+            + [f"{np.mean(late):.4f}" if late else ""]
+            + [f"{last['train_acc']:.4f}", f"{last['fit_s']:.0f}"]
+        )
+    for r in lr:
+        rows.append(
+            [r["config"], "-"]
+            + [f"{r['val_acc']:.4f}"] * bool(epochs)
+            + [""] * max(len(epochs) - 1, 0)
+            + [f"{r['val_acc']:.4f}"]
+            + [f"{r['train_acc']:.4f}", f"{r['fit_s']:.0f}"]
+        )
+    header = (
+        ["DeepCBCClassifier parameters", "seed"]
+        + [f"val acc @{e} ep" for e in epochs]
+        + ["mean val acc @>=40 ep", "train acc (last)", "fit s (last)"]
+    )
+    Path(out).write_text(markdown_table(header, rows) + "\n")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--configs", nargs="*", default=["defaults"])
     ap.add_argument("--step", type=int, default=20)
     ap.add_argument("--slices", type=int, default=3)
     ap.add_argument("--lr", action="store_true", help="also LogisticRegression(C=10)")
+    ap.add_argument("--seeds", type=int, nargs="*", default=[0])
     ap.add_argument("--out", default="deep_cbc_val.jsonl")
+    ap.add_argument("--table", default=None, help="write the markdown table here")
     args = ap.parse_args()
+    if args.table:
+        write_table(args.out, args.table)
+        return
     data = load_split()
     if args.lr:
         (X, y), (Xv, yv) = data["train"], data["val"]
@@ -110,8 +160,11 @@ def main():
         print(json.dumps(rec), flush=True)
         with open(args.out, "a") as f:
             f.write(json.dumps(rec) + "\n")
-    for name in args.configs:
-        run_config(name, CONFIGS[name], data, args.step, args.slices, args.out)
+    for seed in args.seeds:
+        for name in args.configs:
+            run_config(
+                name, CONFIGS[name], data, args.step, args.slices, args.out, seed
+            )
 
 
 if __name__ == "__main__":
