@@ -402,8 +402,8 @@ def lr_radius(lr, X):
 
 # DeepCBCClassifier's closed-set configuration chosen on the validation split by
 # benchmarks/deep_cbc_val.py (table in the results file)
-CLOSED_CHOSEN = dict(learning_rate_init=3e-3, max_iter=60)
-CLOSED_CHOSEN_LABEL = "learning_rate_init=3e-3, max_iter=60"
+CLOSED_CHOSEN = dict(n_components=450)
+CLOSED_CHOSEN_LABEL = "n_components=450"
 
 
 def run_closed_set(data, args):
