@@ -50,6 +50,19 @@ CONFIGS = {
     "lr3e-3-alpha1e-2": dict(learning_rate_init=3e-3, alpha=1e-2),
     "batch64": dict(batch_size=64),
     "gaussian": dict(detection="gaussian"),
+    # softmax cross-entropy on the CBC log-probabilities (the "scores"), through
+    # net_params (skorch's criterion arguments)
+    "xent": dict(
+        net_params={"criterion__loss": "cross_entropy", "criterion__loss_params": {}}
+    ),
+    "xent-lr1e-2": dict(
+        learning_rate_init=1e-2,
+        net_params={"criterion__loss": "cross_entropy", "criterion__loss_params": {}},
+    ),
+    "xent-lr3e-3": dict(
+        learning_rate_init=3e-3,
+        net_params={"criterion__loss": "cross_entropy", "criterion__loss_params": {}},
+    ),
     "margin0.15": dict(margin=0.15),
     "K450-lr3e-3": dict(n_components=450, learning_rate_init=3e-3),
     "K750-lr3e-3": dict(n_components=750, learning_rate_init=3e-3),
@@ -110,7 +123,9 @@ def write_table(path, out):
     for (_, seed), by_ep in runs.items():
         last = by_ep[max(by_ep)]
         params = ", ".join(
-            f"{k}={tuple(v) if isinstance(v, list) else v!r}"
+            f"net_params: criterion__loss={v['criterion__loss']!r}"
+            if k == "net_params"
+            else f"{k}={tuple(v) if isinstance(v, list) else v!r}"
             for k, v in last["params"].items()
         )
         late = [r["val_acc"] for e, r in by_ep.items() if e >= 40]
