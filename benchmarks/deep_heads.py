@@ -18,9 +18,12 @@ markdown`` and register it in ``SECTIONS``.
    head's configuration is chosen on the validation split (open-intent on the val
    split, one draw per ratio, mean macro-F1 over the ratios), never on test.
 2. **Near-OOD**: in `benchmarks/deep_ood.py` (results/deep_heads_ood.md).
-3. **Closed set**: DeepCBCClassifier vs LogisticRegression (C=10) and the shallow
-   CBCClassifier: accuracy and certified robust accuracy (CRA) at L2 radii
-   0.05 / 0.1 / 0.2 (the radii of prototype_classifiers.md).
+3. **Closed set**: DeepCBCClassifier (defaults, and ``CLOSED_CHOSEN``, the
+   configuration chosen on the validation split by ``benchmarks/deep_cbc_val.py``,
+   whose table ``results/deep_heads/closed_set_val.md`` the section includes) vs
+   LogisticRegression (C=10) and the shallow CBCClassifier: accuracy and certified
+   robust accuracy (CRA) at L2 radii 0.05 / 0.1 / 0.2 (the radii of
+   prototype_classifiers.md).
 
 Run: ``python benchmarks/deep_heads.py [--quick] [--sections ...]`` (needs ../shared/data
 or $PROTOLEARN_DATA).
