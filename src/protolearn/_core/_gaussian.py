@@ -185,6 +185,21 @@ def _initial_responsibilities(X, y, n_classes, n_components, random_state, max_i
     return resp, component_class
 
 
+def _class_major_order(K, n_classes):
+    """Column order (component j, class c) <- ``c * k + j`` of components grouped by
+    class: a (rows, K) product in this order reshapes to (rows, k, C)."""
+    return np.arange(K).reshape(n_classes, K // n_classes).T.ravel()
+
+
+def _per_class_logsumexp(G, n_classes):
+    """(rows, C) logsumexp over each class's components of scores ``G`` (rows, K)
+    in :func:`_class_major_order`, computed in `G` itself (``G`` when k = 1)."""
+    k = G.shape[1] // n_classes
+    if k == 1:
+        return G
+    return xp.logsumexp(G.reshape(len(G), k, n_classes), axis=1, overwrite_input=True)
+
+
 def _tied_class_log_density(X, weights, means, precisions_cholesky, n_classes, log_det):
     """:func:`class_mixture_log_density` for a tied covariance, numpy, the same
     number of components in every class (grouped by class).
@@ -203,7 +218,6 @@ def _tied_class_log_density(X, weights, means, precisions_cholesky, n_classes, l
 
     n, d = X.shape
     K = means.shape[0]
-    k = K // n_classes
     U = xp.asarray_like(precisions_cholesky, X)
     M = xp.asarray_like(means, X)
     c = common_centre(M)
@@ -217,20 +231,14 @@ def _tied_class_log_density(X, weights, means, precisions_cholesky, n_classes, l
             - 0.5 * d * np.log(2 * np.pi)
         )
     b = b - 0.5 * (YL.astype(np.float64) ** 2).sum(1)
-    order = np.arange(K).reshape(n_classes, k).T.ravel()  # (j, c) <- c * k + j
+    order = _class_major_order(K, n_classes)
     A, b = np.ascontiguousarray(YL[order].T), b[order].astype(X.dtype)
 
     def chunk(Xc, _):
         Z = (Xc - c) @ U
         G = Z @ A
         G += b[None, :]
-        out = (
-            G
-            if k == 1
-            else xp.logsumexp(
-                G.reshape(len(Z), k, n_classes), axis=1, overwrite_input=True
-            )
-        )
+        out = _per_class_logsumexp(G, n_classes)
         out -= 0.5 * (Z * Z).sum(1)[:, None]
         return out
 
@@ -280,7 +288,7 @@ def tied_argmax_form(weights, means, precisions_cholesky, component_class, n_cla
     YL = (np.asarray(means, dtype=np.float64) - c) @ U
     with np.errstate(divide="ignore"):
         b = np.log(np.asarray(weights, dtype=np.float64)) - 0.5 * (YL**2).sum(1)
-    order = np.arange(K).reshape(n_classes, K // n_classes).T.ravel()  # (j, c)
+    order = _class_major_order(K, n_classes)
     return dict(centre=c, A=np.ascontiguousarray((YL @ U.T)[order].T), b=b[order])
 
 
@@ -307,11 +315,12 @@ def class_mixture_argmax(
 
     component_class = np.asarray(component_class)
     log_priors = np.asarray(log_priors, dtype=np.float64)
-    if covariance_type == "tied" and not xp.is_torch(X) and form is None:
+    folded = covariance_type == "tied" and not xp.is_torch(X)
+    if folded and form is None:
         form = tied_argmax_form(
             weights, means, precisions_cholesky, component_class, n_classes
         )
-    if covariance_type != "tied" or xp.is_torch(X) or form is None:
+    if not folded or form is None:
 
         def general(Xc, _):
             L = class_mixture_log_density(
@@ -325,20 +334,13 @@ def class_mixture_argmax(
         return map_row_chunks(general, X, row_bytes)
     n, d = X.shape
     K = means.shape[0]
-    k = K // n_classes
     c, A = form["centre"].astype(X.dtype), form["A"].astype(X.dtype)
     b, priors = form["b"].astype(X.dtype), log_priors.astype(X.dtype)
 
     def chunk(Xc, _):
         G = chunk_matmul(chunk_shift(Xc, c), A)
         G += b[None, :]
-        S = (
-            G
-            if k == 1
-            else xp.logsumexp(
-                G.reshape(len(Xc), k, n_classes), axis=1, overwrite_input=True
-            )
-        )
+        S = _per_class_logsumexp(G, n_classes)
         S += priors[None, :]
         return S.argmax(1)
 
