@@ -346,6 +346,35 @@ def test_tied_class_argmax_equals_density_argmax(rng, k, offset, dtype, monkeypa
         )
 
 
+@pytest.mark.parametrize("k", [1, 2, 5, 9])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_class_logsumexp_argmax_prunes_exactly(rng, k, dtype):
+    # the pruned argmax (a class's logsumexp only where its max + log k reaches the
+    # best max) picks the argmax of every class's logsumexp: random scores far from
+    # zero, classes whose maxima tie (every class a candidate), components and whole
+    # classes at -inf, and an all -inf row (class 0, as argmax of -inf gives)
+    C, n = 7, 300
+    G = (rng.normal(size=(n, k * C)) * 5 + 1e3).astype(dtype)
+    G[:40] = G[:40, :C].repeat(k, axis=1) + np.log(np.arange(1, k + 1)).repeat(C)[None]
+    G[50:60, : (k - 1) * C] = -np.inf  # one component left per class
+    G[60:70, 3::C] = -np.inf  # class 3 empty
+    G[70] = -np.inf
+    full = g._per_class_logsumexp(G.copy(), C)
+    got = g._argmax_of_class_logsumexp(G.copy(), C)
+    top2 = np.sort(full, axis=1)[:, -2:]
+    with np.errstate(invalid="ignore"):
+        clear = ~(top2[:, 1] - top2[:, 0] <= 1e-3)  # (nan: the -inf row)
+    assert clear.sum() > 250
+    np.testing.assert_array_equal(got[clear], full.argmax(1)[clear])
+    assert got[70] == 0
+    if k > 1:  # a class whose max is lower wins through its log k: not pruned
+        H = np.full((1, k * C), -np.inf, dtype)
+        H[0, 1::C] = 0.0  # class 1: logsumexp log k
+        H[0, 2] = np.log(k) - 1e-3  # class 2: the best maximum, logsumexp the same
+        assert g._per_class_logsumexp(H.copy(), C).argmax(1)[0] == 1
+        assert g._argmax_of_class_logsumexp(H.copy(), C)[0] == 1
+
+
 def test_exp_floor_leaves_logsumexp_unchanged(rng):
     # terms down to exp(-700) (subnormal and below in float32): the floored
     # logsumexp equals the plain one bit for bit

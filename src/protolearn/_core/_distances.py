@@ -327,6 +327,26 @@ def chunk_shift(x, c, key="shifted"):
     return np.subtract(x, c, out=scratch(key, x.shape, np.result_type(x, c)))
 
 
+def chunk_affine_rows(x, c=None, *, normalize=False, key="affine"):
+    """``[x', 1]`` (rows, d + 1) in :func:`scratch`, numpy, with ``x' = x - c``
+    (`c` given), ``x / |x|`` (`normalize`; all-zero rows stay zero) or ``x``: its
+    product with ``[[A], [b]]`` is ``x' A + b`` in one pass of the output instead
+    of two (the bias rides in the product)."""
+    r, d = x.shape
+    dtype = np.result_type(x, c) if c is not None else x.dtype
+    out = scratch(key, (r, d + 1), dtype)
+    body = out[:, :d]
+    if c is not None:
+        np.subtract(x, c, out=body)
+    elif normalize:
+        norms = np.sqrt(_row_norms_sq(x))
+        np.divide(x, np.where(norms > 0, norms, 1.0)[:, None], out=body)
+    else:
+        body[...] = x
+    out[:, d] = 1
+    return out
+
+
 def n_threads():
     """CPU threads for row-chunk parallelism: the CPUs this process may run on."""
     try:

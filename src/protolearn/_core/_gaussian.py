@@ -311,7 +311,7 @@ def class_mixture_argmax(
     :func:`tied_argmax_form` (`form`, computed when None): the same classes as the
     argmax of the densities, up to float rounding of near ties.
     """
-    from ._distances import chunk_matmul, chunk_shift, map_row_chunks
+    from ._distances import chunk_affine_rows, chunk_matmul, map_row_chunks
 
     component_class = np.asarray(component_class)
     log_priors = np.asarray(log_priors, dtype=np.float64)
@@ -334,20 +334,47 @@ def class_mixture_argmax(
         return map_row_chunks(general, X, row_bytes)
     n, d = X.shape
     K = means.shape[0]
-    c, A = form["centre"].astype(X.dtype), form["A"].astype(X.dtype)
-    b, priors = form["b"].astype(X.dtype), log_priors.astype(X.dtype)
+    # the class priors and the components' constants ride in the product, as a last
+    # row of A against a column of ones (logsumexp_j (g_j + p) = logsumexp_j g_j + p)
+    b = form["b"] + log_priors[np.arange(K) % n_classes]
+    A = np.vstack([form["A"], b[None, :]]).astype(X.dtype)
+    c = form["centre"].astype(X.dtype)
 
     def chunk(Xc, _):
-        G = chunk_matmul(chunk_shift(Xc, c), A)
-        G += b[None, :]
-        S = _per_class_logsumexp(G, n_classes)
-        S += priors[None, :]
-        return S.argmax(1)
+        G = chunk_matmul(chunk_affine_rows(Xc, c), A)
+        return _argmax_of_class_logsumexp(G, n_classes)
 
     if n == 0:
         return np.empty(0, dtype=np.intp)
-    # per row: the centred copy (d), the (K,) scores and their reduction's temporaries
-    return map_row_chunks(chunk, X, (d + 3 * K) * X.dtype.itemsize)
+    # per row: the centred copy (d + 1) and the (K,) scores
+    return map_row_chunks(chunk, X, (d + 1 + 2 * K) * X.dtype.itemsize)
+
+
+def _argmax_of_class_logsumexp(G, n_classes):
+    """``argmax_c`` of the per-class logsumexp of scores ``G`` (rows, K) in
+    :func:`_class_major_order`, numpy: ``_per_class_logsumexp(G).argmax(1)`` (up to
+    the last-ulp rounding of near ties), with the logsumexp computed only where it
+    can matter.
+
+    A class's logsumexp over its k components lies in ``[max, max + log k]``, so a
+    class whose ``max + log k`` falls below the best class maximum of its row (by more
+    than a rounding margin) cannot win; a row keeps one to a few candidates, and the
+    (rows, K) scores take one reduction (the per-class maxima) instead of the
+    logsumexp's five passes.
+    """
+    k = G.shape[1] // n_classes
+    if k == 1:
+        return G.argmax(1)
+    G3 = G.reshape(len(G), k, n_classes)
+    M = G3.max(axis=1)  # (rows, C)
+    best = M.max(axis=1)
+    # float32 rounding of a logsumexp is a few ulps of its magnitude
+    with np.errstate(invalid="ignore"):
+        bound = best - (np.log(k) + 64 * np.finfo(G.dtype).eps * (1 + np.abs(best)))
+    rows, cls = np.nonzero(M >= bound[:, None])  # (all classes of a -inf row)
+    M.fill(-np.inf)
+    M[rows, cls] = xp.logsumexp(G3[rows, :, cls], axis=1, overwrite_input=True)
+    return M.argmax(1)
 
 
 def fit_class_mixtures(

@@ -35,7 +35,7 @@ from sklearn.utils import Bunch, check_random_state
 
 from ..utils import _array_api as xp
 from ..utils._sklearn_compat import get_chunk_n_rows
-from ._distances import chunk_matmul, l2_normalize, map_row_chunks
+from ._distances import chunk_affine_rows, chunk_matmul, l2_normalize, map_row_chunks
 from ._prototypes import kmeans
 
 # ----------------------------------------------------------------------- density
@@ -162,10 +162,15 @@ def vmf_mixture_log_density(
     M = xp.asarray_like(np.asarray(means) * kappa[:, None], X)
     c = xp.asarray_like(np.array(np.broadcast_to(offset, (m,))), X)
     itemsize = X.dtype.itemsize  # numpy and torch dtypes alike
+    if not xp.is_torch(X):  # the offsets ride in the product (a row of ones' weights)
+        MA = np.vstack([M.T, c[None, :]])
 
     def chunk(Xc, _):
-        logits = chunk_matmul(l2_normalize(Xc), M.T)
-        logits += c[None, :]
+        if xp.is_torch(Xc):
+            logits = l2_normalize(Xc) @ M.T
+            logits += c[None, :]
+        else:
+            logits = chunk_matmul(chunk_affine_rows(Xc, normalize=True), MA)
         return xp.logsumexp(logits, axis=1, overwrite_input=True)
 
     # a chunk holds its (rows, m) logits and its normalised (rows, d) copy of X,
