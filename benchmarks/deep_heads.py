@@ -17,7 +17,7 @@ markdown`` and register it in ``SECTIONS``.
    known intents' *validation* rows accepted), and the published anchors.  The deep
    head's configuration is chosen on the validation split (open-intent on the val
    split, one draw per ratio, mean macro-F1 over the ratios), never on test.
-2. **Near-OOD**: in `benchmarks/deep_ood.py` (results/deep_heads_ood.md).
+2. **Near-OOD**: in `benchmarks/deep_ood.py` (results/deep_heads_ood_full.md).
 3. **Closed set**: DeepCBCClassifier (defaults, and ``CLOSED_CHOSEN``, the
    configuration chosen on the validation split by ``benchmarks/deep_cbc_val.py``,
    whose table ``results/deep_heads/closed_set_val.md`` the section includes) vs
@@ -233,19 +233,25 @@ def run_open_intent(data, args):
     grid = dict(list(DEEP_GRID.items())[:1]) if args.quick else DEEP_GRID
     if args.methods and not any("Deep" in m for m in args.methods):
         grid = {}  # (a re-run of baselines only: no tuning)
+    if args.deep_config:  # chosen on validation by an earlier run: no tuning
+        grid = {args.deep_config: DEEP_GRID[args.deep_config]}
     # 1) choose the deep head's configuration on the validation split
     from joblib import Parallel, delayed
 
     par = Parallel(n_jobs=args.jobs, verbose=0)
     tune = {name: [] for name in grid}
-    tasks = [(ratio, n) for ratio in args.tune_ratios for n in grid]
+    tasks = [
+        (ratio, n) for ratio in args.tune_ratios for n in grid if not args.deep_config
+    ]
     out = par(
         delayed(open_intent_draw)(data, ratio, 100, "val", {n: deep_method(grid[n])})
         for ratio, n in tasks
     )
     for (_, n), res in zip(tasks, out):
         tune[n].append(res[n])
-    best = max(tune, key=lambda n: np.mean([f for _, f, _ in tune[n]]), default="-")
+    best = args.deep_config or max(
+        tune, key=lambda n: np.mean([f for _, f, _ in tune[n]]), default="-"
+    )
     print(f"chosen on val: {best}", flush=True)
     # 2) test: every method on the same draws
     msp, energy = mlp_both({})
@@ -380,7 +386,9 @@ def run_near_ood(data, args):
         "Not run by this script: DeepPrototypeMixtureDetector (PALM) against the "
         "shallow detectors, LogisticRegression-MSP and energy (25 % of intents "
         "unseen, 5 draws; and the standard out-of-scope split) is in "
-        "[deep_heads_ood.md](deep_heads_ood.md), written by `benchmarks/deep_ood.py`.\n"
+        "[deep_heads_ood_full.md](deep_heads_ood_full.md) (all training rows) and "
+        "[deep_heads_ood.md](deep_heads_ood.md) (30 per intent), written by "
+        "`benchmarks/deep_ood.py`.\n"
     )
 
 
@@ -511,6 +519,11 @@ def main():
         help="known-intent ratios of the validation runs that choose the deep head",
     )  # fmt: skip
     ap.add_argument("--robust", action="store_true", help="also the robust DeepCBC")
+    ap.add_argument(
+        "--deep-config", choices=list(DEEP_GRID), default=None,
+        help="open_intent: test this DEEP_GRID configuration (chosen on validation "
+        "by an earlier run) without the validation runs",
+    )  # fmt: skip
     ap.add_argument(
         "--methods", nargs="*", default=None,
         help="open_intent / closed_set: only the methods whose name contains one of "
