@@ -237,7 +237,7 @@ def pairwise_distances(
     Computed chunk by chunk (see :func:`iter_distance_chunks`), in ``X``'s dtype, as the
     same array kind (numpy or torch, same device) as ``X``.
     """
-    out = None
+    stacked = _Stacked(X.shape[0])
     for sl, D in iter_distance_chunks(
         X,
         Y,
@@ -246,12 +246,10 @@ def pairwise_distances(
         covariance_type=covariance_type,
         working_memory=working_memory,
     ):
-        if out is None:
-            out = xp.empty((X.shape[0], D.shape[1]), like=D)
-        out[sl] = D
-    if out is None:  # no rows
-        out = xp.empty((0, Y.shape[0]), like=X)
-    return out
+        stacked.store(sl, D)
+    if stacked.out is None:  # no rows
+        return xp.empty((0, Y.shape[0]), like=X)
+    return stacked.result()
 
 
 #: Temporary bytes of one chunk of a threaded :func:`map_row_chunks`: a chunk's
@@ -475,13 +473,10 @@ def map_distance_chunks(fn, X, Y, metric="sqeuclidean", **kwargs):
     For a row-wise reduction of the distances (e.g. :func:`min_per_group`) that
     never holds the full (n, m) matrix; `kwargs` go to :func:`iter_distance_chunks`.
     """
-    out = None
+    stacked = _Stacked(X.shape[0])
     for sl, D in iter_distance_chunks(X, Y, metric, **kwargs):
-        R = fn(D)
-        if out is None:
-            out = xp.empty((X.shape[0], *R.shape[1:]), like=R)
-        out[sl] = R
-    return out
+        stacked.store(sl, fn(D))
+    return None if stacked.out is None else stacked.result()
 
 
 def nearest(X, Y, metric="sqeuclidean", **kwargs):

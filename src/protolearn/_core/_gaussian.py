@@ -7,6 +7,8 @@ Log-densities through the precision Cholesky factors, in scikit-learn's
 :mod:`protolearn._core._covariance`.
 """
 
+import math
+
 import numpy as np
 from sklearn.utils import Bunch
 
@@ -368,12 +370,19 @@ def _argmax_of_class_logsumexp(G, n_classes):
     G3 = G.reshape(len(G), k, n_classes)
     M = G3.max(axis=1)  # (rows, C)
     best = M.max(axis=1)
-    # float32 rounding of a logsumexp is a few ulps of its magnitude
+    # float32 rounding of a logsumexp is a few ulps of its magnitude (python floats:
+    # the bound stays in G's dtype)
+    eps = 64 * float(np.finfo(G.dtype).eps)
     with np.errstate(invalid="ignore"):
-        bound = best - (np.log(k) + 64 * np.finfo(G.dtype).eps * (1 + np.abs(best)))
-    rows, cls = np.nonzero(M >= bound[:, None])  # (all classes of a -inf row)
+        bound = best - (math.log(k) + eps + eps * np.abs(best))
+    flat = np.flatnonzero(M >= bound[:, None])  # (all classes of a -inf row)
+    rows, cls = np.divmod(flat, n_classes)
+    # the candidates' components, C-contiguous (k, candidates): the reduction over
+    # the leading axis runs along the candidates, in the full path's component order
+    at = (rows * G.shape[1] + cls)[None, :] + (np.arange(k) * n_classes)[:, None]
+    S = xp.logsumexp(G.reshape(-1)[at], axis=0, overwrite_input=True)
     M.fill(-np.inf)
-    M[rows, cls] = xp.logsumexp(G3[rows, :, cls], axis=1, overwrite_input=True)
+    M.reshape(-1)[flat] = S
     return M.argmax(1)
 
 
