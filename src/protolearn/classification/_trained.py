@@ -117,34 +117,6 @@ def _cpu_threads(torch, device, n_elements):
         torch.set_num_threads(before)
 
 
-class _Rows:
-    """Map-style dataset over (X, y) tensors that hands out whole batches
-    (``__getitems__``: one gather per batch instead of one row per call)."""
-
-    def __init__(self, X, y=None):
-        self.X, self.y = X, y
-
-    def __len__(self):
-        return self.X.shape[0]
-
-    def __getitem__(self, i):
-        return self.X[i], self.y[i]
-
-    def __getitems__(self, idx):
-        idx = self._index(idx)
-        return self.X[idx], self.y[idx]
-
-    def _index(self, idx):
-        import torch
-
-        return torch.as_tensor(idx, device=self.X.device)
-
-
-def _batch(batch):
-    """The loader's collate function: a batch is already (X, y) tensors."""
-    return batch
-
-
 class _HeldOut:
     """skorch ``train_split``: all of the given data for training, a fixed
     validation part (our own stratified split) for validation."""
@@ -237,6 +209,7 @@ class BaseTrainedPrototypeClassifier(BasePrototypeClassifier):
         import torch
 
         from .. import nn
+        from ..nn import _engine
 
         device = nn.resolve_device(self.device, device_hint)
         dtype = torch.float32 if X.dtype == np.float32 else torch.float64
@@ -250,7 +223,7 @@ class BaseTrainedPrototypeClassifier(BasePrototypeClassifier):
         if val_idx is not None:
             ti = torch.as_tensor(train_idx, device=device)
             vi = torch.as_tensor(val_idx, device=device)
-            valid = _Rows(Xt[vi], yt[vi])
+            valid = _engine._Rows(Xt[vi], yt[vi])
             Xt, yt = Xt[ti], yt[ti]
 
         # (the problem's size for the thread cap: rows x (features + classes))
@@ -270,9 +243,6 @@ class BaseTrainedPrototypeClassifier(BasePrototypeClassifier):
                 validation_scoring="accuracy",
             )
             net_params = {
-                "dataset": _Rows,
-                "iterator_train__collate_fn": _batch,
-                "iterator_valid__collate_fn": _batch,
                 "train_split": None if valid is None else _HeldOut(valid),
                 # (our losses are row means: a batch over the working_memory
                 # budget -- full-batch L-BFGS -- is forwarded / backward'd in row

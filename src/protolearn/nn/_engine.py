@@ -211,6 +211,36 @@ def _validation_accuracy(net, dataset, y=None):
     return hits / max(total, 1)
 
 
+class _Rows:
+    """Map-style dataset over (X, y) arrays or tensors that hands out whole batches
+    (``__getitems__``: one gather per batch instead of one row per call and a
+    collation; the loader's ``collate_fn`` is :func:`_batch`).  ``y=None`` (skorch's
+    inference) gives a zero placeholder, as skorch's own dataset does."""
+
+    def __init__(self, X, y=None):
+        self.X, self.y = X, y
+
+    def __len__(self):
+        return self.X.shape[0]
+
+    def __getitem__(self, i):
+        return self.__getitems__([i])
+
+    def __getitems__(self, idx):
+        if torch.is_tensor(self.X):
+            idx = torch.as_tensor(idx, device=self.X.device)
+            zeros = torch.zeros
+        else:
+            idx, zeros = np.asarray(idx, dtype=np.intp), np.zeros
+        y = zeros(len(idx)) if self.y is None else self.y[idx]
+        return self.X[idx], y
+
+
+def _batch(batch):
+    """The loaders' collate function: a batch is already (X, y) arrays."""
+    return batch
+
+
 def make_net(module, settings, *, loss="cross_entropy", loss_params=None, seed=0,
              n_samples=None, device="cpu", validation_scoring="loss"):  # fmt: skip
     """A :class:`PrototypeNet` training `module` with `loss` under `settings`.
@@ -281,6 +311,10 @@ def make_net(module, settings, *, loss="cross_entropy", loss_params=None, seed=0
         lr=lr,
         max_epochs=int(s["max_iter"]),
         batch_size=bs,
+        # (a batch is one gather, not rows collated one by one)
+        dataset=_Rows,
+        iterator_train__collate_fn=_batch,
+        iterator_valid__collate_fn=_batch,
         iterator_train__shuffle=True,
         iterator_train__generator=generator,
         # (a loader without a generator draws its base seed from the global one)
