@@ -30,6 +30,7 @@ or $PROTOLEARN_DATA).
 """
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -294,10 +295,13 @@ def run_open_intent(data, args):
         "Open-intent on the **validation** split (20 rows per intent + 100 "
         "out-of-scope; one draw per ratio, seed 100), every candidate with "
         "nota='adaptive' and the estimator's other defaults, at the known-intent "
-        f"ratio(s) {', '.join(f'{int(r * 100)}%' for r in args.tune_ratios)} (the "
-        "other ratios' validation runs did not fit this run's time budget on the "
-        "shared machine). The configuration with the best mean macro-F1 is used "
-        "on test.\n"
+        f"ratio(s) {', '.join(f'{int(r * 100)}%' for r in args.tune_ratios)}"
+        + (
+            ""
+            if set(args.tune_ratios) >= set(RATIOS)
+            else " (a subset of the three, by --tune-ratios)"
+        )
+        + ". The configuration with the best mean macro-F1 is used on test.\n"
     )
     rows = []
     for n, vals in tune.items():
@@ -543,8 +547,9 @@ def main():
         (PARTS / f"{name}{suffix}{args.part_suffix}.md").write_text(text)
     header = [
         "# Deep prototype heads (protolearn.deep) on CLINC150\n",
-        f"Machine: {machine_line()}; shared by several jobs, so times are noisy "
-        "(compare ratios within a table). **No GPU was lent for this run: every "
+        f"Machine: {machine_line()}; load average {os.getloadavg()[2]:.1f} over "
+        "the last 15 minutes (other jobs may share it: compare times within a "
+        "table). **No GPU was lent for this run: every "
         "time is CPU training; no GPU speed-up is reported.** Versions: "
         f"{versions_line('numpy', 'sklearn', 'torch', 'skorch')}, protolearn "
         f"{git_revision()}. Last run took {time.perf_counter() - t_start:.0f} s "
