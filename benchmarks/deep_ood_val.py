@@ -74,13 +74,18 @@ def main(argv=None):
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 est.fit(X[train], y[train])
             fit_s = time.perf_counter() - t0
-            r = ood_report(est.score_samples(X[test_in]), est.score_samples(X[test_out]))
+            r = ood_report(
+                est.score_samples(X[test_in]), est.score_samples(X[test_out])
+            )
             res.append((r.auroc, r.fpr95, fit_s))
         print(name, res, flush=True)
         rows.append(
             [name]
             + [f"{a:.4f} / {f:.3f}" for a, f, _ in res]
-            + [f"{np.mean([a for a, _, _ in res]):.4f}", f"{sum(t for *_, t in res):.0f}"]
+            + [
+                f"{np.mean([a for a, _, _ in res]):.4f}",
+                f"{sum(t for *_, t in res):.0f}",
+            ]
         )
     text = f"""# DeepPrototypeMixtureDetector on CLINC150's validation split
 
@@ -90,9 +95,18 @@ Machine: {machine_line()}; load average {os.getloadavg()[2]:.1f} over the last 1
 minutes.  Code: {git_revision()}.  AUROC / FPR95; the out-of-scope column has only
 100 out rows (an AUROC standard error of about 0.005).
 
-{markdown_table(
-    ["configuration", "out-of-scope (val)", "near-OOD (val, seed 100)", "mean AUROC",
-     "fit s (both)"], rows)}
+{
+        markdown_table(
+            [
+                "configuration",
+                "out-of-scope (val)",
+                "near-OOD (val, seed 100)",
+                "mean AUROC",
+                "fit s (both)",
+            ],
+            rows,
+        )
+    }
 """
     write_results("deep_heads_ood_val", text)
 
