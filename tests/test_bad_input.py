@@ -378,3 +378,27 @@ def test_non_finite_scores_raise_instead_of_nan(monkeypatch):
     for method in ("score_samples", "decision_function", "predict"):
         with _raises(r"scores are not finite for row\(s\) \[2\]"):
             getattr(det, method)(X32)
+
+
+@pytest.mark.parametrize("bad", [None, np.nan, np.inf, -np.inf])
+def test_threaded_extremes_of_large_input(monkeypatch, bad):
+    # a large X is validated by threads over row blocks: the same maximum and
+    # minimum as numpy's (NaN when any entry is NaN), so the same errors
+    from protolearn.utils import _validation
+
+    monkeypatch.setattr(_validation, "EXTREMES_THREADED_BYTES", 0)
+    monkeypatch.setattr(_validation, "_EXTREMES_BLOCK_BYTES", 1000)
+    X = np.random.default_rng(0).normal(size=(997, 13)).astype(np.float32)
+    X[630, 7] = 9.5  # the maximum, in block 33 of 19 rows: the second thread
+    if bad is not None:
+        X[803, 2] = bad
+    hi, lo = _validation._extremes(X)
+    np.testing.assert_array_equal([hi, lo], [X.max(), X.min()])
+    from protolearn.classification import NearestPrototypeClassifier
+
+    est = NearestPrototypeClassifier().fit(X[:500], np.arange(500) % 3)
+    if bad is None:
+        assert est.predict(X).shape == (997,)
+    else:
+        with pytest.raises(ValueError, match="Input X contains (NaN|infinity)"):
+            est.predict(X)

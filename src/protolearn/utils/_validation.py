@@ -37,6 +37,41 @@ def _tensor_to_numpy(a):
     return xp.to_numpy(a) if xp.is_torch(a) else a
 
 
+#: Bytes of `X` below which :func:`_extremes` reads it on one thread.
+EXTREMES_THREADED_BYTES = 16 * 2**20
+_EXTREMES_BLOCK_BYTES = 2**20
+
+
+def _extremes(X):
+    """``(X.max(), X.min())`` of a 2-D numpy array (NaN when any entry is NaN).
+
+    A large `X` is read once, not twice: each of :func:`n_threads` threads takes its
+    share of the rows in blocks of about 1 MiB and reduces a block to its maximum
+    and minimum while it is in cache (numpy releases the GIL in reductions).
+    """
+    from .._core import _distances
+
+    if (
+        X.nbytes < EXTREMES_THREADED_BYTES
+        or not X.flags.c_contiguous
+        or getattr(_distances._in_worker, "active", False)  # (already threaded)
+    ):
+        return X.max(), X.min()
+    from concurrent.futures import ThreadPoolExecutor
+
+    step = max(_EXTREMES_BLOCK_BYTES // max(X.strides[0], 1), 1)
+    blocks = [X[s : s + step] for s in range(0, X.shape[0], step)]
+    T = min(_distances.n_threads(), len(blocks))
+
+    def part(i):
+        ext = np.array([(b.max(), b.min()) for b in blocks[i::T]])
+        return ext[:, 0].max(), ext[:, 1].min()
+
+    with ThreadPoolExecutor(T) as pool:
+        ext = np.array(list(pool.map(part, range(T))))
+    return ext[:, 0].max(), ext[:, 1].min()
+
+
 def check_magnitude(X, estimator=None):
     """Raise a ValueError when the squared distances between rows of `X` (and between
     them and anything fitted on such rows) can overflow `X`'s dtype.
@@ -63,7 +98,7 @@ def check_magnitude(X, estimator=None):
     else:
         if X.size == 0:
             return
-        hi, lo = float(X.max()), float(X.min())  # NaN if any entry is NaN
+        hi, lo = map(float, _extremes(X))  # NaN if any entry is NaN
         if not (np.isfinite(hi) and np.isfinite(lo)):
             assert_all_finite(
                 X,
