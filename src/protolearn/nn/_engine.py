@@ -223,8 +223,8 @@ class _Rows:
     def __len__(self):
         return self.X.shape[0]
 
-    def __getitem__(self, i):
-        return self.__getitems__([i])
+    def __getitem__(self, i):  # (one row, for code that indexes rows)
+        return self.X[i], 0 if self.y is None else self.y[i]
 
     def __getitems__(self, idx):
         if torch.is_tensor(self.X):
