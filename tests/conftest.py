@@ -82,3 +82,19 @@ def digits():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def thread_chunks(monkeypatch):
+    """``thread_chunks(nbytes, threads=None)``: make ``map_row_chunks`` cut numpy
+    inputs into chunks of about `nbytes` of temporaries (no row minimum), on
+    `threads` threads when given (else the CPUs there are)."""
+    from protolearn._core import _distances
+
+    def set_chunks(nbytes, threads=None):
+        monkeypatch.setattr(_distances, "THREAD_CHUNK_BYTES", nbytes)
+        monkeypatch.setattr(_distances, "MIN_THREAD_CHUNK_ROWS", 1)
+        if threads is not None:
+            monkeypatch.setattr(_distances, "n_threads", lambda: threads)
+
+    return set_chunks

@@ -381,15 +381,15 @@ def test_non_finite_scores_raise_instead_of_nan(monkeypatch):
 
 
 @pytest.mark.parametrize("bad", [None, np.nan, np.inf, -np.inf])
-def test_threaded_extremes_of_large_input(monkeypatch, bad):
-    # a large X is validated by threads over row blocks: the same maximum and
+def test_threaded_extremes_of_large_input(monkeypatch, thread_chunks, bad):
+    # a large X is validated by threads over row chunks: the same maximum and
     # minimum as numpy's (NaN when any entry is NaN), so the same errors
     from protolearn.utils import _validation
 
     monkeypatch.setattr(_validation, "EXTREMES_THREADED_BYTES", 0)
-    monkeypatch.setattr(_validation, "_EXTREMES_BLOCK_BYTES", 1000)
+    thread_chunks(1000, threads=2)  # chunks of 19 rows on two threads
     X = np.random.default_rng(0).normal(size=(997, 13)).astype(np.float32)
-    X[630, 7] = 9.5  # the maximum, in block 33 of 19 rows: the second thread
+    X[630, 7] = 9.5  # the maximum, in chunk 33
     if bad is not None:
         X[803, 2] = bad
     hi, lo = _validation._extremes(X)

@@ -39,36 +39,24 @@ def _tensor_to_numpy(a):
 
 #: Bytes of `X` below which :func:`_extremes` reads it on one thread.
 EXTREMES_THREADED_BYTES = 16 * 2**20
-_EXTREMES_BLOCK_BYTES = 2**20
 
 
 def _extremes(X):
     """``(X.max(), X.min())`` of a 2-D numpy array (NaN when any entry is NaN).
 
-    A large `X` is read once, not twice: each of :func:`n_threads` threads takes its
-    share of the rows in blocks of about 1 MiB and reduces a block to its maximum
-    and minimum while it is in cache (numpy releases the GIL in reductions).
+    A large `X` is read once, not twice, on the threads of
+    :func:`~protolearn._core._distances.map_row_chunks`: each reduces a chunk of rows
+    to its maximum and minimum while the chunk is in cache.
     """
-    from .._core import _distances
-
-    if (
-        X.nbytes < EXTREMES_THREADED_BYTES
-        or not X.flags.c_contiguous
-        or getattr(_distances._in_worker, "active", False)  # (already threaded)
-    ):
+    if X.nbytes < EXTREMES_THREADED_BYTES or not X.flags.c_contiguous:
         return X.max(), X.min()
-    from concurrent.futures import ThreadPoolExecutor
+    from .._core._distances import map_row_chunks
 
-    step = max(_EXTREMES_BLOCK_BYTES // max(X.strides[0], 1), 1)
-    blocks = [X[s : s + step] for s in range(0, X.shape[0], step)]
-    T = min(_distances.n_threads(), len(blocks))
+    def chunk(Xc, _):
+        return np.broadcast_to(np.array([Xc.max(), Xc.min()]), (len(Xc), 2))
 
-    def part(i):
-        ext = np.array([(b.max(), b.min()) for b in blocks[i::T]])
-        return ext[:, 0].max(), ext[:, 1].min()
-
-    with ThreadPoolExecutor(T) as pool:
-        ext = np.array(list(pool.map(part, range(T))))
+    # (no temporaries: chunks of about THREAD_CHUNK_BYTES of X itself)
+    ext = map_row_chunks(chunk, X, X.strides[0])
     return ext[:, 0].max(), ext[:, 1].min()
 
 
