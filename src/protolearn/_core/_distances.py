@@ -65,11 +65,14 @@ def squared_euclidean_distances(X, Y, *, Y_norm_squared=None):
     return xp.clip_min(D, 0)
 
 
-def l2_normalize(X):
-    """Rows divided by their L2 norm; all-zero rows stay zero."""
+def l2_normalize(X, out=None):
+    """Rows divided by their L2 norm; all-zero rows stay zero (numpy: into `out`
+    when given)."""
     norms = xp.sqrt(_row_norms_sq(X))
     # (not in place: autograd needs the square root's output for its gradient)
     norms = xp.where(norms > 0, norms, 1.0)
+    if out is not None:
+        return np.divide(X, norms[:, None], out=out)
     return X / norms[:, None]
 
 
@@ -337,8 +340,7 @@ def chunk_affine_rows(x, c=None, *, normalize=False, key="affine"):
     if c is not None:
         np.subtract(x, c, out=body)
     elif normalize:
-        norms = np.sqrt(_row_norms_sq(x))
-        np.divide(x, np.where(norms > 0, norms, 1.0)[:, None], out=body)
+        l2_normalize(x, out=body)
     else:
         body[...] = x
     out[:, d] = 1
