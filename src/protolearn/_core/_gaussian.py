@@ -85,7 +85,7 @@ def class_mixture_log_density(
     :func:`log_gaussian_density`.  numpy or torch in, same kind out, shape (n, C).
     """
     component_class = np.asarray(component_class)
-    per_class = np.bincount(component_class, minlength=n_classes)
+    k = _components_per_class(component_class, n_classes)
     # numpy's tied fast path works in place on its chunks; tensors (autograd,
     # devices) take the general path
     if _is_tied_fast_path(X, covariance_type, component_class, n_classes):
@@ -96,9 +96,9 @@ def class_mixture_log_density(
     if component_class.size == n_classes:
         return L
     L += xp.asarray_like(np.log(np.asarray(weights, dtype=np.float64)), L)[None, :]
-    if np.all(per_class == per_class[0]) and np.all(np.diff(component_class) >= 0):
+    if k is not None:
         # the same number of components in every class: one reduction, no loop
-        L3 = L.reshape(X.shape[0], n_classes, int(per_class[0]))
+        L3 = L.reshape(X.shape[0], n_classes, k)
         if xp.is_torch(L3):
             return L3.logsumexp(dim=2)
         # over the middle axis of a (rows, components, classes) copy: numpy reduces
@@ -254,15 +254,22 @@ def _tied_class_log_density(X, weights, means, precisions_cholesky, n_classes, l
     return map_row_chunks(chunk, X, row_bytes)
 
 
+def _components_per_class(component_class, n_classes):
+    """k when every class has k components, grouped by class (`component_class`
+    sorted); None otherwise."""
+    per_class = np.bincount(component_class, minlength=n_classes)
+    if np.all(per_class == per_class[0]) and np.all(np.diff(component_class) >= 0):
+        return int(per_class[0])
+    return None
+
+
 def _is_tied_fast_path(X, covariance_type, component_class, n_classes):
     """Whether the numpy tied-covariance paths apply: the same number of components
     in every class, grouped by class."""
-    per_class = np.bincount(component_class, minlength=n_classes)
     return (
         covariance_type == "tied"
         and not xp.is_torch(X)
-        and np.all(per_class == per_class[0])
-        and np.all(np.diff(component_class) >= 0)
+        and _components_per_class(component_class, n_classes) is not None
     )
 
 
