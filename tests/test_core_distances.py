@@ -169,15 +169,13 @@ def test_precision_cholesky_errors_name_the_cause():
             shrunk_precision_cholesky(np.zeros((2, 2)), 10, shrinkage)
 
 
-def test_threaded_row_chunks_equal_one_chunk(rng, monkeypatch):
+def test_threaded_row_chunks_equal_one_chunk(rng, thread_chunks):
     # numpy inputs of several chunks run on threads (BLAS on one thread each):
     # the same rows, in order, as one chunk; tuples stacked; nested calls serial;
     # torch and a small working_memory serial
     import threading
 
-    monkeypatch.setattr(D, "THREAD_CHUNK_BYTES", 160 * 50)  # 50-row chunks
-    monkeypatch.setattr(D, "MIN_THREAD_CHUNK_ROWS", 1)
-    monkeypatch.setattr(D, "n_threads", lambda: 2)
+    thread_chunks(160 * 50, threads=2)  # 50-row chunks
     X = rng.normal(size=(1000, 6)).astype(np.float32)
     Y = rng.normal(size=(40, 6)).astype(np.float32)
     index, seen = np.arange(len(X)), set()
@@ -211,12 +209,9 @@ def test_threaded_row_chunks_equal_one_chunk(rng, monkeypatch):
     np.testing.assert_array_equal(winner.numpy(), whole[0])
 
 
-def test_scratch_reused_within_a_call_only(rng, monkeypatch):
+def test_scratch_reused_within_a_call_only(rng, thread_chunks):
     # a chunk's temporaries are reused by the thread's next chunk of the same call
     # (no fresh pages per chunk) and never outlive the call; results are unchanged
-    monkeypatch.setattr(D, "THREAD_CHUNK_BYTES", 160 * 50)  # 50-row chunks
-    monkeypatch.setattr(D, "MIN_THREAD_CHUNK_ROWS", 1)
-    monkeypatch.setattr(D, "n_threads", lambda: 2)
     X = rng.normal(size=(1000, 6)).astype(np.float32)
     Y = rng.normal(size=(40, 6)).astype(np.float32)
     buffers = []
@@ -227,7 +222,7 @@ def test_scratch_reused_within_a_call_only(rng, monkeypatch):
         return S.argmax(1)
 
     for threads, budget in ((2, 1024), (1, 160 * 50 / 2**20)):  # 50-row chunks
-        monkeypatch.setattr(D, "n_threads", lambda t=threads: t)
+        thread_chunks(160 * 50, threads=threads)
         buffers.clear()
         with config_context(working_memory=budget):
             out = D.map_row_chunks(fn, X, 160)

@@ -252,7 +252,7 @@ def test_class_mixture_density_is_logsumexp(rng):
 
 @pytest.mark.parametrize("k", [1, 3])
 @pytest.mark.parametrize("offset", [0.0, 1e3])
-def test_tied_class_mixture_density_equals_scipy(rng, k, offset, monkeypatch):
+def test_tied_class_mixture_density_equals_scipy(rng, k, offset, thread_chunks):
     # the tied fast path (one product, the per-row term after the logsumexp, rows
     # in threaded chunks) against scipy, far from the origin too; a zero weight
     # and an all-empty class give -inf as in the general path
@@ -269,10 +269,7 @@ def test_tied_class_mixture_density_equals_scipy(rng, k, offset, monkeypatch):
         w[1] = 0.0
     cc = np.repeat(np.arange(C), k)
     U = _covariance.compute_precision_cholesky(cov, "tied")
-    from protolearn._core import _distances
-
-    monkeypatch.setattr(_distances, "THREAD_CHUNK_BYTES", 4096)  # threaded chunks
-    monkeypatch.setattr(_distances, "MIN_THREAD_CHUNK_ROWS", 1)
+    thread_chunks(4096)  # threaded chunks
     L = g.class_mixture_log_density(X, w, means, U, "tied", cc, C)
     with config_context(working_memory=1):  # serial chunks
         np.testing.assert_array_equal(
@@ -300,14 +297,12 @@ def test_tied_class_mixture_density_equals_scipy(rng, k, offset, monkeypatch):
 @pytest.mark.parametrize("k", [1, 3])
 @pytest.mark.parametrize("offset", [0.0, 1e3])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_tied_class_argmax_equals_density_argmax(rng, k, offset, dtype, monkeypatch):
+def test_tied_class_argmax_equals_density_argmax(rng, k, offset, dtype, thread_chunks):
     # predict's folded path (the per-row term dropped, U U^T folded into the
     # prototypes, threaded chunks) picks the argmax of the class log-densities plus
     # the log-priors, far from the origin too; the general path (unequal
     # components per class, torch) is that argmax itself
     import torch
-
-    from protolearn._core import _distances
 
     C, d = 5, 6
     X = (rng.normal(size=(400, d)) * 3 + offset).astype(dtype)
@@ -324,8 +319,7 @@ def test_tied_class_argmax_equals_density_argmax(rng, k, offset, dtype, monkeypa
     # rows whose best class leads by more than the dtype's rounding (centred)
     clear = top2[:, 1] - top2[:, 0] > (1e-6 if dtype == np.float64 else 1e-2)
     assert clear.mean() > 0.9
-    monkeypatch.setattr(_distances, "THREAD_CHUNK_BYTES", 4096)  # threaded chunks
-    monkeypatch.setattr(_distances, "MIN_THREAD_CHUNK_ROWS", 1)
+    thread_chunks(4096)  # threaded chunks
     form = g.tied_argmax_form(w, means, U, cc, C)
     assert form is not None and form["A"].shape == (d, C * k)
     for f in (None, form):
