@@ -289,9 +289,8 @@ def _weighted_residuals(X, resp_k, mean_k, rows=None):
     the responsibilities of the rows ``X[rows]`` (all rows when `rows` is None).
     """
     sel = np.flatnonzero(resp_k > 0)
-    return (X[sel if rows is None else rows[sel]] - mean_k) * np.sqrt(resp_k[sel])[
-        :, None
-    ]
+    idx = sel if rows is None else rows[sel]
+    return (X[idx] - mean_k) * np.sqrt(resp_k[sel])[:, None]
 
 
 def _as_samples(W, n_k):

@@ -24,9 +24,6 @@ import numpy as np
 
 from . import _covariance, _mixture
 
-#: Shrinkage rules whose intensity needs the fourth moments.
-LEDOIT_WOLF_RULES = _covariance.LEDOIT_WOLF_RULES
-
 
 def batch_stats(X, y, n_groups, *, fourth=False):
     """Per-group statistics of one batch ``X`` (n, d) with group indices ``y`` (n,).
@@ -118,7 +115,7 @@ def _moments(fourth, n_rows, n_k, shrinkage):
     the residual rows rescaled as ``estimate_gaussian_parameters`` rescales the rows
     (``_as_samples``: by ``sqrt(n_rows / n_k)``, so their scatter over ``n_rows`` is the
     covariance), or None where the rule does not need them."""
-    if shrinkage not in LEDOIT_WOLF_RULES:
+    if shrinkage not in _covariance.LEDOIT_WOLF_RULES:
         return None
     if fourth is None:
         raise ValueError(

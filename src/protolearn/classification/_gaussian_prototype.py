@@ -407,7 +407,7 @@ GaussianMixture`), in the features' own units: the one term that is not
             )
         prev = None if first else self._stream
         classes, stats = _streaming.update_group_stats(
-            prev, old, X, y, fourth=self.shrinkage in _streaming.LEDOIT_WOLF_RULES
+            prev, old, X, y, fourth=self.shrinkage in _covariance.LEDOIT_WOLF_RULES
         )
         self._stream = stats
         self.classes_ = classes
