@@ -88,6 +88,14 @@ DEEP_GRID = {
     "MLP (256, 128), nota_score='odds', n_splits=3": dict(
         nota_score="odds", n_splits=3
     ),
+    # outlier exposure on synthetic between-class points (weight and mixing range
+    # explored on the validation split first; the note in the results file)
+    "MLP (256, 128), nota_score='odds', outlier_exposure=1": dict(
+        nota_score="odds", outlier_exposure=1.0
+    ),
+    "MLP (256, 128), nota_score='odds', n_splits=3, outlier_exposure=1": dict(
+        nota_score="odds", n_splits=3, outlier_exposure=1.0
+    ),
 }
 
 

@@ -73,6 +73,22 @@ def clinc150():
 
 
 @pytest.fixture(scope="session")
+def clinc_small(clinc150):
+    """20 intents with all their 100 training rows; their test rows + 300
+    out-of-scope test rows (labelled -1)."""
+    rng = np.random.default_rng(0)
+    known = rng.choice(150, 20, replace=False)
+    y = clinc150["y_train_in"]
+    rows = np.flatnonzero(np.isin(y, known))
+    yt = clinc150["y_test"]
+    te = np.concatenate(
+        [np.flatnonzero(np.isin(yt, known)), np.flatnonzero(yt == -1)[:300]]
+    )
+    y_open = np.where(np.isin(yt[te], known), yt[te], -1)
+    return clinc150["X_train_in"][rows], y[rows], clinc150["X_test"][te], y_open
+
+
+@pytest.fixture(scope="session")
 def digits():
     from protolearn.datasets import load_demo_data
 

@@ -23,22 +23,6 @@ def wine():
     return StandardScaler().fit_transform(X).astype(np.float32), y
 
 
-@pytest.fixture(scope="module")
-def clinc_small(clinc150):
-    """20 intents with all their 100 training rows; their test rows + 300
-    out-of-scope test rows (labelled -1)."""
-    rng = np.random.default_rng(0)
-    known = rng.choice(150, 20, replace=False)
-    y = clinc150["y_train_in"]
-    rows = np.flatnonzero(np.isin(y, known))
-    yt = clinc150["y_test"]
-    te = np.concatenate(
-        [np.flatnonzero(np.isin(yt, known)), np.flatnonzero(yt == -1)[:300]]
-    )
-    y_open = np.where(np.isin(yt[te], known), yt[te], -1)
-    return clinc150["X_train_in"][rows], y[rows], clinc150["X_test"][te], y_open
-
-
 def test_deep_gaussian_open_set_beats_shallow(clinc_small):
     """Open-set macro-F1 (known intents + open) with nota='adaptive', both at their
     defaults, no open samples in training (20 known intents: few classes, where the

@@ -17,7 +17,9 @@ what a fitted estimator pickles.
 A *loss* is a function ``loss(out, y, **params) -> scalar`` (batch mean) of that dict
 and the int64 class indices: one of :data:`LOSSES` by name (``"cross_entropy"``,
 ``"gpam_margin"``, ``"glvq"``, ``"cbc_margin"``, ``"robust_cbc"``, ``"palm"``) or any
-callable; :func:`adb_boundary_loss` (second-stage radii) is exported separately.
+callable; :func:`adb_boundary_loss` (second-stage radii) is exported separately, as are
+:func:`between_class_points` and :func:`outlier_exposure_loss` (the synthetic
+outliers ``"gpam_margin"`` trains with when its ``outlier_exposure`` weight is set).
 
 Training::
 
@@ -72,10 +74,12 @@ from ._losses import (
     LOSSES,
     HeadLoss,
     adb_boundary_loss,
+    between_class_points,
     cbc_margin_loss,
     cross_entropy,
     glvq_loss,
     gpam_margin_loss,
+    outlier_exposure_loss,
     palm_loss,
     robust_cbc_loss,
 )
@@ -93,6 +97,7 @@ __all__ = [
     "PrototypeNet",
     "VMFMixtureLayer",
     "adb_boundary_loss",
+    "between_class_points",
     "build_head",
     "cbc_margin_loss",
     "cross_entropy",
@@ -102,6 +107,7 @@ __all__ = [
     "head_outputs",
     "make_net",
     "net_state",
+    "outlier_exposure_loss",
     "palm_loss",
     "resolve_device",
     "restore_net",

@@ -149,7 +149,13 @@ class GaussianPrototypeLayer(nn.Module):
         prec = self.precisions()
         D = _distances.mahalanobis_distances(Z, mu, prec.sqrt(), "spherical")
         scores = -0.5 * D + 0.5 * Z.shape[1] * self.log_precision.expand(self.n_classes)
-        return {"scores": scores, "sq_distances": D, "precisions": prec, "means": mu}
+        return {
+            "scores": scores,
+            "sq_distances": D,
+            "precisions": prec,
+            "means": mu,
+            "layer": self,
+        }
 
 
 class PrototypeLayer(nn.Module):

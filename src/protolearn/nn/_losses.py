@@ -21,7 +21,7 @@ def cross_entropy(out, y):
     return F.cross_entropy(out["scores"], y)
 
 
-def gpam_margin_loss(out, y, margin=0.2):
+def gpam_margin_loss(out, y, margin=0.2, outlier_exposure=0.0):
     """Cross-entropy with an additive margin on the true class (GPAM / CosFace).
 
     The true class's squared distance is enlarged by `margin` before the softmax, so
@@ -29,12 +29,58 @@ def gpam_margin_loss(out, y, margin=0.2):
     (Gaussian layer: ``scores_y -= prec_y * margin / 2``; on the sphere, where
     ``|z - mu|^2 = 2 - 2 cos``, this is CosFace's cosine margin ``margin / 2``).
     Layers without precisions get ``scores_y -= margin``.
+
+    `outlier_exposure` > 0 adds that weight times :func:`outlier_exposure_loss` of
+    the batch's :func:`between_class_points`, scored by the layer itself
+    (``out["layer"]``).
     """
     scores = out["scores"]
     onehot = F.one_hot(y, scores.shape[1]).to(scores.dtype)
     prec = out.get("precisions")
     shift = margin if prec is None else 0.5 * margin * prec[None, :]
-    return F.cross_entropy(scores - shift * onehot, y)
+    loss = F.cross_entropy(scores - shift * onehot, y)
+    if outlier_exposure:
+        Z = between_class_points(out["z"], y)
+        if Z.shape[0]:
+            loss = loss + outlier_exposure * outlier_exposure_loss(
+                out["layer"](Z)["scores"]
+            )
+    return loss
+
+
+#: mixing weights of :func:`between_class_points`, spread evenly over this range
+BETWEEN_CLASS_WEIGHTS = (0.1, 0.9)
+
+
+def between_class_points(Z, y):
+    """Synthetic outliers: convex combinations of embeddings of different classes.
+
+    Row ``i`` of the batch is mixed with row ``i - 1`` (cyclically; the seeded data
+    loader shuffles the batches, so the pairs are random and reproducible),
+    ``lam_i z_i + (1 - lam_i) z_{i-1}`` with ``lam_i`` spread evenly over
+    :data:`BETWEEN_CLASS_WEIGHTS` along the batch, kept where the two classes
+    differ, and put back on the unit sphere when ``Z``'s rows are there (as Zhan et
+    al., ACL 2021, synthesise out-of-scope intents from in-scope features).  A
+    gradient flows into both embeddings.
+    """
+    n = Z.shape[0]
+    if n < 2:
+        return Z[:0]
+    prev = torch.roll(torch.arange(n, device=Z.device), 1)
+    lo, hi = BETWEEN_CLASS_WEIGHTS
+    lam = torch.linspace(lo, hi, n, device=Z.device, dtype=Z.dtype)[:, None]
+    M = lam * Z + (1 - lam) * Z[prev]
+    unit = bool(torch.allclose(Z.detach().norm(dim=1), torch.ones((), dtype=Z.dtype)))
+    M = l2_normalize(M) if unit else M
+    return M[y != y[prev]]
+
+
+def outlier_exposure_loss(scores):
+    """Outlier exposure (Hendrycks et al., ICLR 2019): the cross-entropy of the
+    class softmax of outliers' `scores` to the uniform distribution,
+    ``mean(logsumexp_j s_j - mean_j s_j)``; its minimum, ``log n_classes``, is
+    reached when every class is equally likely."""
+    return (torch.logsumexp(scores, dim=1) - scores.mean(dim=1)).mean()
 
 
 def adb_boundary_loss(out, y, radii):
