@@ -70,7 +70,8 @@ def between_class_points(Z, y):
     lo, hi = BETWEEN_CLASS_WEIGHTS
     lam = torch.linspace(lo, hi, n, device=Z.device, dtype=Z.dtype)[:, None]
     M = lam * Z + (1 - lam) * Z[prev]
-    unit = bool(torch.allclose(Z.detach().norm(dim=1), torch.ones((), dtype=Z.dtype)))
+    one = torch.ones((), dtype=Z.dtype, device=Z.device)
+    unit = bool(torch.allclose(Z.detach().norm(dim=1), one))
     M = l2_normalize(M) if unit else M
     return M[y != y[prev]]
 
