@@ -67,6 +67,9 @@ CONFIGS = {
     "K450-lr3e-3": dict(n_components=450, learning_rate_init=3e-3),
     "K750-lr3e-3": dict(n_components=750, learning_rate_init=3e-3),
     "original": dict(reasoning="original"),
+    # manifold mixup in the learned space (weight of the mixed margin loss)
+    "mixup2": dict(mixup=2.0),
+    "K450-mixup2": dict(n_components=450, mixup=2.0),
 }
 
 

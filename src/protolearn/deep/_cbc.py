@@ -49,6 +49,12 @@ class DeepCBCClassifier(BaseDeepPrototypeClassifier):
         CBC's margin loss, or the margin loss followed by the robust loss.
     margin : float, default=0.1
         Margin (>= 0) of the "margin" loss, in probability units.
+    mixup : float, default=0.0
+        Non-negative weight of a manifold-mixup term in the margin loss: pairs of
+        training rows mixed in the learned space, each mix scored against both
+        labels in proportion (:func:`protolearn.nn.cbc_margin_loss`).  It
+        regularises the head and costs a second scoring of each batch; the robust
+        loss's stage does not use it.
     robust_margin : "auto" or float, default="auto"
         Input-space radius (>= 0) the robust loss asks for ("auto": the median over at most
         500 training samples of half the distance to the nearest sample of another
@@ -111,6 +117,7 @@ class DeepCBCClassifier(BaseDeepPrototypeClassifier):
         "learn_sigma": ["boolean"],
         "loss": [StrOptions({"margin", "robust"})],
         "margin": [Interval(Real, 0, None, closed="left")],
+        "mixup": [Interval(Real, 0, None, closed="left")],
         "robust_margin": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
     }
 
@@ -124,6 +131,7 @@ class DeepCBCClassifier(BaseDeepPrototypeClassifier):
         learn_sigma=True,
         loss="margin",
         margin=0.1,
+        mixup=0.0,
         robust_margin="auto",
         hidden_layer_sizes=(256,),
         activation="relu",
@@ -149,6 +157,7 @@ class DeepCBCClassifier(BaseDeepPrototypeClassifier):
         self.learn_sigma = learn_sigma
         self.loss = loss
         self.margin = margin
+        self.mixup = mixup
         self.robust_margin = robust_margin
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -193,7 +202,7 @@ class DeepCBCClassifier(BaseDeepPrototypeClassifier):
         stage = self.loss if stage is None else stage
         if stage == "robust":
             return "robust_cbc", {"robust_margin": float(self.robust_margin_)}
-        return "cbc_margin", {"margin": float(self.margin)}
+        return "cbc_margin", {"margin": float(self.margin), "mixup": float(self.mixup)}
 
     def _init_head(self, head, X, y_idx, rng):
         """Components at class-balanced k-means centres of the initial embedding,

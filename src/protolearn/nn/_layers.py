@@ -285,6 +285,7 @@ class ComponentLayer(nn.Module):
             "negative": neg,
             "sigma": sigma,
             "detection": self.detection,
+            "layer": self,
         }
 
 
