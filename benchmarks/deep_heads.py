@@ -440,8 +440,8 @@ def lr_radius(lr, X):
 
 # DeepCBCClassifier's closed-set configuration chosen on the validation split by
 # benchmarks/deep_cbc_val.py (table in the results file)
-CLOSED_CHOSEN = dict(n_components=450)
-CLOSED_CHOSEN_LABEL = "n_components=450"
+CLOSED_CHOSEN = dict(mixup=2.0)
+CLOSED_CHOSEN_LABEL = "mixup=2"
 
 
 def run_closed_set(data, args):
