@@ -381,7 +381,8 @@ _HISTORY_KEYS = ("epoch", "train_loss", "valid_loss", "valid_acc", "dur")
 
 def net_state(net):
     """Plain-Python state of a trained net: its module's state dict as CPU numpy
-    arrays and the epoch history (no tensors, modules or callbacks)."""
+    arrays, the optimiser's state, the training loader's generator state and the
+    epoch history (no tensors, modules or callbacks)."""
     state = {
         k: v.detach().cpu().numpy().copy() for k, v in net.module_.state_dict().items()
     }
@@ -393,12 +394,16 @@ def net_state(net):
         }
         for e in net.history
     ]
-    return {
+    out = {
         "module_state": state,
         "optimizer_state": _tree(net.optimizer_.state_dict(), _tensor_to_numpy),
         "history": history,
         "device": str(net.device),
     }
+    loader = getattr(net, "iterator_train__generator", None)
+    if loader is not None:  # where the next epoch's shuffle starts
+        out["loader_state"] = loader.get_state().numpy().copy()
+    return out
 
 
 def _tensor_to_numpy(v):
@@ -421,9 +426,10 @@ def _tree(obj, leaf):
 def restore_net(net, module, state):
     """Initialise `net` (built by :func:`make_net` around a fresh `module`) on its
     device and load a :func:`net_state` into it: the module's weights, the
-    optimiser's state (Adam's moments: a loaded model's ``partial_fit`` continues
-    as the saved one would; absent from states saved before it was kept) and the
-    epoch history."""
+    optimiser's state (Adam's moments), the training loader's shuffling state (so
+    that a loaded model's ``partial_fit`` continues as the saved one would, batch for
+    batch; each is absent from states saved before it was kept) and the epoch
+    history."""
     net.initialize()
     sd = {k: torch.as_tensor(v) for k, v in state["module_state"].items()}
     net.module_.load_state_dict(sd)
@@ -431,5 +437,8 @@ def restore_net(net, module, state):
         net.optimizer_.load_state_dict(
             _tree(state["optimizer_state"], _numpy_to_tensor)
         )
+    loader = getattr(net, "iterator_train__generator", None)
+    if loader is not None and "loader_state" in state:
+        loader.set_state(torch.as_tensor(state["loader_state"]))
     net.history = History(state["history"])
     return net
