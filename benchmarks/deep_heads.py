@@ -72,25 +72,36 @@ PUBLISHED = {  # Zhang et al. (AAAI 2021), CLINC150 ("OOS"), accuracy / macro-F1
 }
 # Candidate configurations of the deep head (chosen on validation).
 DEEP_GRID = {
-    "linear (256,), nota_rate=0.1": dict(
-        hidden_layer_sizes=(256,), nota_rate=0.1, nota_score="density"
+    "linear (256,), nota_rate=0.1, outlier_exposure=0": dict(
+        hidden_layer_sizes=(256,),
+        nota_rate=0.1,
+        nota_score="density",
+        outlier_exposure=0.0,
     ),
-    "linear (256,), nota_rate=None": dict(
-        hidden_layer_sizes=(256,), nota_rate=None, nota_score="density"
+    "linear (256,), nota_rate=None, outlier_exposure=0": dict(
+        hidden_layer_sizes=(256,),
+        nota_rate=None,
+        nota_score="density",
+        outlier_exposure=0.0,
     ),
-    "MLP (256, 128), nota_rate=None": dict(
-        hidden_layer_sizes=(256, 128), nota_rate=None, nota_score="density"
+    "MLP (256, 128), nota_rate=None, outlier_exposure=0": dict(
+        hidden_layer_sizes=(256, 128),
+        nota_rate=None,
+        nota_score="density",
+        outlier_exposure=0.0,
     ),
-    "linear (256,), nota_score='odds'": dict(
-        hidden_layer_sizes=(256,), nota_score="odds"
+    "linear (256,), nota_score='odds', outlier_exposure=0": dict(
+        hidden_layer_sizes=(256,), nota_score="odds", outlier_exposure=0.0
     ),
-    "MLP (256, 128), nota_score='odds' (the defaults)": dict(nota_score="odds"),
-    "MLP (256, 128), nota_score='odds', n_splits=3": dict(
-        nota_score="odds", n_splits=3
+    "MLP (256, 128), nota_score='odds', outlier_exposure=0": dict(
+        nota_score="odds", outlier_exposure=0.0
+    ),
+    "MLP (256, 128), nota_score='odds', n_splits=3, outlier_exposure=0": dict(
+        nota_score="odds", n_splits=3, outlier_exposure=0.0
     ),
     # outlier exposure on synthetic between-class points (weight and mixing range
     # explored on the validation split first; the note in the results file)
-    "MLP (256, 128), nota_score='odds', outlier_exposure=1": dict(
+    "MLP (256, 128), nota_score='odds', outlier_exposure=1 (the defaults)": dict(
         nota_score="odds", outlier_exposure=1.0
     ),
     "MLP (256, 128), nota_score='odds', n_splits=3, outlier_exposure=1": dict(

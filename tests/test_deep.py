@@ -190,8 +190,17 @@ def test_odds_score_rejects_below_its_margin(wine):
 
     X, y = wine
     known = y < 2
+    # (outlier exposure off: with two known classes its between-class points are
+    # the decision boundary itself, and this tiny head's rejection check below is
+    # about the margins alone; the term's effect with 2-3 classes is mixed, see
+    # doc/user_guide/deep_heads.rst)
     clf = DeepGaussianPrototypeClassifier(
-        hidden_layer_sizes=(8,), max_iter=10, nota="global", nota_score="odds", **FAST
+        hidden_layer_sizes=(8,),
+        max_iter=10,
+        nota="global",
+        nota_score="odds",
+        outlier_exposure=0.0,
+        **FAST,
     )
     with pytest.raises(ValueError, match="no fold"):  # 1-class fold heads only
         clf.fit(X[known], y[known])

@@ -70,14 +70,16 @@ class DeepGaussianPrototypeClassifier(NotaRejectionMixin, BaseDeepPrototypeClass
         Positive precision of the Gaussian prototypes on the sphere (the cosine logit scale).
     margin : float, default=0.2
         Non-negative additive margin of the loss, in squared learned-space distance.
-    outlier_exposure : float, default=0.0
+    outlier_exposure : float, default=1.0
         Non-negative weight of an outlier-exposure term in the loss: convex
         combinations of two training rows of different classes, taken in the learned
         space (:func:`protolearn.nn.between_class_points`), are trained towards
         equal probability for every class
         (:func:`protolearn.nn.outlier_exposure_loss`), so that the space between the
         classes scores as none of them.  No open samples are needed; it sharpens
-        the rejection (``nota``) and costs a second scoring of each batch.
+        the rejection (``nota``), leaves the closed-set accuracy as it was (within
+        noise on digits, wine, breast cancer and CLINC150), and costs a second
+        scoring of each batch.  0 switches it off.
     nota : {"global", "quantile", "adaptive"} or None, default=None
         Rejection mode; None is the closed-set classifier.
     nota_label : "auto" or scalar, default="auto"
@@ -173,7 +175,7 @@ class DeepGaussianPrototypeClassifier(NotaRejectionMixin, BaseDeepPrototypeClass
         *,
         scale=16.0,
         margin=0.2,
-        outlier_exposure=0.0,
+        outlier_exposure=1.0,
         nota=None,
         nota_label="auto",
         conformal_alpha=0.05,
