@@ -119,7 +119,7 @@ OUTLIER_EXPOSURE_NOTE = (
     "F1 84.81 without the term; weights 0.5 / 1 / 2 / 4 with range 0.3-0.7: 85.06 / "
     "85.48 / 85.23 / 84.85; weight 1 with ranges 0.1-0.9 / 0.4-0.6: 85.55 / 85.30. "
     "The term gained at 75 % in each of them and at 25 % in all but weight 4, and "
-    "lost 0.3-1.0 F1 at 50 %.\n"
+    "lost 0.3-1.0 F1 at 50 %."
 )
 
 

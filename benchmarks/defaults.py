@@ -168,6 +168,7 @@ CLASSIFIER_GRIDS = {
             dict(hidden_layer_sizes=(256,)),
             dict(max_iter=100),
             dict(learning_rate_init=1e-2),
+            dict(outlier_exposure=0.0),  # (the default before it became 1)
         ],
     ),
     "DeepCBCClassifier": (
