@@ -77,9 +77,11 @@ class DeepGaussianPrototypeClassifier(NotaRejectionMixin, BaseDeepPrototypeClass
         equal probability for every class
         (:func:`protolearn.nn.outlier_exposure_loss`), so that the space between the
         classes scores as none of them.  No open samples are needed; it sharpens
-        the rejection (``nota``), leaves the closed-set accuracy as it was (within
-        noise on digits, wine, breast cancer and CLINC150), and costs a second
-        scoring of each batch.  0 switches it off.
+        the rejection (``nota``) and costs a second scoring of each batch.  With
+        the default projection the closed-set accuracy stays as it was (within
+        noise on digits, wine, breast cancer and CLINC150); in a narrow learned
+        space it competes with separating the classes (a 32-d linear head on
+        digits: 0.962 -> 0.945), so set 0 for a small closed-set head.
     nota : {"global", "quantile", "adaptive"} or None, default=None
         Rejection mode; None is the closed-set classifier.
     nota_label : "auto" or scalar, default="auto"
