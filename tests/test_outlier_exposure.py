@@ -46,6 +46,11 @@ def test_between_class_points_match_reference(unit):
     ref = _reference_points(Z, y, unit)
     assert got.shape == (6, 4)  # pairs (1,0)/(0,0)/(2,2)/(2,2) are dropped
     np.testing.assert_allclose(got.numpy(), ref, rtol=1e-12)
+    # told, instead of checking the rows
+    told = between_class_points(torch.as_tensor(Z), torch.as_tensor(y), unit)
+    np.testing.assert_array_equal(told.numpy(), got.numpy())
+    other = between_class_points(torch.as_tensor(Z), torch.as_tensor(y), not unit)
+    np.testing.assert_allclose(other.numpy(), _reference_points(Z, y, not unit))
 
 
 def test_between_class_points_edge_cases():

@@ -40,7 +40,9 @@ def gpam_margin_loss(out, y, margin=0.2, outlier_exposure=0.0):
     shift = margin if prec is None else 0.5 * margin * prec[None, :]
     loss = F.cross_entropy(scores - shift * onehot, y)
     if outlier_exposure:
-        Z = between_class_points(out["z"], y)
+        # (a layer whose means are on the sphere expects its inputs there too)
+        unit = getattr(out["layer"], "normalize", None)
+        Z = between_class_points(out["z"], y, normalize=unit)
         if Z.shape[0]:
             loss = loss + outlier_exposure * outlier_exposure_loss(
                 out["layer"](Z)["scores"]
@@ -63,23 +65,25 @@ def batch_pairs(n, weights, like):
     return prev, lam
 
 
-def between_class_points(Z, y):
+def between_class_points(Z, y, normalize=None):
     """Synthetic outliers: convex combinations of embeddings of different classes.
 
     ``lam_i z_i + (1 - lam_i) z_{i-1}`` for the pairs of :func:`batch_pairs` (weights
     over :data:`BETWEEN_CLASS_WEIGHTS`), kept where the two classes differ, and put
-    back on the unit sphere when ``Z``'s rows are there (as Zhan et al., ACL 2021,
-    synthesise out-of-scope intents from in-scope features).  A gradient flows into
-    both embeddings.
+    back on the unit sphere when `normalize` (None: when ``Z``'s rows are there, a
+    check that costs a GPU a synchronisation) (as Zhan et al., ACL 2021, synthesise
+    out-of-scope intents from in-scope features).  A gradient flows into both
+    embeddings.
     """
     n = Z.shape[0]
     if n < 2:
         return Z[:0]
     prev, lam = batch_pairs(n, BETWEEN_CLASS_WEIGHTS, Z)
     M = lam[:, None] * Z + (1 - lam[:, None]) * Z[prev]
-    one = torch.ones((), dtype=Z.dtype, device=Z.device)
-    unit = bool(torch.allclose(Z.detach().norm(dim=1), one))
-    M = l2_normalize(M) if unit else M
+    if normalize is None:
+        one = torch.ones((), dtype=Z.dtype, device=Z.device)
+        normalize = bool(torch.allclose(Z.detach().norm(dim=1), one))
+    M = l2_normalize(M) if normalize else M
     return M[y != y[prev]]
 
 
