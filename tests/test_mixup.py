@@ -15,10 +15,15 @@ def _margin_loss_np(P, y, margin):
 
 
 def test_batch_pairs_pair_each_row_with_the_previous_one():
-    prev, lam = batch_pairs(5, (0.0, 1.0), torch.zeros(1, dtype=torch.float64))
+    Z = torch.arange(10, dtype=torch.float64).reshape(5, 2)
+    mixed, prev, lam = batch_pairs(Z, (0.0, 1.0))
     np.testing.assert_array_equal(prev.numpy(), [4, 0, 1, 2, 3])
     np.testing.assert_allclose(lam.numpy(), [0, 0.25, 0.5, 0.75, 1])
     assert lam.dtype == torch.float64
+    ref = (
+        lam.numpy()[:, None] * Z.numpy() + (1 - lam.numpy()[:, None]) * Z.numpy()[prev]
+    )
+    np.testing.assert_allclose(mixed.numpy(), ref, rtol=1e-12)
 
 
 def test_cbc_mixup_loss_matches_reference():

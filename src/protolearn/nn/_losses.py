@@ -54,32 +54,31 @@ def gpam_margin_loss(out, y, margin=0.2, outlier_exposure=0.0):
 BETWEEN_CLASS_WEIGHTS = (0.1, 0.9)
 
 
-def batch_pairs(n, weights, like):
-    """Each row ``i`` of a batch of `n` paired with row ``i - 1`` (cyclically; the
-    seeded data loader shuffles the batches, so the pairs are random and
-    reproducible), and a mixing weight ``lam_i`` for it, spread evenly over the range
-    `weights` along the batch: ``(prev, lam)``, int64 and ``like``'s dtype, on its
-    device."""
-    prev = torch.roll(torch.arange(n, device=like.device), 1)
-    lam = torch.linspace(*weights, n, device=like.device, dtype=like.dtype)
-    return prev, lam
+def batch_pairs(Z, weights):
+    """Each row ``z_i`` of a batch mixed with row ``z_{i-1}`` (cyclically; the seeded
+    data loader shuffles the batches, so the pairs are random and reproducible),
+    ``lam_i z_i + (1 - lam_i) z_{i-1}``, with ``lam_i`` spread evenly over the range
+    `weights` along the batch: ``(mixed, prev, lam)``, ``prev`` the int64 indices
+    ``i - 1``, ``lam`` in ``Z``'s dtype, on its device.  A gradient flows into both
+    rows of every pair."""
+    n = Z.shape[0]
+    prev = torch.roll(torch.arange(n, device=Z.device), 1)
+    lam = torch.linspace(*weights, n, device=Z.device, dtype=Z.dtype)
+    return lam[:, None] * Z + (1 - lam[:, None]) * Z[prev], prev, lam
 
 
 def between_class_points(Z, y, normalize=None):
     """Synthetic outliers: convex combinations of embeddings of different classes.
 
-    ``lam_i z_i + (1 - lam_i) z_{i-1}`` for the pairs of :func:`batch_pairs` (weights
-    over :data:`BETWEEN_CLASS_WEIGHTS`), kept where the two classes differ, and put
+    The mixes of :func:`batch_pairs` (weights over :data:`BETWEEN_CLASS_WEIGHTS`),
+    kept where the two classes differ, and put
     back on the unit sphere when `normalize` (None: when ``Z``'s rows are there, a
     check that costs a GPU a synchronisation) (as Zhan et al., ACL 2021, synthesise
-    out-of-scope intents from in-scope features).  A gradient flows into both
-    embeddings.
+    out-of-scope intents from in-scope features).
     """
-    n = Z.shape[0]
-    if n < 2:
+    if Z.shape[0] < 2:
         return Z[:0]
-    prev, lam = batch_pairs(n, BETWEEN_CLASS_WEIGHTS, Z)
-    M = lam[:, None] * Z + (1 - lam[:, None]) * Z[prev]
+    M, prev, _ = batch_pairs(Z, BETWEEN_CLASS_WEIGHTS)
     if normalize is None:
         one = torch.ones((), dtype=Z.dtype, device=Z.device)
         normalize = bool(torch.allclose(Z.detach().norm(dim=1), one))
@@ -129,18 +128,15 @@ def cbc_margin_loss(out, y, margin=0.1, mixup=0.0):
     """CBC's margin loss on the class probabilities (Saralajew et al., 2019).
 
     `mixup` > 0 adds that weight times the loss of manifold mixup (Verma et al.,
-    ICML 2019) in the learned space: the pairs of :func:`batch_pairs` (weights over
-    0-1) mixed, ``z = lam_i z_i + (1 - lam_i) z_{i-1}``, their class probabilities
+    ICML 2019) in the learned space: the mixes of :func:`batch_pairs` (weights over
+    0-1), ``z = lam_i z_i + (1 - lam_i) z_{i-1}``, their class probabilities
     from the layer itself (``out["layer"]``), and the margin loss of each against
     both labels, weighted ``lam_i`` and ``1 - lam_i``.
     """
     loss = _reasoning.margin_loss(out["probabilities"], y, margin).mean()
-    n = y.shape[0]
-    if mixup and n > 1:
-        Z = out["z"]
-        prev, lam = batch_pairs(n, (0.0, 1.0), Z)
-        P = out["layer"](lam[:, None] * Z + (1 - lam[:, None]) * Z[prev])
-        P = P["probabilities"]
+    if mixup and y.shape[0] > 1:
+        M, prev, lam = batch_pairs(out["z"], (0.0, 1.0))
+        P = out["layer"](M)["probabilities"]
         mixed = lam * _reasoning.margin_loss(P, y, margin) + (
             1 - lam
         ) * _reasoning.margin_loss(P, y[prev], margin)
