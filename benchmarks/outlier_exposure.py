@@ -26,7 +26,6 @@ import warnings
 
 import numpy as np
 from _report import git_revision, machine_line, markdown_table, write_results
-from scipy.special import logsumexp
 from sklearn.datasets import (
     load_breast_cancer,
     load_digits,
@@ -37,7 +36,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from protolearn.deep import DeepGaussianPrototypeClassifier
+from protolearn.deep import DeepGaussianPrototypeClassifier, class_odds
 from protolearn.metrics import open_set_report
 
 WEIGHTS = (0.0, 1.0)
@@ -68,17 +67,6 @@ def synthetic():
     )
 
 
-def log_odds(clf, X):
-    """The predicted class's log-odds against the average other class, from the
-    head's class log-probabilities (the score its NOTA margins apply to)."""
-    L = clf.predict_log_proba(X).astype(np.float64)
-    best = L.argmax(1)
-    rows = np.arange(len(L))
-    others = L.copy()
-    others[rows, best] = -np.inf
-    return L[rows, best] - (logsumexp(others, axis=1) - np.log(L.shape[1] - 1))
-
-
 def open_set(X, y, n_known, draws):
     """Rows of (weight, macro-F1, AUROC) per draw."""
     n_classes = np.unique(y).size
@@ -93,7 +81,9 @@ def open_set(X, y, n_known, draws):
                 nota="adaptive", outlier_exposure=w, random_state=0
             ).fit(Xtr[m], ytr[m])
             f1 = open_set_report(y_open, clf.predict(Xte)).macro_f1
-            out.append((w, f1, roc_auc_score(y_open != -1, log_odds(clf, Xte))))
+            # (the log-odds of the head's class log-probabilities: its NOTA score)
+            _, odds = class_odds(clf.predict_log_proba(Xte).astype(np.float64))
+            out.append((w, f1, roc_auc_score(y_open != -1, odds)))
     return out
 
 

@@ -5,11 +5,12 @@ Each estimator wraps a skorch ``NeuralNet`` (in ``net_``) built by
 """
 
 from ._cbc import DeepCBCClassifier
-from ._gaussian import DeepGaussianPrototypeClassifier
+from ._gaussian import DeepGaussianPrototypeClassifier, class_odds
 from ._mixture import DeepPrototypeMixtureDetector
 
 __all__ = [
     "DeepCBCClassifier",
     "DeepGaussianPrototypeClassifier",
     "DeepPrototypeMixtureDetector",
+    "class_odds",
 ]

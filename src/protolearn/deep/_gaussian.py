@@ -19,7 +19,12 @@ from ._base import BaseDeepPrototypeClassifier, training_doc
 
 def class_odds(S):
     """Predicted class ``c = argmax_j S_j`` of each row and its log-odds against the
-    average other class, ``S_c - log(mean_{j != c} exp(S_j))`` (numpy or torch)."""
+    average other class, ``S_c - log(mean_{j != c} exp(S_j))`` (numpy or torch).
+
+    The class-fit score :class:`DeepGaussianPrototypeClassifier`'s ``nota_score="odds"``
+    margins apply to.  Adding a constant to a row leaves it unchanged, so ``S`` may
+    be the head's scores or its ``predict_log_proba``.
+    """
     xp = get_namespace(S)
     n_classes = S.shape[1]
     a = xp.argmax(S, axis=1)
