@@ -70,6 +70,11 @@ CONFIGS = {
     # manifold mixup in the learned space (weight of the mixed margin loss)
     "mixup2": dict(mixup=2.0),
     "K450-mixup2": dict(n_components=450, mixup=2.0),
+    # stochastic weight averaging over the second half of the epochs (one fit of
+    # the whole budget: --step 40 --slices 1; each warm-start slice would average
+    # only its own epochs)
+    "avg": dict(average=True),
+    "mixup2-avg": dict(mixup=2.0, average=True),
 }
 
 

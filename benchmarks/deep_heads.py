@@ -107,6 +107,11 @@ DEEP_GRID = {
     "MLP (256, 128), nota_score='odds', n_splits=3, outlier_exposure=1": dict(
         nota_score="odds", n_splits=3, outlier_exposure=1.0
     ),
+    # stochastic weight averaging over the second half of the epochs
+    "MLP (256, 128), nota_score='odds', n_splits=3, outlier_exposure=1, "
+    "average=True": dict(
+        nota_score="odds", n_splits=3, outlier_exposure=1.0, average=True
+    ),
 }
 
 
@@ -451,8 +456,8 @@ def lr_radius(lr, X):
 
 # DeepCBCClassifier's closed-set configuration chosen on the validation split by
 # benchmarks/deep_cbc_val.py (table in the results file)
-CLOSED_CHOSEN = dict(mixup=2.0)
-CLOSED_CHOSEN_LABEL = "mixup=2"
+CLOSED_CHOSEN = dict(mixup=2.0, average=True)
+CLOSED_CHOSEN_LABEL = "mixup=2, average=True"
 
 
 def run_closed_set(data, args):

@@ -331,6 +331,7 @@ class BaseTrainedPrototypeClassifier(BasePrototypeClassifier):
             "verbose": self.verbose,
             "device": self.device,
             "net_params": None,
+            "average": False,
         }
 
     def _split(self, y_idx, rng):

@@ -63,6 +63,15 @@ _TRAINING_DOC = """
         Epochs without an improvement of ``tol`` before stopping.
     tol : float, default=1e-4
         Smallest loss improvement that counts (non-negative).
+    average : bool or int, default=False
+        Stochastic weight averaging (Izmailov et al., 2018): the weights a fit
+        returns are the equal-weight average of the weights at the end of each
+        epoch from the ``average``-th epoch of that fit on (True: from epoch
+        ``max_iter // 2 + 1``, the second half); False keeps the last epoch's
+        weights.  A fit that stops earlier keeps its last weights; with
+        ``warm_start`` the next fit continues from the average and averages its
+        own epochs; ``partial_fit`` does not average.  Needs ``solver="adam"`` and
+        ``early_stopping=False``.
     warm_start : bool, default=False
         Continue training the fitted head (same classes and features) instead of
         starting again.
@@ -104,6 +113,7 @@ class DeepHeadMixin:
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
+        "average": ["boolean", Interval(Integral, 1, None, closed="left")],
         "warm_start": ["boolean"],
         "verbose": ["verbose"],
         "random_state": ["random_state"],

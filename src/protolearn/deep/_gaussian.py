@@ -203,6 +203,7 @@ class DeepGaussianPrototypeClassifier(NotaRejectionMixin, BaseDeepPrototypeClass
         validation_fraction=0.1,
         n_iter_no_change=10,
         tol=1e-4,
+        average=False,
         warm_start=False,
         verbose=0,
         random_state=None,
@@ -232,6 +233,7 @@ class DeepGaussianPrototypeClassifier(NotaRejectionMixin, BaseDeepPrototypeClass
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
+        self.average = average
         self.warm_start = warm_start
         self.verbose = verbose
         self.random_state = random_state

@@ -147,7 +147,9 @@ def _one_epoch(est, net, X, y_idx):
     saved = net.max_epochs, net.train_split, net.callbacks_
     net.max_epochs, net.train_split = 1, None
     net.callbacks_ = [
-        (n, cb) for n, cb in net.callbacks_ if n not in ("early_stopping", "valid_acc")
+        (n, cb)
+        for n, cb in net.callbacks_
+        if n not in ("early_stopping", "valid_acc", "weight_averaging")
     ]
     try:
         with warnings.catch_warnings():

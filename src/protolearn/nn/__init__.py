@@ -47,7 +47,11 @@ weights), ``batch_size`` ("auto" = min(200, n)), ``learning_rate_init``, ``max_i
 ``n_iter_no_change`` epochs and restore the best weights; without it the training
 loss is monitored the same way), ``verbose`` (skorch's epoch table, and a progress bar
 when an epoch has many batches), ``device`` and ``net_params`` (skorch keyword
-overrides).  Randomness comes only from the generators given (the head's
+overrides); optionally ``average`` (False, True or an epoch k: the weights a training
+run returns are the average of those at the end of each of its epochs from the k-th,
+by default the second half's -- stochastic weight averaging through
+``torch.optim.swa_utils.AveragedModel``, :class:`WeightAveraging`; Adam without early
+stopping only).  Randomness comes only from the generators given (the head's
 ``reset_parameters`` and the data loader's seeded ``torch.Generator``); nothing
 seeds torch's global state.  :func:`net_state` / :func:`restore_net` turn a trained
 net into plain numpy/lists and back (on the CPU when no GPU is present).
@@ -56,6 +60,7 @@ net into plain numpy/lists and back (on the CPU when no GPU is present).
 from ._engine import (
     SETTINGS,
     PrototypeNet,
+    WeightAveraging,
     fit_net,
     make_net,
     net_state,
@@ -97,6 +102,7 @@ __all__ = [
     "PrototypeLayer",
     "PrototypeNet",
     "VMFMixtureLayer",
+    "WeightAveraging",
     "adb_boundary_loss",
     "batch_pairs",
     "between_class_points",

@@ -30,6 +30,7 @@ SETTINGS = (
     "verbose",
     "device",
     "net_params",
+    "average",
 )
 
 # Progress bar when verbose and an epoch has at least this many batches.
@@ -196,6 +197,57 @@ def row_chunk_size(module, X):
     )
 
 
+def averaging_start(average, max_epochs):
+    """The epoch of a fit (1-based) from which :class:`WeightAveraging` averages,
+    for an ``average`` setting (False / None: no averaging, returns None; True: the
+    second half of ``max_epochs``; an int k >= 1: the k-th epoch)."""
+    if average is None or average is False:
+        return None
+    if average is True:
+        return int(max_epochs) // 2 + 1
+    if int(average) < 1:
+        raise ValueError(f"average must be a bool or an int >= 1; got {average!r}.")
+    return int(average)
+
+
+class WeightAveraging(Callback):
+    """Stochastic weight averaging (Izmailov et al., UAI 2018) within one fit.
+
+    From the `start`-th epoch of a training run (a skorch ``fit`` / ``partial_fit``
+    call) on, the module's parameters at the end of each epoch are averaged with
+    equal weights (``torch.optim.swa_utils.AveragedModel``); at the end of the run
+    the module's parameters are replaced by the average.  Buffers (e.g. the vMF
+    layer's EMA prototypes) keep their last values.  A run that stops before
+    `start` keeps its last weights.
+    """
+
+    def __init__(self, start):
+        self.start = start
+
+    def on_train_begin(self, net, **kwargs):
+        self.epochs_ = 0
+        self.averaged_ = None
+
+    def on_epoch_end(self, net, **kwargs):
+        from torch.optim.swa_utils import AveragedModel
+
+        self.epochs_ += 1
+        if self.epochs_ < self.start:
+            return
+        if self.averaged_ is None:  # (a copy; its first update takes the weights)
+            self.averaged_ = AveragedModel(net.module_, use_buffers=False)
+        self.averaged_.update_parameters(net.module_)
+
+    def on_train_end(self, net, **kwargs):
+        if self.averaged_ is not None:
+            with torch.no_grad():
+                for mine, avg in zip(
+                    net.module_.parameters(), self.averaged_.module.parameters()
+                ):
+                    mine.copy_(avg)
+        self.averaged_ = None  # (a module copy: not kept after the run)
+
+
 def _quiet(*args, **kwargs):
     pass
 
@@ -266,6 +318,13 @@ def make_net(module, settings, *, loss="cross_entropy", loss_params=None, seed=0
         bs = min(200, n) if s["batch_size"] == "auto" else int(s["batch_size"])
         opt_kw = {}
     es = bool(s["early_stopping"])
+    start = averaging_start(s.get("average", False), s["max_iter"])
+    if start is not None and (es or s["solver"] == "lbfgs"):
+        raise ValueError(
+            "average (weight averaging over the epochs) needs solver='adam' and "
+            "early_stopping=False: early stopping restores its best epoch's weights, "
+            "and L-BFGS iterates are not averaged."
+        )
     if validation_scoring not in ("loss", "accuracy"):
         raise ValueError(
             f"validation_scoring must be 'loss' or 'accuracy'; got {validation_scoring!r}."
@@ -298,6 +357,8 @@ def make_net(module, settings, *, loss="cross_entropy", loss_params=None, seed=0
             ),
         )
     ]
+    if start is not None:
+        callbacks.append(("weight_averaging", WeightAveraging(start)))
     batches = 1 if bs == -1 else int(np.ceil(n / max(bs, 1)))
     if s["verbose"] and batches >= _PROGRESS_BATCHES:
         callbacks.append(("progress_bar", ProgressBar()))
