@@ -40,6 +40,7 @@ CONFIGS = {
     "temperature=0.05": dict(temperature=0.05),
     "temperature=0.2": dict(temperature=0.2),
     "contrast_weight=0.5": dict(contrast_weight=0.5),
+    "average=True": dict(average=True),
 }
 
 
