@@ -112,7 +112,10 @@ class DeepGaussianPrototypeClassifier(NotaRejectionMixin, BaseDeepPrototypeClass
         "odds" needs fold heads that know at least 2 classes.
     margin_shrinkage : float, default=0.5
         "adaptive": shrink each class's margin offset from the global margin by
-        this factor, in [0, 1].
+        this factor, in [0, 1] (1 gives the "global" margin).  Per-class offsets
+        are not better everywhere: on CLINC150's open-intent protocol one margin
+        ("global") scored higher, on a synthetic set lower
+        (``benchmarks/results/margin_shrinkage.md``); choose on validation data.
     n_splits : int, default=2
         Cross-fitting folds (at least 2) ("global" / "adaptive"): each costs one extra head
         (trained on ``1 - 1/n_splits`` of the classes and of their rows).
