@@ -102,6 +102,9 @@ def test_averaging_start():
     assert averaging_start(True, 40) == 21
     assert averaging_start(True, 1) == 1
     assert averaging_start(7, 40) == 7
+    assert averaging_start(np.True_, 40) == 21
+    assert averaging_start(np.False_, 40) is None
+    assert averaging_start(np.int64(3), 40) == 3
     with pytest.raises(ValueError, match="average"):
         averaging_start(0, 40)
 

@@ -201,10 +201,10 @@ def averaging_start(average, max_epochs):
     """The epoch of a fit (1-based) from which :class:`WeightAveraging` averages,
     for an ``average`` setting (False / None: no averaging, returns None; True: the
     second half of ``max_epochs``; an int k >= 1: the k-th epoch)."""
-    if average is None or average is False:
+    if average is None:
         return None
-    if average is True:
-        return int(max_epochs) // 2 + 1
+    if isinstance(average, (bool, np.bool_)):  # (numpy's bools too: not ints here)
+        return int(max_epochs) // 2 + 1 if average else None
     if int(average) < 1:
         raise ValueError(f"average must be a bool or an int >= 1; got {average!r}.")
     return int(average)
