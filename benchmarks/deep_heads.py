@@ -274,6 +274,46 @@ def mlp_both(cache):
     return msp, energy
 
 
+def tune_table(tune, best, args):
+    """Markdown lines of the validation grid's table (and its note)."""
+    md = []
+    md.append("### Choice of the deep head's configuration (validation split)\n")
+    md.append(
+        "Open-intent on the **validation** split (20 rows per intent + 100 "
+        f"out-of-scope; one draw per ratio, seed {args.tune_seed}), every candidate "
+        "with nota='adaptive' (unless it says otherwise) and the estimator's other "
+        "defaults, at the known-intent "
+        f"ratio(s) {', '.join(f'{int(r * 100)}%' for r in args.tune_ratios)}"
+        + (
+            ""
+            if set(args.tune_ratios) >= set(RATIOS)
+            else " (a subset of the three, by --tune-ratios)"
+        )
+        + ". The configuration with the best mean macro-F1 is used on test.\n"
+    )
+    rows = []
+    for n, vals in tune.items():
+        rows.append(
+            [n]
+            + [f"{a:.1f} / {f:.1f}" for a, f, _ in vals]
+            + [
+                f"{np.mean([f for _, f, _ in vals]):.2f}",
+                "**chosen**" if n == best else "",
+            ]
+        )
+    md.append(
+        markdown_table(
+            ["configuration"]
+            + [f"{int(r * 100)}% acc / F1" for r in args.tune_ratios]
+            + ["mean F1", ""],
+            rows,
+        )
+    )
+    if any("outlier_exposure" in r[0] for r in rows):
+        md.append(OUTLIER_EXPOSURE_NOTE)
+    return md
+
+
 def run_open_intent(data, args):
     seeds = list(range(1 if args.quick else args.draws))
     grid = dict(list(DEEP_GRID.items())[:1]) if args.quick else DEEP_GRID
@@ -290,7 +330,9 @@ def run_open_intent(data, args):
         (ratio, n) for ratio in args.tune_ratios for n in grid if not args.deep_config
     ]
     out = par(
-        delayed(open_intent_draw)(data, ratio, 100, "val", {n: deep_method(grid[n])})
+        delayed(open_intent_draw)(
+            data, ratio, args.tune_seed, "val", {n: deep_method(grid[n])}
+        )
         for ratio, n in tasks
     )
     for (_, n), res in zip(tasks, out):
@@ -299,6 +341,8 @@ def run_open_intent(data, args):
         tune, key=lambda n: np.mean([f for _, f, _ in tune[n]]), default="-"
     )
     print(f"chosen on val: {best}", flush=True)
+    if args.tune_only:  # (the validation table alone, e.g. on another draw)
+        return "\n".join(tune_table(tune, best, args))
     # 2) test: every method on the same draws
     msp, energy = mlp_both({})
     nota = grid.get(best, {}).get("nota", "adaptive")
@@ -336,40 +380,7 @@ def run_open_intent(data, args):
         "per draw on this CPU (all ratios' draws; draws ran in parallel processes, one "
         "torch thread each).\n"
     )
-    md.append("### Choice of the deep head's configuration (validation split)\n")
-    md.append(
-        "Open-intent on the **validation** split (20 rows per intent + 100 "
-        "out-of-scope; one draw per ratio, seed 100), every candidate with "
-        "nota='adaptive' (unless it says otherwise) and the estimator's other "
-        "defaults, at the known-intent "
-        f"ratio(s) {', '.join(f'{int(r * 100)}%' for r in args.tune_ratios)}"
-        + (
-            ""
-            if set(args.tune_ratios) >= set(RATIOS)
-            else " (a subset of the three, by --tune-ratios)"
-        )
-        + ". The configuration with the best mean macro-F1 is used on test.\n"
-    )
-    rows = []
-    for n, vals in tune.items():
-        rows.append(
-            [n]
-            + [f"{a:.1f} / {f:.1f}" for a, f, _ in vals]
-            + [
-                f"{np.mean([f for _, f, _ in vals]):.2f}",
-                "**chosen**" if n == best else "",
-            ]
-        )
-    md.append(
-        markdown_table(
-            ["configuration"]
-            + [f"{int(r * 100)}% acc / F1" for r in args.tune_ratios]
-            + ["mean F1", ""],
-            rows,
-        )
-    )
-    if any("outlier_exposure" in r[0] for r in rows):
-        md.append(OUTLIER_EXPOSURE_NOTE)
+    md += tune_table(tune, best, args)
     md.append("\n### Test split\n")
     rows = []
     names = list(methods)
@@ -577,6 +588,14 @@ def main():
     ap.add_argument(
         "--tune-ratios", type=float, nargs="*", default=list(RATIOS),
         help="known-intent ratios of the validation runs that choose the deep head",
+    )  # fmt: skip
+    ap.add_argument(
+        "--tune-seed", type=int, default=100,
+        help="open_intent: the seed of the validation draw that chooses the deep head",
+    )  # fmt: skip
+    ap.add_argument(
+        "--tune-only", action="store_true",
+        help="open_intent: only the validation table (no test run)",
     )  # fmt: skip
     ap.add_argument("--robust", action="store_true", help="also the robust DeepCBC")
     ap.add_argument(
