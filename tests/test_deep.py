@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from _attacks import line_search, pgd_search
+from sklearn.base import clone
 from sklearn.datasets import load_wine
 from sklearn.model_selection import GridSearchCV
 from sklearn.preprocessing import StandardScaler
@@ -202,7 +203,11 @@ def test_odds_score_rejects_below_its_margin(wine):
         outlier_exposure=0.0,
         **FAST,
     )
-    with pytest.raises(ValueError, match="no fold"):  # 1-class fold heads only
+    # two classes cannot be cross-fitted: two folds leave 1-class fold heads only,
+    # three leave one fold knowing both classes but no pseudo-unknown to score
+    with pytest.raises(ValueError, match="no fold"):
+        clone(clf).set_params(n_splits=2).fit(X[known], y[known])
+    with pytest.raises(ValueError, match="needs negatives"):
         clf.fit(X[known], y[known])
     clf.fit(np.vstack([X[known], X[~known][:20]]), np.r_[y[known], [-1] * 20])
     a, odds = class_odds(clf.decision_function(X)[:, None] * [-0.5, 0.5])
