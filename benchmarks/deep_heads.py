@@ -316,6 +316,74 @@ def tune_table(tune, best, args):
     return md
 
 
+def test_table(runs, names):
+    """The test split's table: mean ± std accuracy and macro-F1 per ratio and the
+    mean fit time of each method in `names`, then the published rows."""
+    rows = []
+    for n in names:
+        row = [n]
+        for ratio in RATIOS:
+            v = np.array(runs[(n, ratio)])
+            row += [
+                f"{v[:, 0].mean():.2f} ± {v[:, 0].std():.2f}",
+                f"{v[:, 1].mean():.2f} ± {v[:, 1].std():.2f}",
+            ]
+        fit = np.mean([np.mean(np.array(runs[(n, r)])[:, 2]) for r in RATIOS])
+        row.append(f"{fit:.1f}")
+        rows.append(row)
+    for n, d in PUBLISHED.items():
+        row = [n]
+        for ratio in RATIOS:
+            row += [f"{d[ratio][0]:.2f}", f"{d[ratio][1]:.2f}"]
+        rows.append(row + ["—"])
+    header = ["method"]
+    for r in RATIOS:
+        header += [f"{int(r * 100)}% acc", f"{int(r * 100)}% F1"]
+    return markdown_table(header + ["fit s"], rows)
+
+
+def targets_table(runs, deep):
+    """The issue's targets per ratio: the `deep` row's macro-F1 against the best of
+    LogisticRegression + MSP and ADB, its accuracy against LogisticRegression's."""
+    lr = "LogisticRegression + MSP (threshold 0.5)"
+    rows = []
+    for ratio in RATIOS:
+        d = np.array(runs[(deep, ratio)])[:, :2].mean(0)
+        lv = np.array(runs[(lr, ratio)])[:, :2].mean(0)
+        adb = PUBLISHED["ADB (published, fine-tuned BERT)"][ratio]
+        f_target = max(lv[1], adb[1])
+        rows.append(
+            [
+                f"{int(ratio * 100)}%",
+                f"{d[1]:.2f}",
+                f"{f_target:.2f}",
+                "met" if d[1] >= f_target else "**not met**",
+                f"{d[0]:.2f}",
+                f"{lv[0]:.2f}",
+                "met" if d[0] >= lv[0] else "**not met**",
+            ]
+        )
+    return markdown_table(
+        ["known", "deep F1", "F1 target", "F1", "deep acc", "acc target", "acc"], rows
+    )
+
+
+LATER_PUBLISHED = (
+    "\nLater published methods (not targets; both fine-tune the encoder, "
+    "where every model above sees frozen embeddings):\n\n"
+    "- Metric learning + adaptive decision boundary (Lorenc, Gargiani, Pichl, "
+    'Konrád, Marek, Kobza, Šedivý, "Metric Learning and Adaptive Boundary for '
+    'Out-of-Domain Detection", arXiv:2204.10849, 2022), on OOS (CLINC150) at '
+    "25 / 50 / 75 % known: accuracy 91.81 / 88.81 / 88.54, macro-F1 85.9 / 89.19 "
+    "/ 92.21 (as listed by Papers with Code; the paper's own table was not read).\n"
+    "- EliDecide (Zou, Zhang, Xu, Li, Xiao, "
+    '"Ellipsoid-Based Decision Boundaries for Open Intent Classification", '
+    "arXiv:2511.16685, 2025; code thuiar/MIntOOD) reports state of the art on "
+    "OOS (CLINC150) at these ratios with a fine-tuned BERT; its table could not "
+    "be retrieved, so its numbers are not listed here.\n"
+)
+
+
 def run_open_intent(data, args):
     seeds = list(range(1 if args.quick else args.draws))
     grid = dict(list(DEEP_GRID.items())[:1]) if args.quick else DEEP_GRID
@@ -384,71 +452,13 @@ def run_open_intent(data, args):
     )
     md += tune_table(tune, best, args)
     md.append("\n### Test split\n")
-    rows = []
     names = list(methods)
-    for n in names:
-        row = [n]
-        for ratio in RATIOS:
-            v = np.array(runs[(n, ratio)])
-            row += [
-                f"{v[:, 0].mean():.2f} ± {v[:, 0].std():.2f}",
-                f"{v[:, 1].mean():.2f} ± {v[:, 1].std():.2f}",
-            ]
-        fit = np.mean([np.mean(np.array(runs[(n, r)])[:, 2]) for r in RATIOS])
-        row.append(f"{fit:.1f}")
-        rows.append(row)
-    for n, d in PUBLISHED.items():
-        row = [n]
-        for ratio in RATIOS:
-            row += [f"{d[ratio][0]:.2f}", f"{d[ratio][1]:.2f}"]
-        rows.append(row + ["—"])
-    header = ["method"]
-    for r in RATIOS:
-        header += [f"{int(r * 100)}% acc", f"{int(r * 100)}% F1"]
-    md.append(markdown_table(header + ["fit s"], rows))
+    md.append(test_table(runs, names))
     if args.methods:  # (a partial re-run: no targets)
         return "\n".join(md)
-    # targets
-    deep = names[0]
-    lr = "LogisticRegression + MSP (threshold 0.5)"
     md.append("\n### Targets (macro-F1 >= max(LR-MSP, ADB); accuracy >= LR-MSP)\n")
-    rows = []
-    for ratio in RATIOS:
-        d = np.array(runs[(deep, ratio)])[:, :2].mean(0)
-        lv = np.array(runs[(lr, ratio)])[:, :2].mean(0)
-        adb = PUBLISHED["ADB (published, fine-tuned BERT)"][ratio]
-        f_target = max(lv[1], adb[1])
-        rows.append(
-            [
-                f"{int(ratio * 100)}%",
-                f"{d[1]:.2f}",
-                f"{f_target:.2f}",
-                "met" if d[1] >= f_target else "**not met**",
-                f"{d[0]:.2f}",
-                f"{lv[0]:.2f}",
-                "met" if d[0] >= lv[0] else "**not met**",
-            ]
-        )
-    md.append(
-        markdown_table(
-            ["known", "deep F1", "F1 target", "F1", "deep acc", "acc target", "acc"],
-            rows,
-        )
-    )
-    md.append(
-        "\nLater published methods (not targets; both fine-tune the encoder, "
-        "where every model above sees frozen embeddings):\n\n"
-        "- Metric learning + adaptive decision boundary (Lorenc, Gargiani, Pichl, "
-        'Konrád, Marek, Kobza, Šedivý, "Metric Learning and Adaptive Boundary for '
-        'Out-of-Domain Detection", arXiv:2204.10849, 2022), on OOS (CLINC150) at '
-        "25 / 50 / 75 % known: accuracy 91.81 / 88.81 / 88.54, macro-F1 85.9 / 89.19 "
-        "/ 92.21 (as listed by Papers with Code; the paper's own table was not read).\n"
-        "- EliDecide (Zou, Zhang, Xu, Li, Xiao, "
-        '"Ellipsoid-Based Decision Boundaries for Open Intent Classification", '
-        "arXiv:2511.16685, 2025; code thuiar/MIntOOD) reports state of the art on "
-        "OOS (CLINC150) at these ratios with a fine-tuned BERT; its table could not "
-        "be retrieved, so its numbers are not listed here.\n"
-    )
+    md.append(targets_table(runs, names[0]))
+    md.append(LATER_PUBLISHED)
     return "\n".join(md)
 
 
