@@ -102,8 +102,6 @@ OPTIONS = {
         "(this table is the evidence for the default beyond CLINC150).",
     ),
 }
-OPTION = "outlier_exposure"
-VALUES = OPTIONS[OPTION][:2]
 
 
 def split(X, y, seed):
@@ -131,9 +129,9 @@ def synthetic():
     )
 
 
-def open_set(X, y, n_known, draws):
-    """Rows of (value, macro-F1, AUROC of the log-odds, AUROC of score_samples) per
-    draw."""
+def open_set(option, X, y, n_known, draws):
+    """Rows of (value of `option`, macro-F1, AUROC of the log-odds, AUROC of
+    score_samples) per draw."""
     n_classes = np.unique(y).size
     out = []
     for seed in range(draws):
@@ -141,9 +139,9 @@ def open_set(X, y, n_known, draws):
         Xtr, Xte, ytr, yte = split(X, y, seed)
         m = np.isin(ytr, known)
         y_open = np.where(np.isin(yte, known), yte, -1)
-        for w in VALUES:
+        for w in OPTIONS[option][:2]:
             clf = DeepGaussianPrototypeClassifier(
-                nota="adaptive", random_state=0, **{OPTION: w}
+                nota="adaptive", random_state=0, **{option: w}
             ).fit(Xtr[m], ytr[m])
             f1 = open_set_report(y_open, clf.predict(Xte)).macro_f1
             # (the log-odds of the head's class log-probabilities: its NOTA score)
@@ -161,8 +159,8 @@ def open_set(X, y, n_known, draws):
     return out
 
 
-def few_classes(X, y, n_known, draws):
-    """Rows of (weight, nota, macro-F1) per draw."""
+def few_classes(option, X, y, n_known, draws):
+    """Rows of (value of `option`, nota, macro-F1) per draw."""
     out = []
     for seed in range(draws):
         perm = np.random.default_rng(seed).permutation(np.unique(y).size)
@@ -174,10 +172,10 @@ def few_classes(X, y, n_known, draws):
         yf = np.r_[ytr[m], [-1] * negatives.size]
         te = yte != neg
         y_open = np.where(np.isin(yte[te], known), yte[te], -1)
-        for w in VALUES:
+        for w in OPTIONS[option][:2]:
             for nota in ("global", "adaptive"):
                 clf = DeepGaussianPrototypeClassifier(
-                    nota=nota, random_state=0, **{OPTION: w}
+                    nota=nota, random_state=0, **{option: w}
                 ).fit(Xf, yf)
                 out.append(
                     (w, nota, open_set_report(y_open, clf.predict(Xte[te])).macro_f1)
@@ -185,38 +183,45 @@ def few_classes(X, y, n_known, draws):
     return out
 
 
-def closed_set(X, y, splits, estimator=DeepGaussianPrototypeClassifier, **params):
+def closed_set(
+    option, X, y, splits, estimator=DeepGaussianPrototypeClassifier, **params
+):
     out = []
     for seed in range(splits):
         Xtr, Xte, ytr, yte = split(X, y, seed)
-        for w in VALUES:
-            clf = estimator(random_state=0, **{OPTION: w}, **params)
+        for w in OPTIONS[option][:2]:
+            clf = estimator(random_state=0, **{option: w}, **params)
             out.append((w, clf.fit(Xtr, ytr).score(Xte, yte)))
     return out
 
 
-def closed_set_rows(digits):
+def closed_set_rows(option, digits):
     rows = []
     for name, loader in (
         ("digits", load_digits),
         ("wine", load_wine),
         ("breast cancer", load_breast_cancer),
     ):
-        res = closed_set(*loader(return_X_y=True), splits=3)
-        rows.append([f"{name}, closed set", "accuracy", *summary(res, 1)])
+        res = closed_set(option, *loader(return_X_y=True), splits=3)
+        rows.append([f"{name}, closed set", "accuracy", *summary(option, res, 1)])
     # a narrow learned space (the demo's head): the term competes with separation
     narrow = dict(hidden_layer_sizes=(32,), max_iter=15, learning_rate_init=0.02)
-    res = closed_set(*digits, splits=3, **narrow)
+    res = closed_set(option, *digits, splits=3, **narrow)
     rows.append(
-        ["digits, closed set, (32,) head, 15 epochs", "accuracy", *summary(res, 1)]
+        [
+            "digits, closed set, (32,) head, 15 epochs",
+            "accuracy",
+            *summary(option, res, 1),
+        ]
     )
     return rows
 
 
-def summary(rows, col):
+def summary(option, rows, col):
     """'mean(off) -> mean(on) (on better in k of n)' of column `col`."""
-    off = np.array([r[col] for r in rows if r[0] == VALUES[0]])
-    on = np.array([r[col] for r in rows if r[0] == VALUES[1]])
+    off_value, on_value = OPTIONS[option][:2]
+    off = np.array([r[col] for r in rows if r[0] == off_value])
+    on = np.array([r[col] for r in rows if r[0] == on_value])
     return (
         f"{off.mean():.3f}",
         f"{on.mean():.3f}",
@@ -225,12 +230,10 @@ def summary(rows, col):
 
 
 def main():
-    global OPTION, VALUES
     ap = argparse.ArgumentParser()
     ap.add_argument("--option", choices=list(OPTIONS), default="outlier_exposure")
-    OPTION = ap.parse_args().option
-    off, on, out, title, chosen = OPTIONS[OPTION]
-    VALUES = (off, on)
+    option = ap.parse_args().option
+    off, on, out, title, chosen = OPTIONS[option]
     warnings.simplefilter("ignore")
     t0 = time.perf_counter()
     digits = load_digits(return_X_y=True)
@@ -240,40 +243,50 @@ def main():
     # margin_shrinkage values -- so they report the AUROC of score_samples instead)
     auroc = (
         (3, "AUROC of score_samples")
-        if OPTION in ("margin_shrinkage", "n_splits")
+        if option in ("margin_shrinkage", "n_splits")
         else (2, "AUROC")
     )
     for n_known in (5, 7):
-        res = open_set(*digits, n_known, draws=3)
-        rows.append([f"digits, {n_known} of 10 known", "macro-F1", *summary(res, 1)])
+        res = open_set(option, *digits, n_known, draws=3)
         rows.append(
-            [f"digits, {n_known} of 10 known", auroc[1], *summary(res, auroc[0])]
+            [f"digits, {n_known} of 10 known", "macro-F1", *summary(option, res, 1)]
         )
-    res = open_set(*synth, 5, draws=4)
-    rows.append(["synthetic, 5 of 8 known", "macro-F1", *summary(res, 1)])
-    rows.append(["synthetic, 5 of 8 known", auroc[1], *summary(res, auroc[0])])
+        rows.append(
+            [
+                f"digits, {n_known} of 10 known",
+                auroc[1],
+                *summary(option, res, auroc[0]),
+            ]
+        )
+    res = open_set(option, *synth, 5, draws=4)
+    rows.append(["synthetic, 5 of 8 known", "macro-F1", *summary(option, res, 1)])
+    rows.append(["synthetic, 5 of 8 known", auroc[1], *summary(option, res, auroc[0])])
     for n_known in (2, 3):
-        res = few_classes(*digits, n_known, draws=3)
+        res = few_classes(option, *digits, n_known, draws=3)
         rows.append(
             [f"digits, {n_known} known + 20 negatives", "macro-F1 (global, adaptive)"]
-            + list(summary([(w, f) for w, _, f in res], 1))
+            + list(summary(option, [(w, f) for w, _, f in res], 1))
         )
-    if OPTION not in ("margin_shrinkage", "n_splits"):  # (rejection only)
-        rows += closed_set_rows(digits)
-    if OPTION == "average":
+    if option not in ("margin_shrinkage", "n_splits"):  # (rejection only)
+        rows += closed_set_rows(option, digits)
+    if option == "average":
         for name, (X, y) in (
             ("digits", digits),
             ("wine", load_wine(return_X_y=True)),
             ("breast cancer", load_breast_cancer(return_X_y=True)),
             ("synthetic", synth),
         ):
-            res = closed_set(X, y, splits=3, estimator=DeepCBCClassifier)
+            res = closed_set(option, X, y, splits=3, estimator=DeepCBCClassifier)
             rows.append(
-                [f"{name}, closed set, DeepCBCClassifier", "accuracy", *summary(res, 1)]
+                [
+                    f"{name}, closed set, DeepCBCClassifier",
+                    "accuracy",
+                    *summary(option, res, 1),
+                ]
             )
     text = [
         f"# {title}\n",
-        f"Generated by `benchmarks/deep_options.py --option {OPTION}` "
+        f"Generated by `benchmarks/deep_options.py --option {option}` "
         f"(protocols in its docstring) on {git_revision()}; {machine_line()}; "
         f"{time.perf_counter() - t0:.0f} s. {chosen} Each row compares the same "
         "draws and splits with the option off and on.\n",
