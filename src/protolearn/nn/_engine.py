@@ -13,6 +13,7 @@ from skorch import NeuralNet
 from skorch.callbacks import Callback, EarlyStopping, EpochScoring, ProgressBar
 from skorch.dataset import ValidSplit, unpack_data
 from skorch.history import History
+from torch.optim.swa_utils import AveragedModel
 
 from ..utils._sklearn_compat import get_chunk_n_rows
 from ._losses import HeadLoss
@@ -229,8 +230,6 @@ class WeightAveraging(Callback):
         self.averaged_ = None
 
     def on_epoch_end(self, net, **kwargs):
-        from torch.optim.swa_utils import AveragedModel
-
         self.epochs_ += 1
         if self.epochs_ < self.start:
             return
